@@ -1,0 +1,251 @@
+"""Spiking neurons over multi-step tensors ``[T, B, ...]`` (DESIGN.md, Neurons).
+
+Per timestep t and neuron::
+
+    v[t] = beta * v[t-1] + x[t]           charge (IF: beta = 1; LIF: 0 < beta <= 1)
+    v[t] = Q_state(v[t])                  optional fixed-point membrane (state_bits)
+    s[t] = H(v[t] - theta)                Heaviside forward, surrogate gradient backward
+    signed IF: s[t] = -1 where s[t] = 0, v[t] <= -eps and the net spike count so far is > 0
+    v[t] = v[t] - s[t] * theta            reset by subtraction (or v[t] = 0 where s[t] != 0)
+    out[t] = theta * s[t]                 spikes carry the threshold
+
+``v[0]`` is 0 (``v_init="zero"``, a truncating neuron) or ``theta/2`` (``"half"``, a rounding neuron).
+With constant input x, ``v_init="half"`` and reset by subtraction, the mean of ``out[1..T]`` equals
+``(theta/T) * clip(floor(T*x/theta + 1/2), 0, T)`` (`qnoise.quant.nearest_levels`). State is reset at every
+call: nothing carries over between batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .quant.state import quantize_membrane
+from .quant.uniform import check_rounding
+from .surrogate import SURROGATES, spike
+
+V_INITS = ("zero", "half")
+RESETS = ("subtract", "zero")
+THRESHOLD_FLOOR = 1e-3
+SIGNED_EPS = 1e-6  # relative to theta: a negative spike needs v <= -SIGNED_EPS * theta
+
+
+@dataclass(frozen=True)
+class NeuronTrace:
+    """What a neuron layer did over T steps: all ``[T, B, ...]``.
+
+    ``out = theta * spikes``; ``membrane`` is v after charging (and state quantization), before reset;
+    ``spikes`` is in {0, 1} or, for signed neurons, {-1, 0, 1}.
+    """
+
+    out: torch.Tensor
+    membrane: torch.Tensor
+    spikes: torch.Tensor
+
+
+def neuron_multistep(
+    x: torch.Tensor,
+    theta: torch.Tensor,
+    beta: torch.Tensor | float = 1.0,
+    v_init: str = "zero",
+    reset: str = "subtract",
+    signed: bool = False,
+    surrogate: str = "atan",
+    state_bits: int | None = None,
+    state_rounding: str = "nearest",
+    record: bool = False,
+) -> torch.Tensor | NeuronTrace:
+    """Run IF/LIF dynamics over ``x`` of shape ``[T, B, ...]``; ``theta`` broadcasts against ``x[t]``.
+
+    Returns ``out`` (``[T, B, ...]``), or a `NeuronTrace` when ``record`` is True.
+    """
+    if v_init == "zero":
+        v = torch.zeros_like(x[0])
+    elif v_init == "half":
+        v = (theta / 2).expand_as(x[0]).clone() if torch.is_tensor(theta) else torch.full_like(x[0], theta / 2)
+    else:
+        raise ValueError(f"v_init={v_init!r} is not one of {V_INITS}")
+    if reset not in RESETS:
+        raise ValueError(f"reset={reset!r} is not one of {RESETS}")
+    leaky = not (isinstance(beta, float) and beta == 1.0)
+    count = torch.zeros_like(x[0]) if signed else None
+    outs, membranes, spikes = [], [], []
+    for t in range(x.shape[0]):
+        v = beta * v + x[t] if leaky else v + x[t]
+        if state_bits is not None:
+            v = quantize_membrane(v, theta, state_bits, state_rounding)
+        s = spike(v - theta, surrogate)
+        if signed:
+            allowed = (count > 0).to(x.dtype)
+            s = s - spike(-v - SIGNED_EPS * theta, surrogate) * allowed
+            count = count + s.detach()
+        if record:
+            membranes.append(v)
+            spikes.append(s)
+        v = v - s * theta if reset == "subtract" else v * (1 - s.abs())
+        outs.append(theta * s)
+    out = torch.stack(outs)
+    if record:
+        return NeuronTrace(out=out, membrane=torch.stack(membranes), spikes=torch.stack(spikes))
+    return out
+
+
+class IF(nn.Module):
+    """Integrate-and-fire neuron layer with optional trainable threshold and fixed-point membrane.
+
+    Args:
+        threshold: initial threshold theta (> 0).
+        v_init: ``"zero"`` (truncating) or ``"half"`` (``v[0] = theta/2``, rounding).
+        reset: ``"subtract"`` (v -= theta * s) or ``"zero"``.
+        signed: emit negative spikes to undo earlier positive ones (Fast-SNN signed IF).
+        learn_threshold: make theta a parameter; its gradient flows through firing, reset and output.
+            The effective threshold is ``max(theta, 1e-3)`` with a straight-through gradient, so it stays
+            positive without freezing.
+        per_channel: one threshold per channel (dimension 2 of ``[T, B, C, ...]``); needs ``channels``.
+        surrogate: ``"atan"``, ``"sigmoid"`` or ``"rectangle"``.
+        state_bits: quantize the membrane to this many bits every step (`qnoise.quant.quantize_membrane`).
+        state_rounding: rounding of the membrane quantizer.
+    """
+
+    beta_value: float = 1.0
+
+    def __init__(
+        self,
+        threshold: float = 1.0,
+        v_init: Literal["zero", "half"] = "zero",
+        reset: Literal["subtract", "zero"] = "subtract",
+        signed: bool = False,
+        learn_threshold: bool = False,
+        per_channel: bool = False,
+        channels: int | None = None,
+        surrogate: Literal["atan", "sigmoid", "rectangle"] = "atan",
+        state_bits: int | None = None,
+        state_rounding: str = "nearest",
+    ) -> None:
+        super().__init__()
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold}")
+        if v_init not in V_INITS:
+            raise ValueError(f"v_init={v_init!r} is not one of {V_INITS}")
+        if reset not in RESETS:
+            raise ValueError(f"reset={reset!r} is not one of {RESETS}")
+        if surrogate not in SURROGATES:
+            raise ValueError(f"surrogate={surrogate!r} is not one of {SURROGATES}")
+        if per_channel and not (isinstance(channels, int) and channels > 0):
+            raise ValueError(f"per_channel=True needs channels=<positive int>, got channels={channels!r}")
+        if state_bits is not None and not (isinstance(state_bits, int) and 2 <= state_bits <= 32):
+            raise ValueError(f"state_bits must be an int in 2..32 or None, got {state_bits!r}")
+        check_rounding(state_rounding)
+        self.v_init, self.reset, self.signed = v_init, reset, signed
+        self.surrogate, self.per_channel = surrogate, per_channel
+        self.state_bits, self.state_rounding = state_bits, state_rounding
+        value = torch.full((channels,) if per_channel else (), float(threshold))
+        if learn_threshold:
+            self.raw_threshold = nn.Parameter(value)
+        else:
+            self.register_buffer("raw_threshold", value)
+
+    @property
+    def learn_threshold(self) -> bool:
+        return isinstance(self.raw_threshold, nn.Parameter)
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        """Effective threshold ``max(raw, 1e-3)``: a scalar, or ``[C]`` per channel."""
+        raw = self.raw_threshold
+        return raw + (raw.clamp_min(THRESHOLD_FLOOR) - raw).detach()
+
+    @torch.no_grad()
+    def set_threshold(self, value: float | torch.Tensor) -> None:
+        """Overwrite the threshold (a scalar, or ``[C]`` for per-channel neurons)."""
+        value = torch.as_tensor(value, dtype=self.raw_threshold.dtype)
+        if bool((value <= 0).any()):
+            raise ValueError(f"threshold must be > 0, got {value.tolist()}")
+        self.raw_threshold.copy_(value.expand_as(self.raw_threshold))
+
+    @property
+    def beta(self) -> torch.Tensor | float:
+        return self.beta_value
+
+    def broadcast_threshold(self, x: torch.Tensor) -> torch.Tensor:
+        """Threshold shaped to broadcast against one timestep ``x[t]`` of ``[T, B, C, ...]``."""
+        theta = self.threshold
+        if not self.per_channel:
+            return theta
+        if x.dim() < 3 or x.shape[2] != theta.numel():
+            raise ValueError(
+                f"{type(self).__name__} has {theta.numel()} per-channel thresholds but its input has shape "
+                f"{tuple(x.shape)}; expected [T, B, {theta.numel()}, ...]"
+            )
+        return theta.view(-1, *([1] * (x.dim() - 3)))
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() < 3:
+            raise ValueError(
+                f"{type(self).__name__} expects a multi-step tensor [T, B, ...] with at least 3 dimensions, "
+                f"got shape {tuple(x.shape)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return neuron_multistep(x, self.broadcast_threshold(x), self.beta, self.v_init, self.reset,
+                                self.signed, self.surrogate, self.state_bits, self.state_rounding)
+
+    def trace(self, x: torch.Tensor) -> NeuronTrace:
+        """Run the dynamics on ``x`` and return output, membrane (after charge) and spikes."""
+        self._check_input(x)
+        return neuron_multistep(x, self.broadcast_threshold(x), self.beta, self.v_init, self.reset,
+                                self.signed, self.surrogate, self.state_bits, self.state_rounding, record=True)
+
+    def extra_repr(self) -> str:
+        theta = self.threshold.detach()
+        th = f"{float(theta):.4g}" if theta.dim() == 0 else f"[{theta.numel()} channels]"
+        parts = [f"threshold={th}", f"v_init={self.v_init}", f"reset={self.reset}"]
+        if self.signed:
+            parts.append("signed=True")
+        if self.learn_threshold:
+            parts.append("learn_threshold=True")
+        if self.state_bits is not None:
+            parts.append(f"state_bits={self.state_bits}, state_rounding={self.state_rounding}")
+        return ", ".join(parts)
+
+
+class LIF(IF):
+    """Leaky integrate-and-fire: ``v[t] = beta * v[t-1] + x[t]``; other options as `IF`."""
+
+    def __init__(self, beta: float = 0.9, learn_beta: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < beta <= 1.0:
+            raise ValueError(f"LIF beta must be in (0, 1], got {beta}")
+        b = torch.tensor(float(beta))
+        if learn_beta:
+            self.raw_beta = nn.Parameter(b)
+        else:
+            self.register_buffer("raw_beta", b)
+
+    @property
+    def beta(self) -> torch.Tensor:
+        return self.raw_beta.clamp(0.0, 1.0)
+
+    def extra_repr(self) -> str:
+        return f"beta={float(self.beta):.4g}, " + super().extra_repr()
+
+
+class ClampActivation(nn.Module):
+    """ANN twin of a spiking neuron: ``a(z) = clamp(z, 0, theta)`` with the neuron's threshold."""
+
+    def __init__(self, neuron: IF) -> None:
+        super().__init__()
+        self.neuron = neuron
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        theta = self.neuron.broadcast_threshold(z) if self.neuron.per_channel else self.neuron.threshold
+        return torch.minimum(z.clamp_min(0.0), theta)
+
+
+def spiking_neurons(model: nn.Module) -> list[tuple[str, IF]]:
+    """All qnoise neuron layers of ``model`` in definition order, with qualified names."""
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, IF)]
