@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .quant.state import quantize_membrane
-from .quant.uniform import check_rounding
+from .quant.uniform import check_rounding, straight_through
 from .surrogate import SURROGATES, spike
 
 V_INITS = ("zero", "half")
@@ -156,7 +156,7 @@ class IF(nn.Module):
     def threshold(self) -> torch.Tensor:
         """Effective threshold ``max(raw, 1e-3)``: a scalar, or ``[C]`` per channel."""
         raw = self.raw_threshold
-        return raw + (raw.clamp_min(THRESHOLD_FLOOR) - raw).detach()
+        return straight_through(raw.clamp_min(THRESHOLD_FLOOR), raw)
 
     @torch.no_grad()
     def set_threshold(self, value: float | torch.Tensor) -> None:

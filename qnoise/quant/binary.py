@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from .uniform import straight_through
+
 
 def _scale_dims(x: torch.Tensor, axis: int | None) -> tuple[int, ...] | None:
     if axis is None:
@@ -31,7 +33,7 @@ def binarize(x: torch.Tensor, scale: torch.Tensor | float | None = None, axis: i
     with torch.no_grad():
         a = _mean(x.abs(), axis) if scale is None else torch.as_tensor(scale, dtype=x.dtype, device=x.device)
         y = torch.where(x >= 0, a, -a)
-    return x + (y - x).detach()
+    return straight_through(y, x)
 
 
 def ternarize(
@@ -54,4 +56,4 @@ def ternarize(
         else:
             a = torch.as_tensor(scale, dtype=x.dtype, device=x.device)
         y = a * torch.sign(x) * keep
-    return x + (y - x).detach()
+    return straight_through(y, x)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .uniform import straight_through
+
 
 def learnable_clip(x: torch.Tensor, alpha: torch.Tensor, bits: int | None) -> torch.Tensor:
     """Functional form of `LearnableClip` (see the module docstring)."""
@@ -21,7 +23,7 @@ def learnable_clip(x: torch.Tensor, alpha: torch.Tensor, bits: int | None) -> to
     if bits is None:
         return alpha * u
     n = 2**bits - 1
-    q = u + (torch.floor(u * n + 0.5) / n - u).detach()
+    q = straight_through(torch.floor(u * n + 0.5) / n, u)
     return alpha * q
 
 

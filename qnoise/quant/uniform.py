@@ -81,14 +81,21 @@ def maxabs_scale(x: torch.Tensor, bits: int, signed: bool = True, axis: int | No
 def round_levels(
     u: torch.Tensor, rounding: str, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Round real-valued level indices ``u = x/Δ`` to integers with the given rounding mode."""
+    """Round real-valued level indices ``u = x/Δ`` to integers with the given rounding mode.
+
+    Indices within a few float ulps of an integer are snapped to it first: a value already on the grid,
+    such as ``7 * Δ``, may divide back to ``6.9999995`` and must not fall a level under truncation.
+    """
     if rounding == "nearest":
         return torch.round(u)
+    nearest = torch.round(u)
+    tol = 8 * torch.finfo(u.dtype).eps * nearest.abs().clamp_min(1.0)
+    u = torch.where((u - nearest).abs() <= tol, nearest, u)
     if rounding == "truncate":
         return torch.floor(u)
     if rounding == "stochastic":
         noise = torch.rand(u.shape, generator=generator, dtype=u.dtype, device=u.device)
-        return torch.floor(u + noise)
+        return torch.where(u == nearest, nearest, torch.floor(u + noise))
     raise ValueError(f"rounding={rounding!r} is not one of {ROUNDINGS}")
 
 
@@ -141,13 +148,21 @@ def quantize(
     zero_point = zero_point.to(dtype=x.dtype, device=x.device)
     low = (qmin - zero_point) * step
     high = (qmax - zero_point) * step
-    clipped = torch.minimum(torch.maximum(x, low), high)
+    clipped = torch.clamp(x, low, high)
     with torch.no_grad():
         q = round_levels(clipped / step, rounding, generator) + zero_point
         q = q.clamp(qmin, qmax)
         y = (q - zero_point) * step
-    # straight-through: value y, gradient of `clipped` (identity inside the range, zero outside)
-    return clipped + (y - clipped).detach()
+    return straight_through(y, clipped)
+
+
+def straight_through(value: torch.Tensor, grad_of: torch.Tensor) -> torch.Tensor:
+    """``value`` exactly, with the gradient of ``grad_of``: ``value + (g - g.detach())``.
+
+    (The common ``g + (value - g).detach()`` is off by float rounding, so quantized values would leave
+    their grid.)
+    """
+    return value.detach() + (grad_of - grad_of.detach())
 
 
 def nearest_levels(x: torch.Tensor, levels: int, high: torch.Tensor | float) -> torch.Tensor:

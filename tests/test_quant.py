@@ -1,0 +1,320 @@
+"""Properties of the quantizers (qnoise.quant): levels, idempotence, error bounds, bias, gradients."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import hypothesis.strategies as st
+import pytest
+import torch
+from hypothesis import given
+from torch import nn
+
+from qnoise.quant import (
+    LearnableClip,
+    SigmoidSumQuantizer,
+    binarize,
+    data_levels,
+    integer_range,
+    linear_temperature,
+    nearest_levels,
+    quantize,
+    quantize_membrane,
+    quantize_threshold,
+    quantize_weights,
+    remove_weight_quantization,
+    set_temperature,
+    ternarize,
+    weight_quantizers,
+)
+from qnoise.quant.weights import float_weight
+
+floats = st.floats(-50, 50, allow_nan=False, width=32)
+tensors = st.lists(floats, min_size=1, max_size=64).map(lambda v: torch.tensor(v))
+bits_signed = st.integers(2, 8)
+roundings = st.sampled_from(["nearest", "truncate", "stochastic"])
+
+
+@given(tensors, bits_signed, roundings, st.booleans())
+def test_at_most_2_pow_b_levels_on_the_grid(x, bits, rounding, signed):
+    y = quantize(x, bits, rounding, signed=signed)
+    assert y.unique().numel() <= 2**bits
+    step = x.abs().max().clamp_min(1e-12) / integer_range(bits, signed)[1]
+    q = y / step
+    assert torch.allclose(q, q.round(), atol=1e-3)
+    qmin, qmax = integer_range(bits, signed)
+    assert q.min() >= qmin - 1e-3 and q.max() <= qmax + 1e-3
+
+
+@given(tensors, bits_signed, roundings)
+def test_idempotent_with_a_fixed_scale(x, bits, rounding):
+    scale = float(x.abs().max().clamp_min(1e-3)) / (2 ** (bits - 1) - 1)
+    y = quantize(x, bits, "nearest", scale=scale)
+    assert torch.equal(quantize(y, bits, rounding, scale=scale), y)
+
+
+@given(tensors, bits_signed)
+def test_nearest_error_at_most_half_a_step_inside_the_range(x, bits):
+    y = quantize(x, bits, "nearest")
+    step = float(x.abs().max().clamp_min(1e-12)) / (2 ** (bits - 1) - 1)
+    assert float((y - x).abs().max()) <= step / 2 * (1 + 1e-5) + 1e-9
+
+
+@given(tensors, bits_signed)
+def test_truncation_never_rounds_up(x, bits):
+    scale = float(x.abs().max().clamp_min(1e-3)) / (2 ** (bits - 1) - 1)
+    y = quantize(x, bits, "truncate", scale=scale)
+    low = integer_range(bits, True)[0] * scale
+    inside = x >= low
+    assert bool((y[inside] <= x[inside] + 1e-6 * scale).all())
+    assert bool((x[inside] - y[inside] < scale * (1 + 1e-5)).all())
+
+
+def test_saturates_outside_the_range():
+    y = quantize(torch.tensor([-10.0, 10.0]), 3, scale=0.5)
+    assert y.tolist() == [-2.0, 1.5]  # 3-bit signed: levels -4..3 times 0.5
+
+
+@given(st.floats(-7.9, 6.9), st.sampled_from([0.25, 0.5, 1.0]))
+def test_stochastic_rounding_is_unbiased(level, step):
+    """Mean of n samples is within 5 standard errors of the input (p ~ 6e-7 of a false alarm)."""
+    value = level * step  # inside the 4-bit range [-8, 7] steps
+    n = 20000
+    x = torch.full((n,), value, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    y = quantize(x, 4, "stochastic", scale=step, generator=gen)
+    frac = value / step - math.floor(value / step)
+    sd = step * math.sqrt(frac * (1 - frac) / n)
+    assert abs(float(y.mean()) - value) <= 5 * sd + 1e-9
+    assert set(torch.unique(y).tolist()) <= {math.floor(value / step) * step, (math.floor(value / step) + 1) * step}
+
+
+def test_stochastic_rounding_is_reproducible_with_a_generator():
+    x = torch.randn(1000)
+    a = quantize(x, 4, "stochastic", generator=torch.Generator().manual_seed(3))
+    b = quantize(x, 4, "stochastic", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+
+
+def test_per_channel_scale_uses_each_channels_max():
+    w = torch.stack([torch.linspace(-1, 1, 9), torch.linspace(-100, 100, 9)])
+    y = quantize(w, 3, axis=0)
+    assert torch.allclose(y[0].abs().max(), torch.tensor(1.0))
+    assert torch.allclose(y[1].abs().max(), torch.tensor(100.0))
+    assert torch.equal(quantize(w[0], 3), y[0])
+
+
+@given(tensors, st.integers(2, 8))
+def test_asymmetric_covers_min_and_max(x, bits):
+    y = quantize(x, bits, asymmetric=True)
+    assert y.unique().numel() <= 2**bits
+    lo, hi = float(x.min().clamp_max(0)), float(x.max().clamp_min(0))
+    step = (hi - lo) / (2**bits - 1) if hi > lo else 1.0
+    assert float((y - x).abs().max()) <= step * (0.5 + 1e-4) + 1e-6
+
+
+def test_straight_through_gradient_inside_zero_outside():
+    x = torch.tensor([-5.0, -0.8, 0.2, 0.7, 5.0], requires_grad=True)
+    quantize(x, 4, scale=0.1).sum().backward()  # range [-0.8, 0.7]
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_bad_arguments_name_the_value():
+    with pytest.raises(ValueError, match="rounding='up'"):
+        quantize(torch.zeros(2), 4, "up")
+    with pytest.raises(ValueError, match="bits=1"):
+        quantize(torch.zeros(2), 1, signed=True)
+    with pytest.raises(ValueError, match="scale"):
+        quantize(torch.zeros(2), 4, scale=0.0)
+
+
+@given(tensors)
+def test_binary_two_levels_sign_preserved_and_l2_optimal_scale(x):
+    y = binarize(x)
+    a = float(x.abs().mean())
+    assert torch.equal(y.abs(), torch.full_like(y, a))
+    assert bool(((y >= 0) == (x >= 0)).all())
+    # mean|x| minimises ||x - a sign(x)||^2 over a: a nudge either way does not improve it
+    s = torch.where(x >= 0, 1.0, -1.0)
+    err = lambda c: float(((x - c * s) ** 2).sum())  # noqa: E731
+    assert err(a) <= min(err(a * 1.01), err(a * 0.99)) + 1e-4
+
+
+@given(tensors)
+def test_ternary_three_levels_small_weights_zeroed(x):
+    y = ternarize(x)
+    assert y.unique().numel() <= 3
+    delta = 0.7 * float(x.abs().mean())
+    assert bool((y[x.abs() <= delta] == 0).all())
+    kept = x.abs() > delta
+    if kept.any():
+        assert torch.allclose(y[kept].abs(), x[kept].abs().mean().expand(int(kept.sum())))
+
+
+# ---- sum-of-sigmoids -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("levels", ["binary", "ternary", 2, 3, 4])
+def test_sigmoid_sum_equals_hard_quantizer_at_high_temperature(levels):
+    w = torch.randn(4000)
+    q = SigmoidSumQuantizer(levels, init_from=w, temperature=1e4)
+    z = q.beta.detach() * w.unsqueeze(-1) - q.biases
+    far = (z.abs() > 2e-3).all(-1)  # away from a step, where sigmoid(1e4 * z) is 0 or 1 in float32
+    soft, hard = q.soft(w), q.hard(w)
+    assert far.float().mean() > 0.95
+    assert torch.allclose(soft[far], hard[far], atol=1e-5)
+    allowed = (q.alpha * q.levels).detach()
+    assert float((hard.unique()[:, None] - allowed[None, :]).abs().min(1).values.max()) < 1e-6
+
+
+def test_sigmoid_sum_definition_by_hand():
+    q = SigmoidSumQuantizer(torch.tensor([-1.0, 0.0, 1.0]), temperature=3.0)
+    with torch.no_grad():
+        q.alpha.fill_(0.5)
+        q.beta.fill_(2.0)
+    x = torch.tensor([-0.7, 0.1, 0.4])
+    # s = [1, 1], b = [-0.5, 0.5], o = 1
+    expect = 0.5 * (torch.sigmoid(3 * (2 * x + 0.5)) + torch.sigmoid(3 * (2 * x - 0.5)) - 1)
+    assert torch.allclose(q.soft(x), expect)
+    assert q.hard(x).tolist() == [-0.5, 0.0, 0.5]  # z = 2x -/+ 0.5
+
+
+def test_sigmoid_sum_init_and_eval_switch():
+    w = torch.tensor([-2.0, 0.5, 1.0])
+    q = SigmoidSumQuantizer("ternary", init_from=w)
+    assert q.beta.item() == pytest.approx(5 * 1 / (4 * 2))
+    assert q.alpha.item() == pytest.approx(1 / q.beta.item())
+    q.eval()
+    assert torch.equal(q(w), q.hard(w))
+    q.train()
+    assert torch.equal(q(w), q.soft(w))
+
+
+def test_sigmoid_sum_gradients_reach_alpha_beta_and_input():
+    w = torch.randn(100, requires_grad=True)
+    q = SigmoidSumQuantizer(3, init_from=w, temperature=5.0)
+    (q(w) ** 2).sum().backward()
+    assert q.alpha.grad is not None and q.alpha.grad.abs() > 0
+    assert q.beta.grad is not None and q.beta.grad.abs() > 0
+    assert w.grad.abs().sum() > 0
+
+
+def test_temperature_schedule_linear_and_capped():
+    assert linear_temperature(0, slope=5, start=1, cap=20) == 1
+    assert linear_temperature(2, slope=5, start=1, cap=20) == 11
+    assert linear_temperature(100, slope=5, start=1, cap=20) == 20
+
+
+def test_data_levels_are_symmetric_and_fit_the_data():
+    w = torch.cat([torch.full((500,), 0.2), torch.full((500,), -0.2), torch.full((100,), 1.0)])
+    lv = data_levels(w, 2)
+    assert lv.tolist() == pytest.approx([-1.0, 0.0, 1.0])
+    lv3 = data_levels(torch.randn(5000), 3)
+    assert lv3.numel() == 7 and torch.allclose(lv3, -lv3.flip(0))
+
+
+# ---- learnable clip ------------------------------------------------------------------------------------
+
+@given(st.lists(st.floats(-3, 3, width=32), min_size=1, max_size=32), st.integers(1, 6),
+       st.floats(0.25, 4.0))
+def test_learnable_clip_matches_its_formula(values, bits, alpha):
+    x = torch.tensor(values)
+    y = LearnableClip(bits, alpha)(x)
+    n = 2**bits - 1
+    a = torch.tensor(alpha)
+    expect = a * torch.floor(torch.clamp(x / a, 0, 1) * n + 0.5) / n
+    assert torch.allclose(y, expect, atol=1e-6)
+    assert y.unique().numel() <= 2**bits
+    assert torch.allclose(y, nearest_levels(x, n, a), atol=1e-6)
+
+
+def test_learnable_clip_gradients_pact_lsq():
+    clip = LearnableClip(2, alpha=1.0)
+    x = torch.tensor([-0.5, 0.2, 0.5, 2.0], requires_grad=True)
+    clip(x).sum().backward()
+    assert x.grad.tolist() == [0.0, 1.0, 1.0, 0.0]
+    # d/dalpha: 0 below, round(u n)/n - u inside, 1 above the clip
+    expect = 0 + (1 / 3 - 0.2) + (2 / 3 - 0.5) + 1  # n = 3: 0.2 -> 1/3, 0.5 -> 2/3 (half up)
+    assert float(clip.alpha.grad) == pytest.approx(expect, abs=1e-6)
+
+
+# ---- weights through parametrize -----------------------------------------------------------------------
+
+def _net() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(2, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.ReLU(),
+                         nn.Linear(16, 3))
+
+
+@pytest.mark.parametrize("method,bits", [("uniform", 4), ("uniform", 2), ("sigmoid", 1), ("sigmoid", 3),
+                                         ("binary", 1), ("ternary", 2)])
+def test_quantize_weights_then_remove_restores_bit_for_bit(method, bits):
+    net = _net()
+    before = copy.deepcopy(net.state_dict())
+    x = torch.randn(5, 2, 8, 8)
+    y_float = net(x)
+    done = quantize_weights(net, bits, method)
+    assert len(done) == 3
+    assert not torch.equal(net(x), y_float)
+    net.eval()  # the sum-of-sigmoids quantizer takes its hard levels in eval mode
+    for q in done:
+        levels = q.module.weight.detach().unique().numel()
+        assert levels <= 2**q.bits
+        assert torch.equal(float_weight(q.module), before[f"{q.name}.weight"])
+    assert remove_weight_quantization(net) == 3
+    after = net.state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(net(x), y_float)
+
+
+def test_quantize_weights_keeps_first_and_last_and_skips():
+    net = _net()
+    done = quantize_weights(net, 4, keep_first_last=True)
+    assert [q.name for q in done] == ["3"]
+    remove_weight_quantization(net)
+    assert [q.name for q in quantize_weights(net, 4, skip=["0"])] == ["3", "5"]
+    with pytest.raises(ValueError, match="nope"):
+        quantize_weights(net, 4, skip=["nope"])
+
+
+def test_sigmoid_weights_harden_in_eval_and_take_temperature():
+    net = _net()
+    quantize_weights(net, 1, "sigmoid")
+    assert set_temperature(net, 50.0) == 3
+    net.eval()
+    w = net[0].weight
+    assert w.unique().numel() == 2
+    q = weight_quantizers(net)["0"]
+    assert float(q.temperature) == 50.0
+
+
+def test_uniform_weight_qat_gradient_reaches_float_weight():
+    net = _net()
+    quantize_weights(net, 3)
+    net(torch.randn(2, 2, 8, 8)).sum().backward()
+    assert net[0].parametrizations.weight.original.grad.abs().sum() > 0
+
+
+# ---- neuron state -------------------------------------------------------------------------------------
+
+@given(st.lists(st.floats(-1.875, 1.875, width=32), min_size=1, max_size=32), st.integers(2, 8),
+       st.floats(0.25, 2.0))
+def test_membrane_grid_contains_the_threshold(values, bits, theta):
+    th = torch.tensor(theta)
+    v = torch.tensor(values) * th
+    q = quantize_membrane(v, th, bits)
+    step = th / 2 ** (bits - 2)
+    assert torch.allclose(q / step, (q / step).round(), atol=1e-4)
+    inside = (v >= -2 * th) & (v <= 2 * th - step)  # the code spans [-2 theta, 2 theta - step]
+    err = (q - v)[inside].abs()
+    assert err.numel() == 0 or float(err.max()) <= float(step) / 2 * (1 + 1e-4)
+    assert float(q.max()) <= float(2 * th - step) * (1 + 1e-6)
+    assert torch.equal(quantize_membrane(th.reshape(1), th, bits), th.reshape(1))
+
+
+def test_threshold_quantization_shares_one_grid_and_stays_positive():
+    theta = torch.tensor([0.01, 0.5, 1.0, 1.3])
+    q = quantize_threshold(theta, 3)
+    step = 1.3 / 7
+    assert torch.allclose(q / step, (q / step).round(), atol=1e-5)
+    assert float(q.min()) > 0
