@@ -9,12 +9,13 @@ from torch import nn
 class MultiStep(nn.Module):
     """Apply a stateless module to every timestep of ``[T, B, ...]``.
 
-    ``mode="fold"`` runs it once on ``[T*B, ...]`` (one big batch); ``mode="loop"`` runs it per timestep.
-    Both give the same values (BN in training mode sees all T*B samples with "fold", B per step with
-    "loop"); `benchmarks/bench_forward.py` measures which is faster on a machine.
+    ``mode="loop"`` (default) runs it per timestep on ``[B, ...]``; ``mode="fold"`` runs it once on
+    ``[T*B, ...]``. Both give the same values in eval mode (BN in training mode normalises over B samples per
+    step with "loop", over all T*B with "fold"). `benchmarks/bench_forward.py` measured "loop" faster on
+    2 CPU cores (SNN/ANN 1.07 vs 1.20 at T=8, B=64: per-step batches stay in cache).
     """
 
-    def __init__(self, *modules: nn.Module, mode: str = "fold") -> None:
+    def __init__(self, *modules: nn.Module, mode: str = "loop") -> None:
         super().__init__()
         if mode not in ("fold", "loop"):
             raise ValueError(f"mode={mode!r}: expected 'fold' or 'loop'")

@@ -71,6 +71,9 @@ def neuron_multistep(
     if reset not in RESETS:
         raise ValueError(f"reset={reset!r} is not one of {RESETS}")
     leaky = not (isinstance(beta, float) and beta == 1.0)
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (torch.is_tensor(theta) and theta.requires_grad))
+    if not (needs_grad or record or signed or state_bits is not None):
+        return _fast_inference(x, v, theta, beta if leaky else None, reset)
     count = torch.zeros_like(x[0]) if signed else None
     outs, membranes, spikes = [], [], []
     for t in range(x.shape[0]):
@@ -85,11 +88,32 @@ def neuron_multistep(
         if record:
             membranes.append(v)
             spikes.append(s)
-        v = v - s * theta if reset == "subtract" else v * (1 - s.abs())
-        outs.append(theta * s)
+        out_t = theta * s
+        v = v - out_t if reset == "subtract" else v * (1 - s.abs())
+        outs.append(out_t)
     out = torch.stack(outs)
     if record:
         return NeuronTrace(out=out, membrane=torch.stack(membranes), spikes=torch.stack(spikes))
+    return out
+
+
+@torch.no_grad()
+def _fast_inference(x: torch.Tensor, v: torch.Tensor, theta: torch.Tensor | float,
+                    beta: torch.Tensor | float | None, reset: str) -> torch.Tensor:
+    """Same dynamics as `neuron_multistep` for unsigned neurons without autograd: four in-place passes
+    per step (charge, compare, output, reset) into a preallocated output."""
+    out = torch.empty_like(x)
+    v = v.clone()
+    for t in range(x.shape[0]):
+        if beta is not None:
+            v.mul_(beta)
+        v.add_(x[t])
+        fired = v >= theta
+        torch.mul(fired, theta, out=out[t])
+        if reset == "subtract":
+            v.sub_(out[t])
+        else:
+            v.masked_fill_(fired, 0.0)
     return out
 
 

@@ -218,3 +218,15 @@ def test_functional_and_module_agree():
     x = torch.rand(5, 3, 4) * 2 - 0.5
     n = IF(threshold=0.9, v_init="half", signed=True)
     assert torch.equal(n(x), neuron_multistep(x, torch.tensor(0.9), v_init="half", signed=True))
+
+
+@given(st.integers(1, 12), st.sampled_from(["zero", "half"]), st.sampled_from(["subtract", "zero"]),
+       st.sampled_from([1.0, 0.8]), st.integers(0, 2**16))
+def test_inference_fast_path_equals_the_autograd_path(t, v_init, reset, beta, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(t, 3, 4, 5, generator=gen) * 1.5 - 0.25
+    theta = torch.tensor(0.7)
+    with torch.no_grad():
+        fast = neuron_multistep(x, theta, beta, v_init, reset)
+    slow = neuron_multistep(x.clone().requires_grad_(), theta, beta, v_init, reset)
+    assert torch.equal(fast, slow.detach())
