@@ -1,0 +1,30 @@
+# Plain runner: `make run` (set up and start the main job), `make test` (set up and run every test).
+# The virtual environment is built once and rebuilt when pyproject.toml changes.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup run test bench demo clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 named on the same line keeps pip on the CPU build (see pyproject.toml)
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
+	touch $@
+
+run: setup
+	$(BIN)/qnoise demo
+
+demo: setup
+	$(BIN)/qnoise demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_forward.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
