@@ -273,3 +273,33 @@ class ClampActivation(nn.Module):
 def spiking_neurons(model: nn.Module) -> list[tuple[str, IF]]:
     """All qnoise neuron layers of ``model`` in definition order, with qualified names."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, IF)]
+
+
+def quantize_neurons(model: nn.Module, threshold_bits: int | None = None, state_bits: int | None = None,
+                     rounding: str = "nearest") -> float | None:
+    """Quantize every neuron of ``model`` post-training (in place).
+
+    ``threshold_bits``: all thresholds move onto one unsigned fixed-point grid shared by the model,
+    step ``max(theta) / (2^b - 1)`` (`qnoise.quant.quantize_threshold`); returns that step.
+    ``state_bits``: each neuron re-quantizes its membrane every step from now on
+    (`qnoise.quant.quantize_membrane`); for in-training quantization build the neurons with ``state_bits``.
+    """
+    from .quant.state import quantize_threshold
+
+    neurons = [m for _, m in spiking_neurons(model)]
+    if not neurons:
+        raise ValueError(f"{type(model).__name__} has no qnoise neuron (IF/LIF) to quantize")
+    check_rounding(rounding)
+    step = None
+    if threshold_bits is not None:
+        all_theta = torch.cat([n.threshold.detach().flatten() for n in neurons])
+        step_t = (all_theta.max() / (2**threshold_bits - 1)).clamp_min(1e-12)
+        for n in neurons:
+            n.set_threshold(quantize_threshold(n.threshold.detach(), threshold_bits, rounding, step=step_t))
+        step = float(step_t)
+    if state_bits is not None:
+        if not (isinstance(state_bits, int) and 2 <= state_bits <= 32):
+            raise ValueError(f"state_bits must be an int in 2..32, got {state_bits!r}")
+        for n in neurons:
+            n.state_bits, n.state_rounding = state_bits, rounding
+    return step

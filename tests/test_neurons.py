@@ -230,3 +230,18 @@ def test_inference_fast_path_equals_the_autograd_path(t, v_init, reset, beta, se
         fast = neuron_multistep(x, theta, beta, v_init, reset)
     slow = neuron_multistep(x.clone().requires_grad_(), theta, beta, v_init, reset)
     assert torch.equal(fast, slow.detach())
+
+
+def test_quantize_neurons_puts_all_thresholds_on_one_grid_and_sets_state_bits():
+    from qnoise.neurons import quantize_neurons
+
+    model = torch.nn.Sequential(IF(threshold=0.37), IF(threshold=1.0), IF(per_channel=True, channels=2))
+    model[2].set_threshold(torch.tensor([0.2, 0.81]))
+    step = quantize_neurons(model, threshold_bits=3, state_bits=6, rounding="truncate")
+    assert step == pytest.approx(1.0 / 7)
+    thetas = torch.cat([m.threshold.detach().flatten() for m in model])
+    assert torch.allclose(thetas / step, (thetas / step).round(), atol=1e-5)
+    assert thetas.tolist() == pytest.approx([2 / 7, 1.0, 1 / 7, 5 / 7])  # truncation: floor onto the grid
+    assert all(m.state_bits == 6 and m.state_rounding == "truncate" for m in model)
+    with pytest.raises(ValueError, match="no qnoise neuron"):
+        quantize_neurons(torch.nn.Linear(2, 2), threshold_bits=4)
