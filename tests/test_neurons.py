@@ -156,7 +156,7 @@ def test_threshold_stays_positive():
     n = IF(threshold=0.5, learn_threshold=True)
     with torch.no_grad():
         n.raw_threshold.fill_(-1.0)
-    assert float(n.threshold) == pytest.approx(1e-3, rel=1e-7)
+    assert n.threshold.item() == pytest.approx(1e-3, rel=1e-7)
     n(torch.rand(3, 2, 4)).sum().backward()
     assert n.raw_threshold.grad is not None  # straight-through: it can recover
     with pytest.raises(ValueError, match="threshold must be > 0"):
