@@ -13,6 +13,14 @@ import sys
 # one line per command module, in the order `qnoise --help` lists them
 COMMAND_MODULES = [
     "qnoise.commands.demo",
+    "qnoise.commands.train",
+    "qnoise.commands.convert",
+    "qnoise.commands.evaluate",
+    "qnoise.commands.sample_data",
+    "qnoise.commands.analyze",
+    "qnoise.commands.sweep",
+    "qnoise.commands.report",
+    "qnoise.commands.dashboard",
 ]
 
 

@@ -6,6 +6,10 @@ For a reference ``x`` and an approximation ``y``::
     mse     = mean((x - y)^2)
     nmse    = ||x - y||^2 / ||x||^2
     cosine  = <x, y> / (||x|| ||y||)
+
+Spikes and costs (DESIGN.md, Noise): `firing_rate` (spikes per neuron per step), NeuroBench effective synaptic
+operations (`effective_ops`, `conv_fanout`), dense ANN MACs (`dense_macs`), `energy_pj` (4.6 pJ/MAC,
+0.9 pJ/AC) and `memory_bits`. The ``*_from_*`` variants compute the same definitions from running sums.
 """
 
 from __future__ import annotations
@@ -54,3 +58,130 @@ def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
     x, y = _pair(x, y)
     den = float(x.norm() * y.norm())
     return float((x * y).sum()) / den if den else math.nan
+
+
+def cosine_from_sums(xy: float, xx: float, yy: float) -> float:
+    """`cosine` from running sums ``<x, y>``, ``||x||^2`` and ``||y||^2`` (nan when either norm is 0)."""
+    den = math.sqrt(xx * yy)
+    return xy / den if den else math.nan
+
+
+# ------------------------------------------------------------------------------------------------ spikes
+
+def firing_rate(spikes: torch.Tensor) -> float:
+    """Spikes per neuron per timestep: ``mean(|s|)`` over a ``[T, B, ...]`` spike tensor.
+
+    ``s`` in {0, 1}, or {-1, 0, 1} for signed neurons (a negative spike is an event too); an output that
+    carries the threshold (``theta * s``) is counted by its sign, ``|sign(out)|``. Sparsity is ``1 - rate``.
+    """
+    return float(spikes.detach().sign().abs().double().mean())
+
+
+def firing_rate_from_counts(events: float, neurons: int, steps: int) -> float:
+    """`firing_rate` from a running count: ``events / (neurons * steps)`` (neurons summed over samples)."""
+    den = neurons * steps
+    return events / den if den else math.nan
+
+
+# ------------------------------------------------------------------------------------------------ costs
+# Synaptic operations follow NeuroBench: only inputs that are nonzero cost anything ("effective" ops), each
+# one operation per weight it reaches (its fan-out). An operation is an accumulate (AC) when the input is a
+# spike event (binary, signed, or a spike carrying its threshold: theta folds into the weights it reaches)
+# or when the weight is binary/ternary (a sign flip, no multiply); it is a multiply-accumulate (MAC) when an
+# analog or multi-level value (a data frame of event counts, a pixel) meets a multi-bit weight.
+
+E_MAC_PJ = 4.6  # pJ per 32-bit MAC, 45 nm (Horowitz, ISSCC 2014)
+E_AC_PJ = 0.9  # pJ per 32-bit accumulate, 45 nm (Horowitz, ISSCC 2014)
+
+
+def effective_ops(inputs: torch.Tensor, fanout: torch.Tensor) -> float:
+    """NeuroBench effective synaptic ops: ``sum_p [inputs(p) != 0] * fanout(p)``.
+
+    ``inputs`` is ``[..., *shape]``: leading dims (time, batch) are summed; ``fanout`` has ``shape``: how
+    many weights input position ``p`` reaches (C_out * k*k inside a stride-1 conv, fewer at a padded
+    border; ``out_features`` for a linear layer).
+    """
+    active = (inputs.detach() != 0).to(torch.float64)
+    lead = active.dim() - fanout.dim()
+    if lead < 0 or tuple(active.shape[lead:]) != tuple(fanout.shape):
+        raise ValueError(f"inputs {tuple(inputs.shape)} do not end with the fan-out shape {tuple(fanout.shape)}")
+    return float((active.sum(tuple(range(lead))) * fanout.to(torch.float64)).sum()) if lead else \
+        float((active * fanout.to(torch.float64)).sum())
+
+
+def conv_fanout(conv: torch.nn.Module, input_hw: tuple[int, ...]) -> torch.Tensor:
+    """Fan-out map ``[C_in, *input_hw]`` of a Conv{1,2,3}d: for each input position, the number of
+    (output, weight) pairs it takes part in: ``(C_out / groups) * #(output positions whose window covers it)``.
+    """
+    dims = len(input_hw)
+    ones_out = torch.ones(1, 1, *_conv_out_size(conv, input_hw), dtype=torch.float64)
+    kernel = torch.ones(1, 1, *conv.kernel_size, dtype=torch.float64)
+    transpose = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
+                 3: torch.nn.functional.conv_transpose3d}[dims]
+    pad = conv.padding if not isinstance(conv.padding, str) else _same_padding(conv)
+    out_hw = ones_out.shape[2:]
+    natural = [(o - 1) * s - 2 * p + d * (k - 1) + 1
+               for o, s, p, d, k in zip(out_hw, conv.stride, pad, conv.dilation, conv.kernel_size, strict=True)]
+    # rows a strided conv never reads at the far border: output_padding adds them back (with zeros)
+    extra = tuple(max(0, min(n - m, max(s, d) - 1))
+                  for n, m, s, d in zip(input_hw, natural, conv.stride, conv.dilation, strict=True))
+    cover = transpose(ones_out, kernel, stride=conv.stride, padding=pad, dilation=conv.dilation,
+                      output_padding=extra)
+    cover = _fit(cover[0, 0], input_hw)
+    return (cover * (conv.out_channels // conv.groups)).expand(conv.in_channels, *input_hw).clone()
+
+
+def _same_padding(conv: torch.nn.Module) -> tuple[int, ...]:
+    if conv.padding == "valid":
+        return (0,) * len(conv.kernel_size)
+    return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation, strict=True))
+
+
+def _conv_out_size(conv: torch.nn.Module, input_hw: tuple[int, ...]) -> tuple[int, ...]:
+    pad = conv.padding if not isinstance(conv.padding, str) else _same_padding(conv)
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, p, d, k, s in zip(input_hw, pad, conv.dilation, conv.kernel_size, conv.stride, strict=True))
+
+
+def _fit(cover: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+    """Crop or zero-pad ``cover`` to ``shape`` (conv_transpose drops/adds rows a strided conv never reads)."""
+    out = torch.zeros(shape, dtype=cover.dtype)
+    idx = tuple(slice(0, min(a, b)) for a, b in zip(cover.shape, shape, strict=True))
+    out[idx] = cover[idx]
+    return out
+
+
+def dense_macs(module: torch.nn.Module, output_shape: tuple[int, ...]) -> int:
+    """Dense multiply-accumulates of one Conv/Linear call producing ``output_shape`` (batch included):
+    conv ``#outputs * (C_in / groups) * prod(kernel)``, linear ``#outputs * in_features`` — every
+    input x weight product, zeros and padding included (what an ANN computes)."""
+    outputs = math.prod(output_shape)
+    if isinstance(module, torch.nn.Linear):
+        return outputs * module.in_features
+    if isinstance(module, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+        return outputs * (module.in_channels // module.groups) * math.prod(module.kernel_size)
+    raise TypeError(f"dense_macs counts Conv/Linear layers, got {type(module).__name__}")
+
+
+def energy_pj(macs: float, acs: float, e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> float:
+    """Energy estimate ``E = macs * e_mac + acs * e_ac`` in pJ (defaults: 45 nm, Horowitz 2014)."""
+    return macs * e_mac + acs * e_ac
+
+
+def memory_bits(weights: list[tuple[int, int]], other_params: int, states: list[tuple[int, int]],
+                float_bits: int = 32) -> int:
+    """Model memory in bits: ``sum(numel * bits)`` over weight tensors, plus every other parameter (biases,
+    folded batch-norm scale and shift, thresholds) at ``float_bits``, plus ``sum(neurons * state_bits)``
+    over neuron layers (one membrane per neuron, for one sample)."""
+    return int(sum(n * b for n, b in weights) + other_params * float_bits + sum(n * b for n, b in states))
+
+
+def weight_sqnr_db(float_weights: list[torch.Tensor], quantized_weights: list[torch.Tensor]) -> float:
+    """`sqnr_db` of quantized vs float weights pooled over several tensors (the layers feeding one neuron):
+    ``20 log10(sqrt(sum ||w||^2) / sqrt(sum ||w - q||^2))``."""
+    if len(float_weights) != len(quantized_weights):
+        raise ValueError("float and quantized weight lists differ in length")
+    sig = sum(float(w.detach().double().pow(2).sum()) for w in float_weights)
+    noise = sum(float((w.detach().double() - q.detach().double()).pow(2).sum())
+                for w, q in zip(float_weights, quantized_weights, strict=True))
+    return sqnr_from_norms(math.sqrt(sig), math.sqrt(noise))

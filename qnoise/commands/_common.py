@@ -1,0 +1,95 @@
+"""Helpers shared by the probe's commands (analyze, sweep, report): the bundled sample model and the
+parsing of comma-separated grids."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def sample_dir() -> Path:
+    """``$QNOISE_SAMPLE_DIR``, else the repository's ``sample_data/`` (made by ``qnoise sample-data``)."""
+    env = os.environ.get("QNOISE_SAMPLE_DIR")
+    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "sample_data"
+
+
+def sample_checkpoints(root: Path | None = None) -> list[Path]:
+    """Checkpoint folders under the sample folder, SNNs first: in the order of its ``index.json`` (written
+    by ``qnoise sample-data``) when there is one, else every folder with a qnoise ``config.json``."""
+    root = sample_dir() if root is None else root
+    index = root / "index.json"
+    if index.is_file():
+        try:
+            doc = json.loads(index.read_text())
+        except (OSError, ValueError):
+            doc = {}
+        entries = doc.get("models", doc.get("entries", [])) if isinstance(doc, dict) else doc
+        listed = [(e.get("kind", "snn") != "snn", i, root / e["path"]) for i, e in enumerate(entries or [])
+                  if isinstance(e, dict) and e.get("path") and (root / e["path"] / "config.json").is_file()]
+        if listed:
+            return [p for _, _, p in sorted(listed)]
+    found = []
+    for cfg in sorted(root.rglob("config.json")) if root.is_dir() else []:
+        try:
+            doc = json.loads(cfg.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and doc.get("format") == "qnoise-checkpoint":
+            kind = (doc.get("model") or {}).get("kind", "snn")
+            found.append((kind != "snn", str(cfg.parent), cfg.parent))
+    return [p for _, _, p in sorted(found)]
+
+
+def sample_checkpoint() -> Path:
+    """The bundled sample model: the first SNN checkpoint in `sample_dir`."""
+    found = sample_checkpoints()
+    if not found:
+        raise FileNotFoundError(f"no sample model in {sample_dir()}: run `qnoise sample-data` first, or pass "
+                                f"--checkpoint DIR")
+    return found[0]
+
+
+def int_list(text: str | None, what: str) -> list[int | None] | None:
+    """``"1,2,4"`` -> ``[1, 2, 4]``; ``"model"`` (or empty) -> None entries: keep the model's own setting."""
+    if text is None:
+        return None
+    out: list[int | None] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part in ("", "model", "none", "None"):
+            out.append(None)
+            continue
+        try:
+            out.append(int(part))
+        except ValueError as err:
+            raise ValueError(f"--{what}: {part!r} is not an integer (give a comma-separated list like 1,2,4)") \
+                from err
+    return out
+
+
+def str_list(text: str | None) -> list[str | None] | None:
+    if text is None:
+        return None
+    return [None if p.strip() in ("", "model") else p.strip() for p in str(text).split(",")]
+
+
+def add_analysis_options(p) -> None:
+    """Options common to analyze and sweep."""
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled sample model)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's dataset)")
+    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--limit", type=int, default=None, help="analyse at most this many samples")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--reference", default="float",
+                   help="the ANN reference: float (twin with float weights: the whole drop), quantized (the "
+                        "SNN's quantized weights), or an ANN checkpoint folder (e.g. the ANN it was converted from)")
+    p.add_argument("--input-mode", choices=("sequence", "static"), default=None,
+                   help="feed the frames as they are, or their mean at every step (default: as the checkpoint says)")
+    p.add_argument("--twin-input", choices=("mean", "cumulative"), default="mean",
+                   help="what the ANN twin sees: the mean input frame, or at step t the mean of frames 1..t")
+    p.add_argument("--no-isolate", action="store_true", help="skip the isolated-mode rows")
+    p.add_argument("--weight-method", choices=("uniform", "ternary", "sigmoid"), default="uniform",
+                   help="weight quantizer for weight bits 2..31 (1 bit is always binary)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0)

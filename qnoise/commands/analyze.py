@@ -1,0 +1,43 @@
+"""``qnoise analyze``: the probe's table for one configuration, as parquet (+ JSON sidecar)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_analysis_options, int_list, sample_checkpoint
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("analyze", help="quantization noise per layer and timestep for one configuration",
+                       description="Run the probe (qnoise.analyze) on a checkpoint and write its long-form table.")
+    add_analysis_options(p)
+    p.add_argument("--weight-bits", default=None, help="weight bits (32 = float, 1 = binary; default: as saved)")
+    p.add_argument("--state-bits", default=None, help="membrane bits (32 = float; default: as saved)")
+    p.add_argument("--timesteps", type=int, default=None, help="T (default: the checkpoint's)")
+    p.add_argument("--rounding", default="nearest", choices=("nearest", "truncate", "stochastic"))
+    p.add_argument("--neuron", default=None, choices=("if", "signed"), help="unsigned or signed IF (default: as saved)")
+    p.add_argument("--out", default=None, help="output .parquet file (default: print a summary only)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..probe import analyze
+    from ..report import summary_text
+
+    wb = int_list(args.weight_bits, "weight-bits")
+    sb = int_list(args.state_bits, "state-bits")
+    checkpoint = args.checkpoint or sample_checkpoint()
+    df = analyze(checkpoint, args.dataset, timesteps=args.timesteps, weight_bits=wb[0] if wb else None,
+                 state_bits=sb[0] if sb else None, rounding=args.rounding, reference=args.reference,
+                 isolate=not args.no_isolate, weight_method=args.weight_method, neuron=args.neuron,
+                 twin_input=args.twin_input, input_mode=args.input_mode, batch_size=args.batch_size,
+                 limit=args.limit, split=args.split,
+                 device=args.device, seed=args.seed)
+    if args.out:
+        from ..io import write_parquet_atomic
+
+        path = write_parquet_atomic(df, args.out, {"command": "analyze", "checkpoint": str(checkpoint),
+                                                   "args": {k: v for k, v in vars(args).items() if k != "func"}})
+        print(f"wrote {path} ({len(df)} rows)")
+    print(summary_text(df))
+    return 0

@@ -1,0 +1,63 @@
+"""``qnoise dashboard``: start the Streamlit dashboard (``streamlit run dashboard/app.py``) on this machine.
+
+The app lives in the repository's top-level ``dashboard/`` folder (beside the ``qnoise`` package of an
+editable install); ``$QNOISE_DASHBOARD`` may point at another ``app.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+APP_ENV = "QNOISE_DASHBOARD"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dashboard", help="open the Streamlit dashboard (sample models by default)",
+                       description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--port", type=int, default=8501, help="port to serve on")
+    p.add_argument("--address", default="localhost", help="address to bind (localhost: this machine only)")
+    p.add_argument("--sample-dir", default=None,
+                   help="folder the dashboard opens on (default: the repository's sample_data/)")
+    p.add_argument("--headless", action="store_true", help="do not open a browser window")
+    p.set_defaults(func=run)
+
+
+def app_path() -> Path:
+    """The dashboard's ``app.py``: ``$QNOISE_DASHBOARD``, else ``<repository>/dashboard/app.py``."""
+    env = os.environ.get(APP_ENV)
+    candidates = [Path(env).expanduser()] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise FileNotFoundError(
+        f"the dashboard app was not found (looked for {', '.join(map(str, candidates))}); it ships in the "
+        f"repository's dashboard/ folder: install qnoise from a clone with `pip install -e .`, or set "
+        f"{APP_ENV}=/path/to/dashboard/app.py")
+
+
+def command(args: argparse.Namespace) -> list[str]:
+    return [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.port", str(args.port),
+            "--server.address", args.address, "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", "64", "--client.toolbarMode", "viewer", "--server.headless", "true" if args.headless else "false"]
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+    env = dict(os.environ)
+    if args.sample_dir is not None:
+        folder = Path(args.sample_dir).expanduser()
+        if not folder.exists():
+            raise FileNotFoundError(f"--sample-dir {folder} does not exist")
+        env["QNOISE_SAMPLE_DIR"] = str(folder.resolve())
+    cmd = command(args)
+    print(f"qnoise dashboard: http://{args.address}:{args.port}  (Ctrl+C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0

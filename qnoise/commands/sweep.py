@@ -1,0 +1,42 @@
+"""``qnoise sweep``: the probe over a grid of weight bits x timesteps (x rounding, state bits, neuron),
+one parquet file per cell in a resumable run folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_analysis_options, int_list, str_list
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="analyse a grid of weight bits x timesteps (resumable, parallel)",
+                       description="Run qnoise.sweep: one analysis per grid cell, stored in --out; rerun the "
+                                   "same command to resume.")
+    add_analysis_options(p)
+    p.add_argument("--weight-bits", default="1,2,4,8,32", help="comma-separated (32 = float, 1 = binary)")
+    p.add_argument("--timesteps", default="1,2,4,8,16,32", help="comma-separated T values")
+    p.add_argument("--rounding", default="nearest", help="comma-separated: nearest, truncate, stochastic")
+    p.add_argument("--state-bits", default="model", help="comma-separated membrane bits (32 = float; model = as saved)")
+    p.add_argument("--neuron", default="model", help="comma-separated: if, signed (model = as saved)")
+    p.add_argument("--out", required=True, help="run folder (manifest.json + cells/*.parquet)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local")
+    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: one per core)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..report import accuracy_table
+    from ..sweep import sweep
+
+    df = sweep(args.checkpoint, args.dataset, weight_bits=int_list(args.weight_bits, "weight-bits"),
+               timesteps=int_list(args.timesteps, "timesteps"), rounding=str_list(args.rounding),
+               state_bits=int_list(args.state_bits, "state-bits"), neuron=str_list(args.neuron), out=args.out,
+               executor=args.executor, workers=args.workers, split=args.split, limit=args.limit,
+               batch_size=args.batch_size, reference=args.reference, isolate=not args.no_isolate,
+               twin_input=args.twin_input, input_mode=args.input_mode, weight_method=args.weight_method,
+               device=args.device, seed=args.seed)
+    print(f"{args.out}: {df.groupby(['weight_bits', 'timesteps', 'rounding', 'state_bits', 'neuron']).ngroups} "
+          f"cells, {len(df)} rows. Accuracy after T steps:")
+    print(accuracy_table(df).to_string())
+    print(f"\nHTML report: qnoise report {args.out}")
+    return 0

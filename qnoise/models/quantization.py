@@ -1,0 +1,151 @@
+"""A model's quantization as one JSON-able spec, applied the same way before training (QAT) or after it (PTQ).
+
+    {"weights":    {"bits", "method", "rounding", "keep_first_last", "per_channel", "levels", "skip"},
+     "thresholds": {"bits", "rounding"},
+     "membrane":   {"bits", "rounding"}}
+
+- weights: `qnoise.quant.quantize_weights` (a parametrization of every Conv/Linear weight).
+- thresholds: a parametrization of each neuron's ``raw_threshold`` onto one unsigned grid shared by the
+  whole model, ``Δ = max(theta) / (2^b - 1)`` (`qnoise.quant.quantize_threshold`), straight-through
+  gradient; `sync_threshold_step` recomputes Δ from the float thresholds (the training loop calls it
+  every batch, so learned thresholds stay on a common grid).
+- membrane: ``state_bits`` / ``state_rounding`` of every neuron (`qnoise.quant.quantize_membrane`, a grid
+  tied to the threshold, Δ = theta / 2^(b-2)).
+
+The applied spec is recorded in ``model.qnoise_config["quantization"]``, so ``build_model(**config)``
+rebuilds the parametrizations before the saved tensors are loaded into them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from ..neurons import spiking_neurons
+from ..quant import METHODS, quantize_threshold, quantize_weights, remove_weight_quantization
+from ..quant.uniform import check_bits, check_rounding
+
+QUANT_DEFAULTS: dict[str, dict] = {
+    "weights": {"bits": 8, "method": "uniform", "rounding": "nearest", "keep_first_last": False,
+                "per_channel": False, "levels": "uniform", "skip": []},
+    "thresholds": {"bits": 8, "rounding": "nearest"},
+    "membrane": {"bits": 8, "rounding": "nearest"},
+}
+
+
+def quantization_spec(spec: dict | None) -> dict:
+    """Validate and complete a spec: each of the three parts is ``None`` (float) or a complete dict."""
+    spec = dict(spec or {})
+    unknown = set(spec) - set(QUANT_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown quantization part(s) {sorted(unknown)}; known: {sorted(QUANT_DEFAULTS)}")
+    out: dict = {}
+    for part, defaults in QUANT_DEFAULTS.items():
+        given = spec.get(part)
+        if given is None:
+            out[part] = None
+            continue
+        bad = set(given) - set(defaults)
+        if bad:
+            raise ValueError(f"unknown {part} quantization option(s) {sorted(bad)}; known: {sorted(defaults)}")
+        full = {**defaults, **given}
+        check_rounding(full["rounding"])
+        if part == "weights":
+            if full["method"] not in METHODS:
+                raise ValueError(f"weight method {full['method']!r} is not one of {METHODS}")
+            full["bits"] = {"binary": 1, "ternary": 2}.get(full["method"], full["bits"])
+            if full["method"] == "uniform":
+                check_bits(full["bits"], signed=True)
+            full["skip"] = sorted(full["skip"])
+        elif part == "membrane":
+            check_bits(full["bits"], signed=True)
+        else:
+            check_bits(full["bits"], signed=False)
+        out[part] = full
+    return out
+
+
+class ThresholdQuantizer(nn.Module):
+    """Parametrization ``theta -> quantize_threshold(theta, bits, rounding, step)`` with a shared ``step``."""
+
+    def __init__(self, bits: int, rounding: str = "nearest") -> None:
+        super().__init__()
+        self.bits, self.rounding = check_bits(bits, signed=False), check_rounding(rounding)
+        self.register_buffer("step", torch.tensor(1.0))
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return quantize_threshold(theta, self.bits, self.rounding, step=self.step)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}, rounding={self.rounding}, step={float(self.step):.4g}"
+
+
+def threshold_quantizers(model: nn.Module) -> list[tuple[nn.Module, ThresholdQuantizer]]:
+    """(neuron, quantizer) for each neuron whose threshold is quantized."""
+    return [(m, m.parametrizations.raw_threshold[0]) for _, m in spiking_neurons(model)
+            if parametrize.is_parametrized(m, "raw_threshold")]
+
+
+@torch.no_grad()
+def sync_threshold_step(model: nn.Module) -> float | None:
+    """Set the shared threshold step to ``max(float thresholds) / (2^b - 1)``; returns it (None: no quantizer)."""
+    pairs = threshold_quantizers(model)
+    if not pairs:
+        return None
+    top = max(float(m.parametrizations.raw_threshold.original.detach().max()) for m, _ in pairs)
+    bits = pairs[0][1].bits
+    step = max(top, 1e-3) / (2**bits - 1)
+    for _, q in pairs:
+        q.step.fill_(step)
+    return step
+
+
+def _apply_weights(model: nn.Module, spec: dict | None) -> None:
+    remove_weight_quantization(model)
+    if spec is not None:
+        quantize_weights(model, spec["bits"], spec["method"], spec["rounding"], skip=spec["skip"],
+                         keep_first_last=spec["keep_first_last"], per_channel=spec["per_channel"],
+                         levels=spec["levels"])
+
+
+def _apply_thresholds(model: nn.Module, spec: dict | None) -> None:
+    neurons = [m for _, m in spiking_neurons(model)]
+    for m in neurons:
+        if parametrize.is_parametrized(m, "raw_threshold"):
+            parametrize.remove_parametrizations(m, "raw_threshold", leave_parametrized=False)
+    if spec is None:
+        return
+    if not neurons:
+        raise ValueError("threshold quantization needs spiking neurons, but the model has none (an ANN?)")
+    for m in neurons:
+        parametrize.register_parametrization(m, "raw_threshold", ThresholdQuantizer(spec["bits"], spec["rounding"]))
+    sync_threshold_step(model)
+
+
+def _apply_membrane(model: nn.Module, spec: dict | None) -> None:
+    neurons = [m for _, m in spiking_neurons(model)]
+    if spec is not None and not neurons:
+        raise ValueError("membrane quantization needs spiking neurons, but the model has none (an ANN?)")
+    for m in neurons:
+        m.state_bits = None if spec is None else spec["bits"]
+        m.state_rounding = "nearest" if spec is None else spec["rounding"]
+
+
+_APPLY = {"weights": _apply_weights, "thresholds": _apply_thresholds, "membrane": _apply_membrane}
+
+
+def apply_quantization(model: nn.Module, spec: dict | None) -> dict:
+    """(Re)apply the parts named in ``spec`` (a part set to ``None`` is removed; absent parts are kept).
+
+    Works on any model; on a `qnoise.models.Network` the merged spec is recorded in
+    ``model.qnoise_config["quantization"]``. Returns the merged, complete spec.
+    """
+    given = dict(spec or {})
+    current = dict(getattr(model, "qnoise_config", {}).get("quantization") or {})
+    merged = quantization_spec({**current, **given})
+    for part in given:
+        _APPLY[part](model, merged[part])
+    if hasattr(model, "qnoise_config"):
+        model.qnoise_config["quantization"] = merged
+    return merged

@@ -1,0 +1,113 @@
+"""Quantized ANN -> SNN conversion (Fast-SNN): BN folding, thresholds from clip levels, T = 2^b - 1.
+
+BN folding (eval-mode statistics), per output channel c, for ``y = BN(W x + b)``::
+
+    s_c = gamma_c / sqrt(var_c + eps)      W'_c = s_c * W_c      b'_c = s_c * (b_c - mean_c) + beta_c
+
+so ``W' x + b' == BN(W x + b)`` exactly (up to float rounding).
+
+Conversion: every ``LearnableClip(bits, alpha)`` becomes ``IF(threshold=alpha, v_init="half",
+reset="subtract", signed=...)``; run for ``T = 2^b - 1`` steps on the static input, a single layer's mean
+output equals the clip quantizer exactly: ``(alpha/T) * clip(floor(T z/alpha + 1/2), 0, T)``.
+Deeper layers see spike trains instead of constants, which adds the sequential error the probe measures.
+Weights are copied (the ANN's effective weights: quantized ones if it has weight quantizers, then folded);
+the SNN stores them as floats.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from ..models import model_from_config
+from ..neurons import spiking_neurons
+from ..quant import LearnableClip, weight_layers
+
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm,
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W', b')`` of a Conv/Linear ``(weight, bias)`` followed by ``bn`` in eval mode (module docstring)."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("fold_bn needs a BatchNorm with running statistics (track_running_stats=True)")
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias
+        b = shift if bias is None else bias * scale + shift
+        w = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
+    return w.clone(), b.clone()
+
+
+def batchnorm_after(model: nn.Module) -> dict[int, nn.Module]:
+    """``{id(weight layer): BN}`` for every Conv/Linear directly followed by a BatchNorm in a Sequential."""
+    pairs = {}
+    for seq in model.modules():
+        if isinstance(seq, nn.Sequential):
+            children = list(seq.children())
+            for a, b in zip(children, children[1:]):
+                if isinstance(b, BN_TYPES) and isinstance(a, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+                    pairs[id(a)] = b
+    return pairs
+
+
+def folded_weights(model: nn.Module) -> list[tuple[str, torch.Tensor, torch.Tensor | None]]:
+    """``(name, W, b)`` for each Conv/Linear in order, with its following BN (if any) folded in."""
+    bns = batchnorm_after(model)
+    out = []
+    for name, m in weight_layers(model):
+        w, b = m.weight.detach(), None if m.bias is None else m.bias.detach()
+        if id(m) in bns:
+            w, b = fold_bn(w, b, bns[id(m)])
+        out.append((name, w.clone(), None if b is None else b.clone()))
+    return out
+
+
+def clip_layers(model: nn.Module) -> list[LearnableClip]:
+    return [m for m in model.modules() if isinstance(m, LearnableClip)]
+
+
+def convert_to_snn(ann: nn.Module, signed: bool = False) -> nn.Module:
+    """The SNN of a quantized ANN (`qnoise.models.Network`, ``kind="ann"``, LearnableClip activations).
+
+    Returns a new model: same architecture without BN, ``IF(theta = alpha, v_init="half",
+    reset="subtract", signed)``; run it for ``timesteps_for(ann)`` steps on the static input.
+    """
+    cfg = copy.deepcopy(getattr(ann, "qnoise_config", None) or {})
+    if cfg.get("kind") != "ann" or cfg.get("activation") != "clip":
+        raise ValueError("convert_to_snn needs an ANN with LearnableClip activations (kind='ann', "
+                         f"activation='clip'), got kind={cfg.get('kind')!r}, activation={cfg.get('activation')!r}")
+    clips = clip_layers(ann)
+    bits = {m.bits for m in clips}
+    if None in bits or len(bits) != 1:
+        raise ValueError(f"convert_to_snn needs every LearnableClip at one bit width, got {sorted(map(str, bits))}")
+    cfg.update(kind="snn", activation=None, batchnorm=False, act_bits=bits.pop(),
+               neuron={"type": "if", "threshold": 1.0, "v_init": "half", "reset": "subtract", "signed": signed},
+               quantization=None)
+    snn = model_from_config(cfg)
+    targets = weight_layers(snn)
+    sources = folded_weights(ann)
+    if [n for n, _ in targets] != [n for n, _, _ in sources]:
+        raise ValueError("convert_to_snn: the ANN's and the SNN's weight layers differ: "
+                         f"{[n for n, _, _ in sources]} vs {[n for n, _ in targets]}")
+    with torch.no_grad():
+        for (_, m), (_, w, b) in zip(targets, sources, strict=True):
+            m.weight.copy_(w)
+            m.bias.copy_(torch.zeros(w.shape[0]) if b is None else b)
+        for (_, neuron), clip in zip(spiking_neurons(snn), clips, strict=True):
+            neuron.set_threshold(clip.alpha.detach().clamp_min(1e-4))
+    return snn.eval()
+
+
+def timesteps_for(model: nn.Module) -> int:
+    """``T = 2^b - 1`` for a quantized ANN or its converted SNN (``act_bits`` in its config)."""
+    bits = model.qnoise_config.get("act_bits")
+    if bits is None:
+        raise ValueError("the model has no act_bits: T = 2^b - 1 applies to quantized ANNs and their SNNs")
+    return 2**bits - 1

@@ -1,0 +1,43 @@
+"""Accuracy of a checkpointed model on a dataset split, fed the way its checkpoint says.
+
+The checkpoint's ``dataset`` record gives the dataset, its loader options, the number of time bins and the
+input mode: ``"sequence"`` (the T frames), ``"static"`` (their mean repeated over the model's T steps: converted
+ANNs) or ``"mean"`` (an ANN's single averaged step). ``timesteps`` overrides T: the number of bins for
+``"sequence"``/``"mean"``, the number of repeated steps for ``"static"``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .loop import evaluate
+from .splits import batches, load_split
+
+
+def data_settings(model: nn.Module) -> dict:
+    """``{"name", "timesteps", "options", "input_mode"}`` from ``model.qnoise_checkpoint`` (defaults if absent)."""
+    doc = getattr(model, "qnoise_checkpoint", {}) or {}
+    record = doc.get("dataset") or {}
+    return {"name": record.get("name"), "timesteps": record.get("timesteps") or doc.get("timesteps"),
+            "model_timesteps": doc.get("timesteps"), "options": record.get("options") or {},
+            "input_mode": record.get("input_mode", "sequence")}
+
+
+def evaluate_model(model: nn.Module, dataset: str | None = None, split: str = "test", timesteps: int | None = None,
+                   root=None, device: str | torch.device = "cpu", batch_size: int = 256, data=None) -> dict:
+    """``{"accuracy", "loss", "samples", "dataset", "split", "timesteps"}`` of ``model`` on one split.
+
+    ``data`` may pass an already loaded split ``(X, y, info)`` (then ``dataset``/``split`` only label it).
+    """
+    s = data_settings(model)
+    name = dataset or s["name"]
+    if name is None:
+        raise ValueError("the checkpoint records no dataset; pass one (--dataset)")
+    static = s["input_mode"] == "static"
+    steps = timesteps or (s["model_timesteps"] if static else s["timesteps"]) or 1
+    bins = s["timesteps"] if static else steps
+    if data is None:
+        data = load_split(name, split, bins or 1, root, s["options"] if name == s["name"] else {})
+    r = evaluate(model, batches(data, batch_size), device, static=static, timesteps=steps)
+    return {**r, "dataset": name, "split": split, "timesteps": steps}

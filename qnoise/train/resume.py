@@ -1,0 +1,80 @@
+"""The epoch checkpoint of a training run, ``<out>/last/``: the model checkpoint after the last completed
+epoch (with the training config and history) plus ``optimizer.safetensors`` (optimizer tensors; its other
+state in the file's metadata as JSON). A rerun with the same options continues after that epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..io import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    load_tensors,
+    read_checkpoint_config,
+    read_tensor_metadata,
+    save_checkpoint,
+    save_tensors,
+)
+from .config import TrainConfig
+
+LAST = "last"
+OPTIMIZER_FILE = "optimizer.safetensors"
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split ``optimizer.state_dict()`` into tensors ``state.<param>.<name>`` and a JSON-able rest."""
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for name, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{idx}.{name}"] = value
+            else:
+                scalars[f"{idx}.{name}"] = value
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], rest: dict) -> None:
+    state: dict = {}
+    for key, value in tensors.items():
+        _, idx, name = key.split(".", 2)
+        state.setdefault(int(idx), {})[name] = value
+    for key, value in rest["scalars"].items():
+        idx, name = key.split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
+
+
+def save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
+               history: list, dataset: dict) -> None:
+    """Write ``<out>/last/`` (optimizer first; the model's config.json, written last, marks it complete)."""
+    last = Path(out) / LAST
+    tensors, rest = optimizer_tensors(optimizer)
+    sha = save_tensors(last / OPTIMIZER_FILE, tensors, metadata=rest)
+    save_checkpoint(model, last, dataset=dataset, timesteps=config.timesteps, training=config.to_dict(),
+                    history=history, extra={"optimizer": {"file": OPTIMIZER_FILE, "sha256": sha}})
+
+
+def load_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig) -> list | None:
+    """Restore model and optimizer from ``<out>/last/`` and return the history; None when there is none.
+
+    Raises ``ValueError`` when the saved run used other options (naming them), as continuing it would mix
+    two runs.
+    """
+    last = Path(out) / LAST
+    if not (last / CONFIG_FILE).is_file():
+        return None
+    doc = read_checkpoint_config(last)
+    saved = TrainConfig.from_dict(doc.get("training") or {})
+    diff = config.differences(saved)
+    if diff:
+        shown = ", ".join(f"{k}: {b!r} there, {a!r} now" for k, (a, b) in sorted(diff.items()))
+        raise ValueError(f"{out} holds a run with other options ({shown}); use another --out, or delete {last} "
+                         f"to start over")
+    model.load_state_dict(load_tensors(last / MODEL_FILE, doc["tensors"]["sha256"]))
+    opt_path = last / doc["optimizer"]["file"]
+    restore_optimizer(optimizer, load_tensors(opt_path, doc["optimizer"]["sha256"]), read_tensor_metadata(opt_path))
+    return list(doc.get("history") or [])

@@ -1,0 +1,107 @@
+"""qnoise.metrics: each definition checked against an independent computation (numpy or explicit loops)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from qnoise.metrics import (
+    E_AC_PJ,
+    E_MAC_PJ,
+    conv_fanout,
+    cosine,
+    cosine_from_sums,
+    dense_macs,
+    effective_ops,
+    energy_pj,
+    firing_rate,
+    firing_rate_from_counts,
+    memory_bits,
+    mse,
+    nmse,
+    sqnr_db,
+    sqnr_from_norms,
+    weight_sqnr_db,
+)
+
+
+def test_sqnr_matches_its_formula():
+    g = np.random.default_rng(0)
+    x, y = g.normal(size=500), g.normal(size=500) * 0.1
+    y = x + y
+    expect = 20 * np.log10(np.sqrt((x**2).sum()) / np.sqrt(((x - y) ** 2).sum()))
+    assert sqnr_db(torch.tensor(x), torch.tensor(y)) == pytest.approx(expect, rel=1e-12)
+    assert sqnr_db(torch.ones(3), torch.ones(3)) == math.inf
+    assert sqnr_db(torch.zeros(3), torch.ones(3)) == -math.inf
+    assert sqnr_from_norms(2.0, 0.2) == pytest.approx(20.0)
+
+
+def test_error_metrics_match_numpy():
+    g = np.random.default_rng(1)
+    x, y = g.normal(size=(4, 7)), g.normal(size=(4, 7))
+    tx, ty = torch.tensor(x), torch.tensor(y)
+    assert mse(tx, ty) == pytest.approx(((x - y) ** 2).mean())
+    assert nmse(tx, ty) == pytest.approx(((x - y) ** 2).sum() / (x**2).sum())
+    cos = (x * y).sum() / np.sqrt((x**2).sum() * (y**2).sum())
+    assert cosine(tx, ty) == pytest.approx(cos)
+    assert cosine_from_sums(float((x * y).sum()), float((x**2).sum()), float((y**2).sum())) == pytest.approx(cos)
+    assert math.isnan(cosine_from_sums(0.0, 0.0, 1.0))
+
+
+def test_firing_rate_is_a_hand_count():
+    s = torch.tensor([[[1.0, 0, 0], [0, -1, 1]], [[0, 0, 0], [1, 0, 0]]])  # [T=2, B=2, 3], 4 events in 12
+    assert firing_rate(s) == pytest.approx(4 / 12)
+    assert firing_rate(0.5 * s) == pytest.approx(4 / 12)  # outputs carrying theta count by their sign
+    assert firing_rate_from_counts(4, 6, 2) == pytest.approx(4 / 12)
+
+
+def _hand_fanout(cin, cout, h, w, k, stride, pad) -> np.ndarray:
+    """For every input position, count (output channel, output position) pairs whose window covers it."""
+    ho = (h + 2 * pad - k) // stride + 1
+    wo = (w + 2 * pad - k) // stride + 1
+    fan = np.zeros((cin, h, w))
+    for c, i, j in itertools.product(range(cin), range(h), range(w)):
+        for oi, oj in itertools.product(range(ho), range(wo)):
+            di, dj = i + pad - oi * stride, j + pad - oj * stride
+            if 0 <= di < k and 0 <= dj < k:
+                fan[c, i, j] += cout
+    return fan
+
+
+@pytest.mark.parametrize("k,stride,pad", [(3, 1, 1), (3, 2, 1), (2, 1, 0), (3, 2, 0)])
+def test_conv_fanout_and_effective_ops_match_a_hand_count(k, stride, pad):
+    conv = nn.Conv2d(2, 3, k, stride=stride, padding=pad)
+    fan = conv_fanout(conv, (5, 6))
+    expect = _hand_fanout(2, 3, 5, 6, k, stride, pad)
+    assert np.array_equal(fan.numpy(), expect)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(4, 2, 5, 6, generator=g) < 0.3).float()  # [T*B, C, H, W] binary
+    hand = sum(expect[c, i, j] for b, c, i, j in itertools.product(range(4), range(2), range(5), range(6))
+               if x[b, c, i, j] != 0)
+    assert effective_ops(x, fan) == pytest.approx(hand)
+
+
+def test_dense_macs():
+    conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+    out = conv(torch.zeros(1, 4, 6, 6))
+    assert dense_macs(conv, tuple(out.shape)) == 6 * 6 * 8 * (4 // 2) * 9
+    lin = nn.Linear(10, 3)
+    assert dense_macs(lin, (5, 3)) == 5 * 3 * 10
+
+
+def test_energy_and_memory_formulas():
+    assert energy_pj(10, 100) == pytest.approx(10 * 4.6 + 100 * 0.9)
+    assert (E_MAC_PJ, E_AC_PJ) == (4.6, 0.9)
+    assert energy_pj(1, 1, e_mac=2.0, e_ac=1.0) == 3.0
+    assert memory_bits([(100, 4), (10, 32)], other_params=7, states=[(20, 8)]) == 400 + 320 + 7 * 32 + 160
+
+
+def test_weight_sqnr_pools_tensors():
+    a, b = torch.randn(10), torch.randn(5)
+    qa, qb = a.round(), b.round()
+    assert weight_sqnr_db([a, b], [qa, qb]) == pytest.approx(sqnr_db(torch.cat([a, b]), torch.cat([qa, qb])))

@@ -1,0 +1,570 @@
+"""The probe (qnoise.probe): hooks, the exact error decomposition, isolated mode, spikes, synaptic operations,
+and the analysis entry points. Each definition is checked against an explicit computation on full tensors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import qnoise
+from qnoise import IF, LIF, MultiStep
+from qnoise.metrics import E_AC_PJ, E_MAC_PJ
+from qnoise.neurons import spiking_neurons
+from qnoise.probe import COLUMNS, OUTPUT, Probe, analyze, ann_twin, cumulative_mean, decompose, sensitivity
+from qnoise.probe.functional import ISO_DYNAMICS, ISO_FLOOR, ISO_GIVEN, ISO_ROUND, isolated_mode
+from qnoise.quant import nearest_levels, quantize_weights, weight_quantizers
+
+REPO = Path(__file__).resolve().parents[1]
+PER_LAYER_T = ("sqnr_db", "mse", "nmse", "cosine", "err_quant_mse", "err_seq_mse", "err_prop_mse", "err_total_mse",
+               "err_quant_mean", "err_seq_mean", "err_prop_mean", "err_total_mean", "firing_rate")
+PER_LAYER = ("weight_sqnr_db", "weight_bits", "params", "synops", "macs")
+PER_RUN = ("accuracy", "ann_accuracy", "agreement", "synops", "energy_pj", "ann_energy_pj", "memory_bits")
+
+
+def small_cnn(seed: int = 0, **neuron) -> nn.Sequential:
+    """conv(2->4, 3x3) + BN + IF + avgpool 2 -> linear(64->16) + IF -> linear(16->5), rates in a useful range."""
+    torch.manual_seed(seed)
+    kw = {"v_init": "half", **neuron}
+    m = nn.Sequential(
+        MultiStep(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4)), IF(**kw), MultiStep(nn.AvgPool2d(2)),
+        MultiStep(nn.Flatten(), nn.Linear(4 * 4 * 4, 16)), IF(**kw), MultiStep(nn.Linear(16, 5)))
+    bn = m[0].body[1]
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(0.0, 0.4)
+        m[3].body[1].weight.mul_(3.0)
+        m[3].body[1].bias.add_(0.2)
+    return m.eval()
+
+
+def events(n: int = 24, t: int = 6, seed: int = 1, p: float = 0.3):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, t, 2, 8, 8, generator=g) < p).float(), torch.randint(0, 5, (n,), generator=g)
+
+
+def static(n: int = 24, t: int = 6, seed: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, 2, 8, 8, generator=g)
+    return x.expand(n, t, 2, 8, 8).contiguous(), torch.randint(0, 5, (n,), generator=g)
+
+
+def value(df, layer, metric, t, mode="propagated") -> float:
+    row = df[(df.layer == layer) & (df.metric == metric) & (df.t == t) & (df["mode"] == mode)]
+    assert len(row) == 1, (layer, metric, t, mode, len(row))
+    return float(row.value.iloc[0])
+
+
+def record(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Each neuron's (input, output) for a forward on ``x [T, B, ...]``, through plain hooks."""
+    seen = {}
+    hooks = [n.register_forward_hook(lambda m, a, o, name=name: seen.__setitem__(name, (a[0], o)))
+             for name, n in spiking_neurons(model)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+def twin_record(model: nn.Module, x: torch.Tensor, reference="float") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The ANN twin's (pre-activation, activation) per neuron layer on the mean input frame."""
+    twin = ann_twin(model, reference)
+    seen = {}
+    hooks = [m.register_forward_hook(lambda mod, a, o, name=name: seen.__setitem__(name, (a[0], o)))
+             for name, m in twin.named_modules() if isinstance(m, qnoise.ClampActivation)]
+    with torch.no_grad():
+        twin(x.mean(0, keepdim=True))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+
+def test_no_hook_survives_the_context_and_outputs_are_unchanged():
+    model = small_cnn()
+    X, y = events()
+    x = X.transpose(0, 1)
+    count = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())  # noqa: E731
+    before = count()
+    with torch.no_grad():
+        plain = model(x)
+        with Probe(model) as probe:
+            assert count() > before
+            probed = probe.step(x, y)
+            again = model(x)
+    assert count() == before
+    assert torch.equal(plain, probed) and torch.equal(plain, again)
+    with pytest.raises(RuntimeError, match="boom"):
+        with Probe(model) as probe:
+            probe.step(x, y)
+            raise RuntimeError("boom")
+    assert count() == before
+    with pytest.raises(ValueError):  # an error inside the hooks (a batch with another T) also cleans up
+        with Probe(model) as probe:
+            probe.step(x, y)
+            probe.step(x[:3], y)
+    assert count() == before
+
+
+def test_memory_does_not_grow_with_samples():
+    model = small_cnn()
+    X, y = events(n=40)
+    with torch.no_grad(), Probe(model) as probe:
+        probe.step(X[:8].transpose(0, 1), y[:8])
+        shapes = {k: v.shape for k, v in probe._prop.items()}
+        for i in range(8, 40, 8):
+            probe.step(X[i:i + 8].transpose(0, 1), y[i:i + 8])
+        assert {k: v.shape for k, v in probe._prop.items()} == shapes
+        assert all(s == (6, 12) for s in shapes.values())
+        assert probe.samples == 40
+
+
+# ------------------------------------------------------------------------------------------------ definitions
+
+def test_decomposition_adds_up_elementwise():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(6, 50, generator=g)
+    rate = torch.rand(6, 50, generator=g)
+    ann = torch.rand(6, 50, generator=g)
+    parts = decompose(rate, z, ann, 0.8, torch.arange(1, 7).view(6, 1))
+    assert torch.allclose(parts["quant"] + parts["seq"] + parts["prop"], parts["total"], atol=1e-6)
+
+
+def test_z_by_cumsum_equals_explicit_synaptic_op_on_rates():
+    """z_l(t) = cumsum(x_l)/t equals f_l(r_{l-1}(t)) computed explicitly (f_l = avgpool, flatten, linear)."""
+    model = small_cnn()
+    X, _ = events()
+    x = X.transpose(0, 1)
+    rec = record(model, x)
+    _, out1 = rec["1"]
+    x2, _ = rec["4"]
+    r1 = cumulative_mean(out1)  # [T, B, 4, 8, 8]
+    f2 = nn.Sequential(model[2].body, model[3].body)  # avgpool, flatten, linear
+    with torch.no_grad():
+        explicit = torch.stack([f2(r1[t]) for t in range(r1.shape[0])])
+    assert torch.allclose(cumulative_mean(x2), explicit, atol=1e-5)
+
+
+@pytest.mark.parametrize("data", ["events", "static"])
+@pytest.mark.parametrize("reference", ["float", "quantized"])
+def test_probe_sums_equal_full_tensor_definitions(data, reference):
+    """Every per-layer metric from the running sums equals the definition on whole tensors."""
+    model = small_cnn()
+    X, y = events() if data == "events" else static()
+    df = analyze(model, (X, y), weight_bits=3, reference=reference, batch_size=10)
+    quantize_weights(model, 3)
+    x = X.transpose(0, 1)
+    rec, twin = record(model, x), twin_record(model, x, reference)
+    T = x.shape[0]
+    for name in ("1", "4"):
+        xin, out = (v.double() for v in rec[name])
+        Z, A = (v.double() for v in twin[name])
+        theta = float(model.get_submodule(name).threshold)
+        steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, *[1] * (xin.dim() - 1))
+        r, z = cumulative_mean(out), cumulative_mean(xin)
+        parts = decompose(r, z, A.expand_as(r), theta, steps)
+        for t in range(1, T + 1):
+            p = {k: v[t - 1] for k, v in parts.items()}
+            Ar, rr = A[0], r[t - 1]
+            for comp in ("quant", "seq", "prop", "total"):
+                assert value(df, name, f"err_{comp}_mean", t) == pytest.approx(float(p[comp].mean()), abs=1e-6)
+                assert value(df, name, f"err_{comp}_mse", t) == pytest.approx(float(p[comp].pow(2).mean()),
+                                                                              rel=1e-4, abs=1e-9)
+            assert value(df, name, "mse", t) == pytest.approx(float(p["total"].pow(2).mean()), rel=1e-4, abs=1e-9)
+            assert value(df, name, "nmse", t) == pytest.approx(float(p["total"].pow(2).sum() / Ar.pow(2).sum()),
+                                                               rel=1e-4)
+            sq = 20 * math.log10(float(Ar.norm()) / float(p["total"].norm()))
+            assert value(df, name, "sqnr_db", t) == pytest.approx(sq, rel=1e-4)
+            cos = float((rr * Ar).sum() / (rr.norm() * Ar.norm()))
+            assert value(df, name, "cosine", t) == pytest.approx(cos, abs=1e-5)
+            fr = float((out[:t] != 0).double().mean())
+            assert value(df, name, "firing_rate", t) == pytest.approx(fr, rel=1e-9)
+
+
+@pytest.mark.parametrize("neuron", [{}, {"signed": True}, {"v_init": "zero"}, {"reset": "zero"}])
+def test_mean_decomposition_adds_up_in_both_modes(neuron):
+    model = small_cnn(**neuron)
+    df = analyze(model, events(), weight_bits=4, batch_size=8)
+    for mode in ("propagated", "isolated"):
+        part = df[df["mode"] == mode].pivot_table(index=["layer", "t"], columns="metric", values="value")
+        part = part.dropna(subset=["err_total_mean"])
+        total = part["err_quant_mean"] + part["err_seq_mean"] + part["err_prop_mean"]
+        assert np.allclose(total, part["err_total_mean"], atol=1e-6, rtol=0)
+        assert len(part) == 2 * 6
+
+
+def test_single_if_layer_with_constant_input_has_only_quantization_error():
+    """A constant input: zero sequential error; quantization error = mean (Q_t(z) - clamp(z, 0, theta))^2."""
+    torch.manual_seed(3)
+    lin = nn.Linear(12, 30)
+    with torch.no_grad():
+        lin.weight.mul_(2.0)
+    model = nn.Sequential(MultiStep(lin), IF(threshold=0.7, v_init="half"), MultiStep(nn.Linear(30, 4))).eval()
+    X, y = static(n=32, t=1)
+    X = X.reshape(32, 1, -1)[:, :, :12].expand(32, 16, 12).contiguous()
+    df = analyze(model, (X, y), batch_size=32)
+    with torch.no_grad():
+        z = lin(X[:, 0]).double()
+    a = z.clamp(0, 0.7)
+    for t in range(1, 17):
+        q = nearest_levels(z, t, 0.7)
+        assert value(df, "1", "err_seq_mse", t) == pytest.approx(0.0, abs=1e-12)
+        assert value(df, "1", "err_prop_mse", t) == pytest.approx(0.0, abs=1e-10)
+        assert value(df, "1", "err_quant_mse", t) == pytest.approx(float(((q - a) ** 2).mean()), rel=1e-5)
+        assert value(df, "1", "err_quant_mean", t) == pytest.approx(float((q - a).mean()), abs=1e-7)
+        # the isolated layer sees the same constant input
+        assert value(df, "1", "err_quant_mse", t, "isolated") == pytest.approx(float(((q - a) ** 2).mean()),
+                                                                                rel=1e-5)
+
+
+def _identity_if(**neuron) -> nn.Sequential:
+    lin = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(1.0)
+    return nn.Sequential(MultiStep(lin), IF(**neuron), MultiStep(nn.Linear(1, 2))).eval()
+
+
+def test_signed_if_reduces_sequential_error():
+    """Input +1, -1, 0, 0 (theta 1): the unsigned neuron's early spike cannot be undone (rate 1/4 for a
+    mean input of 0); the signed neuron cancels it with a negative spike."""
+    X = torch.tensor([1.0, -1.0, 0.0, 0.0]).view(1, 4, 1).repeat(8, 1, 1)
+    y = torch.zeros(8, dtype=torch.long)
+    model = _identity_if(threshold=1.0)
+    unsigned = analyze(model, (X, y), neuron="if")
+    signed = analyze(model, (X, y), neuron="signed")
+    assert value(unsigned, "1", "err_seq_mse", 4) == pytest.approx(0.25**2)
+    assert value(signed, "1", "err_seq_mse", 4) == pytest.approx(0.0)
+    assert value(signed, "1", "err_seq_mse", 4) < value(unsigned, "1", "err_seq_mse", 4)
+    assert not model[1].signed  # restored
+    assert value(signed, "1", "firing_rate", 4) == pytest.approx(2 / 4)  # +1 and -1 are both events
+
+
+# ------------------------------------------------------------------------------------------------ isolated mode
+
+@pytest.mark.parametrize("neuron,expected_mode", [
+    ({"v_init": "half"}, ISO_ROUND),
+    ({"v_init": "zero"}, ISO_FLOOR),
+    ({"v_init": "half", "reset": "zero"}, ISO_DYNAMICS),
+    ({"v_init": "half", "signed": True}, ISO_DYNAMICS),
+    ({"v_init": "zero", "per_channel": True, "channels": 4}, ISO_DYNAMICS),
+    ({"lif": 0.8, "v_init": "half"}, ISO_DYNAMICS),
+    ({"v_init": "half", "state_bits": 6}, ISO_GIVEN),
+])
+def test_isolated_mode_equals_the_neuron_run_on_the_twin_input(neuron, expected_mode):
+    """Each isolated path (closed form, dynamics in the kernel, the neuron's own forward) gives the stats of
+    the real neuron run on the twin's constant pre-activation."""
+    neuron = dict(neuron)
+    beta = neuron.pop("lif", None)
+    per_channel = {k: neuron.pop(k) for k in ("per_channel", "channels") if k in neuron}
+    model = small_cnn(**neuron)
+    if beta is not None:
+        for i in (1, 4):
+            model[i] = LIF(beta=beta, v_init=model[i].v_init)
+    if per_channel:
+        model[1] = IF(**neuron, **per_channel)
+        with torch.no_grad():
+            model[1].raw_threshold.copy_(torch.tensor([0.6, 0.9, 1.2, 1.5]))
+    assert isolated_mode(model[1], True, True) == expected_mode
+    X, y = events(n=16)
+    df = analyze(model, (X, y), batch_size=16)
+    x = X.transpose(0, 1)
+    twin = twin_record(model, x)
+    Z, A = twin["1"]
+    neuron1 = model[1]
+    T = x.shape[0]
+    with torch.no_grad():
+        out = neuron1(Z.expand(T, *Z.shape[1:]).contiguous()).double()
+    theta = neuron1.broadcast_threshold(Z).double()
+    steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, 1, 1, 1, 1)
+    r = cumulative_mean(out)
+    parts = decompose(r, Z.double().expand_as(r), A.double().expand_as(r), theta, steps)
+    for t in range(1, T + 1):
+        for comp in ("quant", "seq", "total"):
+            p = parts[comp][t - 1]
+            assert value(df, "1", f"err_{comp}_mean", t, "isolated") == pytest.approx(float(p.mean()), abs=1e-6)
+            assert value(df, "1", f"err_{comp}_mse", t, "isolated") == pytest.approx(float(p.pow(2).mean()),
+                                                                                     rel=1e-4, abs=1e-10)
+        assert value(df, "1", "err_prop_mse", t, "isolated") == 0.0
+        assert value(df, "1", "firing_rate", t, "isolated") == pytest.approx(float((out[:t] != 0).double().mean()),
+                                                                             rel=1e-5)
+
+
+def test_cumulative_twin_has_no_first_layer_propagated_error():
+    model = small_cnn()
+    df = analyze(model, events(), twin_input="cumulative")
+    for t in range(1, 7):
+        assert value(df, "1", "err_prop_mse", t) == pytest.approx(0.0, abs=1e-10)
+    assert len(df[(df.metric == "ann_accuracy") & (df.t > 0)]) == 6
+    mean = analyze(model, events())
+    assert value(mean, "1", "err_prop_mse", 1) > 1e-4  # the mean twin has seen frames the SNN has not
+
+
+def test_quantized_reference_isolates_spiking_from_weight_noise():
+    model = small_cnn()
+    data = static()
+    fl = analyze(model, data, weight_bits=2, reference="float")
+    qu = analyze(model, data, weight_bits=2, reference="quantized")
+    assert value(fl, "1", "err_prop_mse", 6) > 1e-4  # 2-bit weights against float: propagated error
+    assert value(qu, "1", "err_prop_mse", 6) == pytest.approx(0.0, abs=1e-10)
+
+
+# ------------------------------------------------------------------------------------------------ costs
+
+def _hand_ops(spikes: torch.Tensor, cin: int, cout: int, h: int, w: int, k: int, pad: int) -> float:
+    """Accumulates of a stride-1 conv: for each nonzero input, the (out channel, out position) pairs it meets."""
+    total = 0.0
+    for idx in (spikes != 0).nonzero().tolist():
+        c, i, j = idx[-3:]
+        for oi, oj in itertools.product(range(h), range(w)):
+            if 0 <= i + pad - oi < k and 0 <= j + pad - oj < k:
+                total += cout
+    return total
+
+
+def test_synops_equal_a_hand_count_on_a_tiny_conv():
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Conv2d(1, 2, 3, padding=1)), IF(threshold=0.3),
+                          MultiStep(nn.Conv2d(2, 3, 3, padding=1)), IF(threshold=0.3),
+                          MultiStep(nn.Flatten(), nn.Linear(3 * 5 * 5, 4))).eval()
+    X = (torch.rand(3, 4, 1, 5, 5) < 0.4).float()  # binary events: accumulates
+    y = torch.zeros(3, dtype=torch.long)
+    df = analyze(model, (X, y))
+    rec = record(model, X.transpose(0, 1))
+    s1 = rec["1"][1]
+    s3 = rec["3"][1]
+    for t in range(1, 5):
+        conv1 = _hand_ops(X.transpose(0, 1)[:t], 1, 2, 5, 5, 3, 1) / 3
+        conv2 = _hand_ops(s1[:t], 2, 3, 5, 5, 3, 1) / 3
+        fc = float((s3[:t] != 0).sum()) * 4 / 3
+        assert value(df, "1", "synops", t) == pytest.approx(conv1)
+        assert value(df, "1", "synops_ac", t) == pytest.approx(conv1)
+        assert value(df, "3", "synops", t) == pytest.approx(conv2)
+        assert value(df, "<output>", "synops", t) == pytest.approx(conv1 + conv2 + fc)
+        assert value(df, "<output>", "energy_pj", t) == pytest.approx((conv1 + conv2 + fc) * E_AC_PJ)
+    assert value(df, "1", "macs", 0) == 25 * 2 * 9
+    assert value(df, "3", "macs", 0) == 25 * 3 * 2 * 9
+    assert value(df, "<output>", "ann_energy_pj", 0) == pytest.approx((450 + 1350 + 75 * 4) * E_MAC_PJ)
+    # analog data costs MACs, at the nonzero inputs only
+    analog = analyze(model, (X * torch.rand_like(X) * 2, y))
+    assert value(analog, "1", "synops_mac", 4) == pytest.approx(_hand_ops(X.transpose(0, 1), 1, 2, 5, 5, 3, 1) / 3)
+    assert value(analog, "1", "synops_ac", 4) == 0.0
+
+
+def test_average_pooling_folds_into_the_next_layer():
+    """Each spike reaches the weights of the conv after the pool at its pooled position."""
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Conv2d(1, 2, 3, padding=1)), IF(threshold=0.3), MultiStep(nn.AvgPool2d(2)),
+                          MultiStep(nn.Conv2d(2, 3, 3, padding=1)), IF(threshold=0.3),
+                          MultiStep(nn.Flatten(), nn.Linear(3 * 2 * 2, 4))).eval()
+    X = (torch.rand(2, 3, 1, 5, 5) < 0.5).float()
+    df = analyze(model, (X, torch.zeros(2, dtype=torch.long)))
+    s1 = record(model, X.transpose(0, 1))["1"][1]
+    pooled_fan = np.zeros((2, 2))  # conv 3x3 pad 1 on a 2x2 map: each position meets 4 outputs x 3 channels
+    for i, j in itertools.product(range(2), range(2)):
+        pooled_fan[i, j] = 3 * sum(1 for oi, oj in itertools.product(range(2), range(2))
+                                   if abs(i - oi) <= 1 and abs(j - oj) <= 1)
+    hand = 0.0
+    for idx in (s1 != 0).nonzero().tolist():
+        i, j = idx[-2:]
+        if i < 4 and j < 4:  # the 5th row/column is dropped by the 2x2 pool
+            hand += pooled_fan[i // 2, j // 2]
+    assert value(df, "4", "synops", 3) == pytest.approx(hand / 2)
+
+
+def test_memory_bits_count_weights_at_their_width():
+    model = small_cnn()
+    df = analyze(model, static(n=4), weight_bits=4)
+    weights = (2 * 4 * 9) * 4 + (64 * 16) * 4 + (16 * 5) * 4
+    other = (4 + 16 + 5) + 2 * 4 + 2  # biases, folded BN (scale, shift per channel), one threshold per layer
+    states = (4 * 8 * 8 + 16) * 32
+    assert value(df, "<output>", "memory_bits", 0) == weights + other * 32 + states
+    binary = analyze(model, static(n=4), weight_bits=1, state_bits=8)
+    assert value(binary, "<output>", "memory_bits", 0) == weights // 4 + other * 32 + states // 4
+    assert value(binary, "1", "weight_bits", 0) == 1
+    assert value(binary, "1", "synops_ac", 6) > 0 and value(binary, "1", "synops_mac", 6) == 0  # sign weights
+
+
+# ------------------------------------------------------------------------------------------------ analysis
+
+def test_table_schema_and_vocabulary():
+    df = analyze(small_cnn(), events(), weight_bits=4, state_bits=8, keep_tensors=3)
+    assert list(df.columns) == COLUMNS
+    layer_rows = df[df.layer == "1"]
+    assert set(PER_LAYER_T) | {"membrane_sqnr_db"} <= set(layer_rows.metric)
+    assert set(PER_LAYER) <= set(layer_rows.metric)
+    assert set(PER_RUN) <= set(df[df.layer == OUTPUT].metric)
+    assert set(df["mode"]) == {"propagated", "isolated"}
+    assert df.weight_bits.unique().tolist() == [4] and df.state_bits.unique().tolist() == [8]
+    assert df.timesteps.unique().tolist() == [6]
+    assert not df.duplicated(["layer", "t", "metric", "mode"]).any()
+    tensors = df.attrs["tensors"]
+    assert tensors["1"]["spikes"].shape == (6, 3, 4, 8, 8)
+    assert tensors["1"]["membrane"].shape == (6, 3, 4, 8, 8)
+    assert np.isfinite(value(df, "1", "membrane_sqnr_db", 6))
+
+
+def test_analyze_restores_the_model():
+    model = small_cnn()
+    quantize_weights(model, 6)
+    model[1].state_bits = None
+    X, y = events()
+    x = X.transpose(0, 1)
+    with torch.no_grad():
+        before = model(x)
+    q_before = {k: id(v) for k, v in weight_quantizers(model).items()}
+    model.train()
+    analyze(model, (X, y), weight_bits=2, state_bits=6, neuron="signed")
+    assert model.training
+    model.eval()
+    assert {k: id(v) for k, v in weight_quantizers(model).items()} == q_before
+    assert all(n.state_bits is None and not n.signed for _, n in spiking_neurons(model))
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+
+
+def test_accuracy_and_agreement_follow_their_definitions():
+    model = small_cnn()
+    X, y = events()
+    df = analyze(model, (X, y), batch_size=7)
+    x = X.transpose(0, 1)
+    with torch.no_grad():
+        out = model(x)
+        ann = ann_twin(model)(x.mean(0, keepdim=True))[0].argmax(-1)
+    for t in range(1, 7):
+        pred = out[:t].mean(0).argmax(-1)
+        assert value(df, OUTPUT, "accuracy", t) == pytest.approx(float((pred == y).float().mean()))
+        assert value(df, OUTPUT, "agreement", t) == pytest.approx(float((pred == ann).float().mean()))
+    assert value(df, OUTPUT, "ann_accuracy", 0) == pytest.approx(float((ann == y).float().mean()))
+
+
+def test_data_forms_agree():
+    model = small_cnn()
+    X, y = events(n=20)
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from qnoise.data import collate_time_first
+
+    ref = analyze(model, (X, y), batch_size=8)
+    ds = TensorDataset(X, y)
+    for data in (ds, DataLoader(ds, batch_size=8), DataLoader(ds, batch_size=5, collate_fn=collate_time_first)):
+        df = analyze(model, data, batch_size=8)
+        assert np.allclose(df.value.to_numpy(), ref.value.to_numpy(), rtol=1e-6, atol=1e-9, equal_nan=True)
+    with pytest.raises(ValueError, match="timesteps"):
+        analyze(model, (X, y), timesteps=4)
+
+
+def _error_at(df, layer, T) -> float:
+    return value(df, layer, "err_total_mse", T)
+
+
+def test_error_shrinks_with_timesteps_and_weight_bits_on_a_small_model():
+    model = small_cnn()
+    X, y = static(n=32, t=1)
+    errs_t = [_error_at(analyze(model, (X, y), timesteps=T), "4", T) for T in (2, 8, 32)]
+    assert errs_t[0] > errs_t[1] > errs_t[2]
+    errs_b = [_error_at(analyze(model, (X, y), timesteps=16, weight_bits=b), "4", 16) for b in (2, 4, 8)]
+    assert errs_b[0] > errs_b[1] > errs_b[2]
+
+
+def _sample_model():
+    from qnoise.commands._common import sample_checkpoints
+
+    found = [p for p in sample_checkpoints() if (p / "model.safetensors").exists()]
+    if not found:
+        pytest.skip("sample_data/ holds no checkpoint yet (made by `qnoise sample-data`, issue 3)")
+    from qnoise.io import load_checkpoint
+
+    return load_checkpoint(found[0]), found[0]
+
+
+def test_error_shrinks_with_timesteps_and_weight_bits_on_the_sample_model():
+    model, path = _sample_model()
+    ds = (model.qnoise_checkpoint.get("dataset") or {}).get("name", "digits")
+    last = [layer for layer, _ in spiking_neurons(model)][-1]
+    errs_t = [_error_at(analyze(model, ds, timesteps=T, limit=64, isolate=False), last, T) for T in (2, 8, 32)]
+    assert errs_t[0] > errs_t[1] > errs_t[2], errs_t
+    errs_b = [_error_at(analyze(model, ds, timesteps=16, weight_bits=b, limit=64, isolate=False), last, 16)
+              for b in (2, 4, 8)]
+    assert errs_b[0] > errs_b[1] > errs_b[2], errs_b
+
+
+def test_sensitivity_rows_and_baselines():
+    model = small_cnn()
+    X, y = static(n=32)
+    sens = sensitivity(model, (X, y), weight_bits=2)
+    assert {"quantity", "variant"} <= set(sens.columns)
+    w = sens[sens.quantity == "weights"]
+    assert set(w[w.layer != "<all>"].layer) == {"1", "4", "5"}
+    assert set(w.variant) == {"all", "none", "only", "all_but"}
+    fl = analyze(model, (X, y), weight_bits=32)
+    q2 = analyze(model, (X, y), weight_bits=2)
+    none = float(w[w.variant == "none"].value.iloc[0])
+    allq = float(w[w.variant == "all"].value.iloc[0])
+    assert none == pytest.approx(value(fl, OUTPUT, "accuracy", 6))
+    assert allq == pytest.approx(value(q2, OUTPUT, "accuracy", 6))
+    ts = sens[sens.quantity == "timesteps"]
+    assert float(ts[ts.variant == "none"].value.iloc[0]) == pytest.approx(value(fl, OUTPUT, "ann_accuracy", 0))
+    assert set(ts[ts.layer != "<all>"].layer) == {"1", "4"}
+
+
+def test_compiled_kernel_matches_eager():
+    pytest.importorskip("torch._inductor")
+    model = small_cnn(signed=True)
+    data = events(n=16)
+    eager = analyze(model, data, compile=False)
+    try:
+        fused = analyze(model, data, compile=True)
+    except Exception as err:  # pragma: no cover - platform without a working compiler
+        pytest.skip(f"torch.compile unavailable here: {err}")
+    assert np.allclose(fused.value.to_numpy(), eager.value.to_numpy(), rtol=1e-5, atol=1e-8, equal_nan=True)
+
+
+def test_a_given_reference_ann_is_matched_by_order():
+    """A quantized ANN as reference (its LearnableClip activations matched to the neurons in order): the
+    decomposition still adds up and equals the definition with that ANN's activations."""
+    import copy
+
+    from qnoise.quant import LearnableClip
+
+    model = small_cnn()
+    ann = copy.deepcopy(model)
+    for i in (1, 4):
+        ann[i] = LearnableClip(bits=2, alpha=float(model[i].threshold), learn_alpha=False)
+    X, y = static(n=16)
+    df = analyze(model, (X, y), reference=ann)
+    same = analyze(model, (X, y), reference=ann_twin(model))
+    fl = analyze(model, (X, y))
+    assert np.allclose(same.value.to_numpy(), fl.value.to_numpy(), equal_nan=True)
+    x = X.transpose(0, 1)
+    seen = {}
+    hooks = [m.register_forward_hook(lambda mod, a, o, i=i: seen.__setitem__(i, (a[0], o))) for i, m in
+             ((1, ann[1]), (4, ann[4]))]
+    with torch.no_grad():
+        ann(x.mean(0, keepdim=True))
+    for h in hooks:
+        h.remove()
+    rec = record(model, x)
+    for i, name in ((1, "1"), (4, "4")):
+        Z, A = (v.double() for v in seen[i])
+        xin, out = (v.double() for v in rec[name])
+        theta = float(model[i].threshold)
+        steps = torch.arange(1, 7, dtype=torch.float64).view(-1, *[1] * (xin.dim() - 1))
+        r = cumulative_mean(out)
+        parts = decompose(r, cumulative_mean(xin), A.expand_as(r), theta, steps)
+        for t in (1, 6):
+            for comp in ("quant", "seq", "prop", "total"):
+                assert value(df, name, f"err_{comp}_mean", t) == pytest.approx(float(parts[comp][t - 1].mean()),
+                                                                               abs=1e-6)
+        iso_prop = Z.clamp(0, theta) - A  # the isolated layer's own input is Z: a(Z) - A
+        assert value(df, name, "err_prop_mean", 6, "isolated") == pytest.approx(float(iso_prop.mean()), abs=1e-6)

@@ -1,0 +1,200 @@
+"""Sweeps (qnoise.sweep): one parquet per cell, resumable after a kill, local processes or Ray; and the
+analyze / sweep / report commands."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from qnoise.cli import main as cli
+from qnoise.sweep import CELLS_DIR, MANIFEST, load_sweep, make_cells, sweep
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = ["weight_bits", "state_bits", "timesteps", "rounding", "neuron"]
+
+JOB = textwrap.dedent('''
+    """A small sweep, the same model and data every time it runs."""
+    import sys
+
+    import torch
+    from torch import nn
+
+    from qnoise import IF, MultiStep
+    from qnoise.sweep import sweep
+
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(MultiStep(nn.Conv2d(2, 4, 3, padding=1)), IF(v_init="half"),
+                             MultiStep(nn.AvgPool2d(2)), MultiStep(nn.Flatten(), nn.Linear(64, 16)),
+                             IF(v_init="half"), MultiStep(nn.Linear(16, 5))).eval()
+
+
+    def data():
+        g = torch.Generator().manual_seed(1)
+        return torch.rand(64, 1, 2, 8, 8, generator=g), torch.randint(0, 5, (64,), generator=g)
+
+
+    GRID = dict(weight_bits=[2, 3, 4, 5, 6, 8, 32], timesteps=[4, 8, 16], rounding=["nearest", "truncate"])
+
+
+    def job(out, workers=1):
+        return sweep(model(), data(), out=out, workers=workers, batch_size=16, progress=False, **GRID)
+
+
+    if __name__ == "__main__":
+        job(sys.argv[1])
+''')
+
+
+@pytest.fixture
+def job(tmp_path):
+    path = tmp_path / "sweepjob.py"
+    path.write_text(JOB)
+    spec = importlib.util.spec_from_file_location("sweepjob", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module
+
+
+def _cells(out: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / CELLS_DIR).glob("*.parquet")}
+
+
+def _check_complete(df: pd.DataFrame, n_cells: int) -> None:
+    assert df.groupby(CONFIG, dropna=False).ngroups == n_cells
+    assert not df.duplicated([*CONFIG, "layer", "t", "metric", "mode"]).any()
+
+
+def test_sweep_writes_one_file_per_cell_and_resumes(tmp_path):
+    sys.path.insert(0, str(tmp_path))
+    out = tmp_path / "run"
+    from torch import nn
+
+    from qnoise import IF, MultiStep
+
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Linear(12, 8)), IF(v_init="half"), MultiStep(nn.Linear(8, 3))).eval()
+    X, y = torch.rand(20, 1, 12), torch.randint(0, 3, (20,))
+    grid = dict(weight_bits=[2, 32], timesteps=[2, 4], state_bits=[None, 6])
+    df = sweep(model, (X, y), out=out, workers=1, progress=False, **grid)
+    _check_complete(df, 8)
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert len(manifest["cells"]) == 8
+    assert all((out / c["file"]).exists() for c in manifest["cells"])
+    files = _cells(out)
+    again = sweep(model, (X, y), out=out, workers=1, progress=False, **grid)
+    assert _cells(out) == files  # nothing recomputed or rewritten
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), df.reset_index(drop=True))
+    # a wider grid over the same model and data extends the folder
+    more = sweep(model, (X, y), out=out, workers=1, progress=False, weight_bits=[2, 4, 32], timesteps=[2, 4],
+                 state_bits=[None, 6])
+    _check_complete(more, 12)
+    assert len(json.loads((out / MANIFEST).read_text())["cells"]) == 12
+    _check_complete(load_sweep(out), 12)
+    # the same folder with other analysis options is refused
+    with pytest.raises(ValueError, match="different"):
+        sweep(model, (X, y), out=out, workers=1, progress=False, reference="quantized", **grid)
+    with pytest.raises(ValueError, match="different"):
+        sweep(model, (X * 2, y), out=out, workers=1, progress=False, **grid)
+
+
+def test_killed_sweep_loses_nothing_and_duplicates_nothing(job, tmp_path):
+    path, module = job
+    out = tmp_path / "killed"
+    n_cells = len(make_cells(**module.GRID, state_bits=None, neuron=None))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, str(path), str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 90
+        while len(list((out / CELLS_DIR).glob("*.parquet"))) < 3:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.time() < deadline, "the sweep wrote no cell in 90 s"
+            time.sleep(0.02)
+        time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    done = _cells(out)
+    assert 3 <= len(done) < n_cells, "the kill must land mid-way"
+    for name in done:  # every visible table is whole
+        pd.read_parquet(out / CELLS_DIR / name)
+    df = module.job(out)
+    _check_complete(df, n_cells)
+    after = _cells(out)
+    assert len(after) == n_cells
+    assert {k: after[k] for k in done} == done  # finished cells were not redone
+    _check_complete(load_sweep(out), n_cells)
+
+
+def test_parallel_processes_match_serial(job, tmp_path):
+    _, module = job
+    grid = dict(weight_bits=[2, 32], timesteps=[4, 8])
+    serial = sweep(module.model(), module.data(), out=tmp_path / "a", workers=1, progress=False, **grid)
+    parallel = sweep(module.model(), module.data(), out=tmp_path / "b", workers=2, progress=False, **grid)
+    key = [*CONFIG, "layer", "t", "metric", "mode"]
+    a = serial.sort_values(key).reset_index(drop=True)
+    b = parallel.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_ray_executor(job, tmp_path):
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'qnoise[ray]'")
+    _, module = job
+    grid = dict(weight_bits=[2, 32], timesteps=[4])
+    serial = sweep(module.model(), module.data(), workers=1, progress=False, **grid)
+    df = sweep(module.model(), module.data(), out=tmp_path / "ray", executor="ray", workers=2, progress=False,
+               **grid)
+    _check_complete(df, 2)
+    assert np.allclose(np.sort(df.value.to_numpy()), np.sort(serial.value.to_numpy()), equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    from qnoise.io import save_checkpoint
+    from qnoise.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10, neuron={"v_init": "half"}, hidden=[32])
+    return save_checkpoint(model, tmp_path / "ckpt", dataset={"name": "digits"}, timesteps=4)
+
+
+def test_cli_analyze_sweep_report(checkpoint, tmp_path, capsys):
+    table = tmp_path / "one.parquet"
+    assert cli(["analyze", "--checkpoint", str(checkpoint), "--weight-bits", "4", "--timesteps", "4",
+                "--limit", "32", "--out", str(table)]) == 0
+    df = pd.read_parquet(table)
+    assert set(df.weight_bits) == {4} and set(df.timesteps) == {4} and set(df.dataset) == {"digits"}
+    assert (tmp_path / "one.parquet.json").exists()
+    run = tmp_path / "run"
+    assert cli(["sweep", "--checkpoint", str(checkpoint), "--dataset", "digits", "--weight-bits", "2,32",
+                "--timesteps", "2,4", "--limit", "32", "--workers", "1", "--out", str(run)]) == 0
+    assert len(list((run / CELLS_DIR).glob("*.parquet"))) == 4
+    assert "T=4" in capsys.readouterr().out
+    assert cli(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    assert "Plotly.newPlot" in html and "<script src=\"http" not in html  # plotly inlined: opens offline
+    acc = pd.read_csv(run / "tables" / "accuracy.csv")
+    assert list(acc.columns) == ["weight_bits", "T=2", "T=4"]
+    assert cli(["report", str(table)]) == 0
+    assert (tmp_path / "one" / "report.html").exists()
+
+
+def test_cli_errors_are_messages(tmp_path, capsys):
+    assert cli(["analyze", "--checkpoint", str(tmp_path / "missing")]) == 2
+    assert "error" in capsys.readouterr().err

@@ -1,0 +1,259 @@
+"""Training: BN fold, conversion identity, fine-tuning, learning on digits, resume, determinism, schedules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+from torch import nn
+
+from qnoise.io import load_checkpoint
+from qnoise.models import apply_quantization, build_model
+from qnoise.neurons import spiking_neurons
+from qnoise.quant import LearnableClip
+from qnoise.train import Batches, TrainConfig, evaluate, train
+from qnoise.train import run as run_module
+from qnoise.train.convert import convert_to_snn, fold_bn, timesteps_for
+from qnoise.train.convert_run import convert_checkpoint
+from qnoise.train.finetune import layer_groups, layerwise_finetune
+from qnoise.train.schedule import act_bits_at, cosine_lr, progressive_stages
+
+FAST = {"model": "mlp", "model_options": {"hidden": [64]}, "epochs": 2, "progress": False, "device": "cpu",
+        "test_split": None}
+
+
+def _random_bn(bn: nn.modules.batchnorm._BatchNorm) -> None:
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 2)
+        bn.weight.uniform_(-2, 2)
+        bn.bias.uniform_(-1, 1)
+    bn.eval()
+
+
+@pytest.mark.parametrize("layer,bn,x", [
+    (nn.Conv2d(3, 5, 3, padding=1, bias=False), nn.BatchNorm2d(5), torch.randn(4, 3, 6, 6)),
+    (nn.Conv2d(3, 5, 3, bias=True), nn.BatchNorm2d(5), torch.randn(4, 3, 6, 6)),
+    (nn.Linear(7, 4), nn.BatchNorm1d(4), torch.randn(8, 7)),
+])
+def test_bn_fold_is_exact(layer, bn, x):
+    layer, bn, x = layer.double(), bn.double(), x.double()
+    _random_bn(bn)
+    w, b = fold_bn(layer.weight, layer.bias, bn)
+    with torch.no_grad():
+        expected = bn(layer(x))
+        got = nn.functional.conv2d(x, w, b, padding=layer.padding) if isinstance(layer, nn.Conv2d) \
+            else nn.functional.linear(x, w, b)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+
+
+def _tiny_ann(bits: int, alpha: float, seed: int, batchnorm: bool) -> nn.Module:
+    torch.manual_seed(seed)
+    ann = build_model("mlp", (3,), 2, kind="ann", act_bits=bits, act_alpha=alpha, hidden=[4], batchnorm=batchnorm)
+    if batchnorm:
+        _random_bn(ann.fc1.body[2])
+    return ann.eval()
+
+
+@given(bits=st.integers(1, 4), alpha=st.floats(0.2, 3.0), seed=st.integers(0, 10_000), batchnorm=st.booleans(),
+       x=st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3))
+def test_conversion_identity_single_layer(bits, alpha, seed, batchnorm, x):
+    """One LearnableClip layer: the converted SNN at T = 2^b - 1 on a static input equals the quantized ANN
+    (same level at every unit, same output), the sequential error of a single layer being zero."""
+    ann = _tiny_ann(bits, alpha, seed, batchnorm)
+    x = torch.tensor(x).view(1, 1, 3)
+    n = 2**bits - 1
+    with torch.no_grad():
+        z = ann.fc1(x)[0, 0]
+        u = z / alpha * n + 0.5
+        assume(bool(((u - u.round()).abs() > 1e-4).all()))  # no float tie at a rounding boundary
+        snn = convert_to_snn(ann)
+        assert timesteps_for(snn) == n
+        a = ann.act1(ann.fc1(x))[0, 0]
+        spikes = snn.act1(snn.fc1(x.expand(n, 1, 3)))
+        count = (spikes / float(snn.act1.threshold)).sum(0)[0]
+        assert torch.equal(count.round(), (a / alpha * n).round())
+        torch.testing.assert_close(snn(x.expand(n, 1, 3)).mean(0), ann(x)[0], rtol=0, atol=1e-5)
+
+
+def test_conversion_keeps_architecture_and_thresholds():
+    ann = build_model("resnet", (1, 8, 8), 10, kind="ann", act_bits=2, channels=[4, 8])
+    clips = [m for m in ann.modules() if isinstance(m, LearnableClip)]
+    for i, m in enumerate(clips):
+        with torch.no_grad():
+            m.alpha.fill_(0.5 + 0.1 * i)
+    snn = convert_to_snn(ann, signed=True)
+    neurons = [m for _, m in spiking_neurons(snn)]
+    assert [float(m.threshold) for m in neurons] == pytest.approx([0.5 + 0.1 * i for i in range(len(clips))])
+    assert all(m.v_init == "half" and m.reset == "subtract" and m.signed for m in neurons)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in snn.modules())
+    assert snn.qnoise_config["kind"] == "snn" and snn.qnoise_config["act_bits"] == 2
+    assert snn(torch.rand(3, 2, 1, 8, 8)).shape == (3, 2, 10)
+
+
+def test_conversion_needs_a_quantized_ann():
+    with pytest.raises(ValueError, match="LearnableClip"):
+        convert_to_snn(build_model("mlp", (1, 8, 8), 10, kind="ann"))
+    with pytest.raises(ValueError, match="one bit width"):
+        convert_to_snn(build_model("mlp", (1, 8, 8), 10, kind="ann", activation="clip"))
+
+
+def test_layer_groups_follow_the_spiking_layers():
+    snn = build_model("resnet", (1, 8, 8), 10, channels=[4, 8], batchnorm=False)
+    groups = layer_groups(snn)
+    assert len(groups) == len(spiking_neurons(snn)) == 5
+    assert [len(g) for g in groups] == [2, 2, 2, 2, 4]  # block2.act2 is fed by conv2 and the 1x1 shortcut
+
+
+@pytest.fixture(scope="module")
+def digits_ann(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ann")
+    cfg = TrainConfig(**{**FAST, "mode": "ann", "act_bits": 2, "progressive": True, "timesteps": 1, "epochs": 4})
+    return train(cfg, out), out
+
+
+def test_ann_training_learns_and_converts(digits_ann, tmp_path):
+    ann, path = digits_ann
+    doc = ann.qnoise_checkpoint
+    assert doc["metrics"]["val_accuracy"] > 0.6  # chance is 0.1
+    assert [r["act_bits"] for r in doc["history"]] == [None, 4, 3, 2]
+    snn = convert_checkpoint(path, tmp_path / "snn", signed=True, finetune_epochs=1, device="cpu", progress=False)
+    m = snn.qnoise_checkpoint["metrics"]
+    assert snn.qnoise_checkpoint["timesteps"] == 3
+    assert snn.qnoise_checkpoint["dataset"]["input_mode"] == "static"
+    assert m["val_accuracy"] >= m["ann_val_accuracy"] - 0.05
+    assert len(snn.qnoise_checkpoint["history"]) == 1  # one spiking layer fine-tuned
+    back = load_checkpoint(tmp_path / "snn")
+    from qnoise.train.evaluation import evaluate_model
+
+    assert evaluate_model(back, split="val")["accuracy"] == pytest.approx(m["val_accuracy"])
+
+
+def test_finetune_never_lowers_training_accuracy(digits_ann):
+    from qnoise.train.splits import batches, load_split
+
+    ann, _ = digits_ann
+    snn = convert_to_snn(ann)
+    data = load_split("digits", "train", 1)
+    before = evaluate(snn, batches(data), static=True, timesteps=3)["accuracy"]
+    reports = layerwise_finetune(snn, ann, Batches(data[0], data[1], 64, shuffle=True), 3, lr=1e-2,
+                                 eval_batches=batches(data), progress=False)
+    after = evaluate(snn, batches(data), static=True, timesteps=3)["accuracy"]
+    assert after >= before
+    assert all(set(r) >= {"layer", "kept", "train_accuracy"} for r in reports)
+
+
+def test_direct_snn_training_learns_with_qat(tmp_path):
+    cfg = TrainConfig(**{**FAST, "weight_bits": 4, "threshold_bits": 8, "state_bits": 8, "timesteps": 2})
+    model = train(cfg, tmp_path)
+    doc = model.qnoise_checkpoint
+    assert doc["metrics"]["val_accuracy"] > 0.6  # chance is 0.1
+    q = doc["model"]["quantization"]
+    assert q["weights"]["bits"] == 4 and q["thresholds"]["bits"] == 8 and q["membrane"]["bits"] == 8
+    thresholds = [m.parametrizations.raw_threshold.original for _, m in spiking_neurons(model)]
+    assert any(abs(float(t.detach()) - 1.0) > 1e-4 for t in thresholds)  # thresholds were learned
+
+
+def test_sigmoid_temperature_rises_per_epoch(tmp_path):
+    cfg = TrainConfig(**{**FAST, "weight_bits": 1, "weight_method": "sigmoid", "keep_first_last": True,
+                         "temperature_slope": 3.0, "epochs": 2, "model_options": {"hidden": [32, 32]}})
+    doc = train(cfg, tmp_path).qnoise_checkpoint
+    assert [r["temperature"] for r in doc["history"]] == [1.0, 4.0]
+    assert doc["model"]["quantization"]["weights"]["method"] == "sigmoid"
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights(tmp_path):
+    a = _weights(train(TrainConfig(**FAST), tmp_path / "a"))
+    b = _weights(train(TrainConfig(**FAST), tmp_path / "b"))
+    c = _weights(train(TrainConfig(**{**FAST, "seed": 1}), tmp_path / "c"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path, monkeypatch):
+    cfg = TrainConfig(**{**FAST, "epochs": 3})
+    straight = _weights(train(cfg, tmp_path / "straight"))
+    real_epoch, calls = run_module.train_epoch, []
+
+    def interrupted(*args, **kwargs):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "config.json").exists()
+    saved = json.loads((tmp_path / "resumed" / "last" / "config.json").read_text())
+    assert [r["epoch"] for r in saved["history"]] == [1, 2]
+    monkeypatch.setattr(run_module, "train_epoch", real_epoch)
+    resumed_epochs = []
+    monkeypatch.setattr(run_module, "train_epoch", lambda *a, **k: resumed_epochs.append(1) or real_epoch(*a, **k))
+    resumed = train(cfg, tmp_path / "resumed")
+    assert len(resumed_epochs) == 1  # only epoch 3 was run again
+    assert [r["epoch"] for r in resumed.qnoise_checkpoint["history"]] == [1, 2, 3]
+    got = _weights(resumed)
+    assert all(torch.equal(straight[k], got[k]) for k in straight)
+
+
+def test_resume_refuses_other_options(tmp_path):
+    train(TrainConfig(**{**FAST, "epochs": 1}), tmp_path)
+    with pytest.raises(ValueError, match=r"other options \(lr: 0.001 there, 0.01 now\)"):
+        train(TrainConfig(**{**FAST, "epochs": 1, "lr": 0.01}), tmp_path)
+
+
+def test_finished_run_is_not_retrained(tmp_path, monkeypatch):
+    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    first = _weights(train(cfg, tmp_path))
+    monkeypatch.setattr(run_module, "train_epoch", lambda *a, **k: pytest.fail("retrained"))
+    again = _weights(train(cfg, tmp_path))
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_post_training_quantization_of_a_trained_model(digits_ann):
+    from qnoise.quant import weight_quantizers
+    from qnoise.train.splits import batches, load_split
+
+    snn = convert_to_snn(digits_ann[0])
+    val = batches(load_split("digits", "val", 1))
+    base = evaluate(snn, val, static=True, timesteps=3)["accuracy"]
+    apply_quantization(snn, {"weights": {"bits": 8, "rounding": "nearest"}, "thresholds": {"bits": 8},
+                             "membrane": {"bits": 10}})
+    assert len(weight_quantizers(snn)) == 2
+    w = snn.fc1.body[1].weight
+    assert torch.unique(w).numel() <= 255
+    assert evaluate(snn, val, static=True, timesteps=3)["accuracy"] >= base - 0.03
+
+
+@pytest.mark.parametrize("bits,stages", [(2, [None, 4, 3, 2]), (3, [None, 4, 3]), (4, [None, 4]), (8, [None, 8])])
+def test_progressive_stages(bits, stages):
+    assert progressive_stages(bits) == stages
+    got = [act_bits_at(e, 8 * len(stages), bits, True) for e in range(8 * len(stages))]
+    assert got == [s for s in stages for _ in range(8)]
+    assert act_bits_at(0, 10, bits, False) == bits
+
+
+def test_cosine_lr():
+    assert cosine_lr(0, 10, 0.1) == pytest.approx(0.1)
+    assert cosine_lr(5, 10, 0.1) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "sgd"}, "mode="),
+    ({"act_bits": 2}, "belong to mode='ann'"),
+    ({"mode": "ann", "state_bits": 8}, "need spiking neurons"),
+    ({"mode": "ann", "progressive": True}, "needs act_bits"),
+    ({"weight_method": "sigmoid"}, "needs weight_bits"),
+    ({"epochs": 1.5}, "epochs must be"),
+])
+def test_bad_training_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
