@@ -12,6 +12,8 @@ Digits: the test split (359 samples); N-MNIST: ``../shared/data/nmnist-1k``, the
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -28,6 +30,7 @@ NMNIST_ROOT = "../shared/data/nmnist-1k"
 DIGITS_EPOCHS = 30
 NMNIST_EPOCHS = 25
 FINETUNE_EPOCHS = 2
+RESULTS = "runs/train_results/results.json"
 
 
 @dataclass
@@ -70,7 +73,17 @@ def rows() -> list[Row]:
                        "--weight-method", "binary", "--keep-first-last"),
         _digits_direct("digits-snn-ternary-ste", "direct SNN, T=4, ternary weights (TWN STE, for comparison)",
                        "--weight-method", "ternary", "--keep-first-last"),
+        _digits_direct("digits-snn-qat4", "direct SNN, T=4, in training: 4-bit weights, 8-bit thresholds and "
+                       "membrane", "--weight-bits", "4", "--threshold-bits", "8", "--state-bits", "8"),
     ]
+    float_snn = "runs/train_results/digits-snn-float"
+    for key, label, extra in (
+            ("ptq-ternary", "ternary weights (TWN)", ["--weight-method", "ternary", "--keep-first-last"]),
+            ("ptq-binary", "binary weights", ["--weight-method", "binary", "--keep-first-last"]),
+            ("ptq4", "4-bit weights, 8-bit thresholds and membrane", ["--weight-bits", "4", "--threshold-bits", "8",
+                                                                     "--state-bits", "8"])):
+        out.append(Row(f"digits-snn-{key}", "digits", f"direct SNN, T=4, float-trained, post-training: {label}",
+                       ["evaluate", "--checkpoint", float_snn, *extra, "--json"], float_snn))
     for b in (2, 3, 4):
         ann = f"runs/train_results/digits-ann-{b}bit"
         out.append(Row(f"ann{b}", "conversion", f"quantized ANN, {b} bits", [
@@ -91,22 +104,32 @@ def rows() -> list[Row]:
 def run_row(row: Row) -> None:
     from qnoise.cli import main
 
-    shutil.rmtree(REPO / row.out, ignore_errors=True)
+    evaluate_only = row.argv[0] == "evaluate"
+    if not evaluate_only:
+        shutil.rmtree(REPO / row.out, ignore_errors=True)
+    printed = io.StringIO()
     start = time.perf_counter()
-    code = main(row.argv)
+    with contextlib.redirect_stdout(printed):
+        code = main(row.argv)
     seconds = time.perf_counter() - start
     if code:
         raise SystemExit(f"row {row.key} failed with exit code {code}: qnoise {' '.join(row.argv)}")
-    doc = json.loads((REPO / row.out / "config.json").read_text())
-    m = doc["metrics"]
-    samples = m.get(row.metric.replace("accuracy", "samples"))
-    row.result = {"accuracy": m[row.metric], "samples": samples, "seconds": seconds,
-                  "ann_accuracy": m.get("ann_" + row.metric)}
-    print(f"{row.key:<24} {m[row.metric]:.4f}  {seconds:7.1f} s", flush=True)
+    if evaluate_only:
+        r = json.loads(printed.getvalue().strip().splitlines()[-1])
+        row.result = {"accuracy": r["accuracy"], "samples": r["samples"], "seconds": seconds}
+    else:
+        m = json.loads((REPO / row.out / "config.json").read_text())["metrics"]
+        row.result = {"accuracy": m[row.metric], "samples": m.get(row.metric.replace("accuracy", "samples")),
+                      "seconds": seconds}
+    print(f"{row.key:<24} {row.result['accuracy']:.4f}  {seconds:7.1f} s", flush=True)
 
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
+
+
+def _diff(what: str, points: float) -> str:
+    return f"{what} = {round(points, 2) + 0.0:+.2f} points"
 
 
 def _checks(by: dict[str, Row]) -> list[tuple[str, bool | None, str]]:
@@ -126,25 +149,25 @@ def _checks(by: dict[str, Row]) -> list[tuple[str, bool | None, str]]:
     if f is not None:
         check("digits direct SNN T=4 float >= 95 %", f >= 0.95, f"{_pct(f)} %")
         if acc("digits-snn-binary") is not None:
-            gap = 100 * (f - acc("digits-snn-binary"))
-            check("binary (sigmoid-sum) within 2 points of float", gap <= 2.0, f"{gap:+.2f} points below")
+            gap = round(100 * (f - acc("digits-snn-binary")), 2)
+            check("binary (sigmoid-sum) within 2 points of float", gap <= 2.0, _diff("binary - float", -gap))
         if acc("digits-snn-ternary") is not None:
-            gap = 100 * (f - acc("digits-snn-ternary"))
-            check("ternary (sigmoid-sum) within 1 point of float", gap <= 1.0, f"{gap:+.2f} points below")
+            gap = round(100 * (f - acc("digits-snn-ternary")), 2)
+            check("ternary (sigmoid-sum) within 1 point of float", gap <= 1.0, _diff("ternary - float", -gap))
     for b in (2, 3, 4):
         a = acc(f"ann{b}")
         snns = [acc(f"snn{b}-{k}") for k in ("if", "signed", "ft")]
         if a is not None and all(s is not None for s in snns):
-            gap = 100 * (a - max(snns))
+            gap = round(100 * (a - max(snns)), 2)
             check(f"conversion b={b}: best SNN within 1 point of its quantized ANN", gap <= 1.0,
-                  f"{gap:+.2f} points below")
+                  _diff("best SNN - ANN", -gap))
     for t in (4, 8):
         fl, bi = acc(f"nmnist-t{t}-float"), acc(f"nmnist-t{t}-binary")
         if fl is not None:
             check(f"N-MNIST T={t} float >= 93 % (val)", fl >= 0.93, f"{_pct(fl)} %")
             if bi is not None:
-                gap = 100 * (fl - bi)
-                check(f"N-MNIST T={t} binary within 2 points of float", gap <= 2.0, f"{gap:+.2f} points below")
+                gap = round(100 * (fl - bi), 2)
+                check(f"N-MNIST T={t} binary within 2 points of float", gap <= 2.0, _diff("binary - float", -gap))
     return out
 
 
@@ -166,7 +189,7 @@ def write_markdown(all_rows: list[Row], path: Path, total: float) -> None:
              f"Measured by `python benchmarks/train_results.py` on {time.strftime('%Y-%m-%d')}: "
              f"{os.cpu_count()} CPU cores ({platform.machine()}, shared with other jobs, so wall times are "
              f"upper bounds), torch {torch.__version__}, python {platform.python_version()}, seed 0. "
-             f"Total wall time {total / 60:.1f} min.", "",
+             f"Total wall time of the rows {total / 60:.1f} min.", "",
              "Digits: scikit-learn's 8x8 digits, static input, 1150 train / 288 val / 359 test "
              "(`qnoise.data` split, seed 0); accuracy on **test**. N-MNIST: `../shared/data/nmnist-1k`, 800 train / "
              "200 **val** (stratified, seed 0), frames from events in T bins; accuracy on val. Each number is one "
@@ -203,19 +226,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", choices=("digits", "conversion", "nmnist"), action="append",
                    help="run only these groups (repeatable); default all")
     p.add_argument("--out", default="docs/results.md")
+    p.add_argument("--rows", default=None, help="comma-separated row keys to (re)run, merged into the saved results")
+    p.add_argument("--render", action="store_true", help=f"only rewrite the page from {RESULTS}")
     args = p.parse_args(argv)
     os.chdir(REPO)
     import torch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     all_rows = [r for r in rows() if not args.only or r.group in args.only]
-    start = time.perf_counter()
-    for row in all_rows:
-        run_row(row)
-    total = time.perf_counter() - start
+    saved = json.loads((REPO / RESULTS).read_text()) if (REPO / RESULTS).is_file() and (args.render or args.rows) \
+        else {}
+    for r in all_rows:
+        r.result = {k: v for k, v in saved.get(r.key, {}).items() if k != "command"}
+    if not args.render:
+        keys = set(args.rows.split(",")) if args.rows else {r.key for r in all_rows}
+        unknown = keys - {r.key for r in all_rows}
+        if unknown:
+            raise SystemExit(f"unknown rows {sorted(unknown)}")
+        for row in all_rows:
+            if row.key in keys:
+                run_row(row)
+        (REPO / RESULTS).parent.mkdir(parents=True, exist_ok=True)
+        (REPO / RESULTS).write_text(json.dumps(
+            {r.key: {"command": "qnoise " + " ".join(r.argv), **r.result} for r in all_rows if r.result}, indent=2))
+    total = sum(r.result.get("seconds", 0.0) for r in all_rows)
     write_markdown(all_rows, REPO / args.out, total)
-    (REPO / "runs" / "train_results" / "results.json").write_text(
-        json.dumps({r.key: {"command": "qnoise " + " ".join(r.argv), **r.result} for r in all_rows}, indent=2))
     print(f"wrote {args.out}")
     return 0
 

@@ -435,17 +435,24 @@ def activation_scatter(ann, snn, layer: str = "", max_points: int = 4000) -> go.
 
 
 def drop_profile(df: pd.DataFrame, born: str | None = None) -> go.Figure:
-    """SQNR and cosine similarity per layer at the last timestep; the layer where the drop is born marked."""
+    """SQNR and cosine similarity per layer at the last timestep (propagated: the SNN as it runs; with
+    isolated-mode rows also each layer fed the ANN twin's input); the layer where the drop is born marked."""
     check_frame(df, metrics=["sqnr_db", "cosine"], what="where the drop is born")
-    part = final_t(df[df["metric"].isin(["sqnr_db", "cosine"]) & (df["layer"] != OUTPUT)])
-    layers = layers_in_order(part)
+    rows = final_t(df[df["metric"].isin(["sqnr_db", "cosine"]) & (df["layer"] != OUTPUT)])
+    iso = rows[rows["mode"] == "isolated"] if "mode" in rows.columns else rows.iloc[0:0]
+    part = rows[rows["mode"] != "isolated"] if "mode" in rows.columns else rows
+    layers = layers_in_order(part if len(part) else rows)
     wide = part.pivot_table(index="layer", columns="metric", values="value", aggfunc="mean").reindex(layers)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     if "sqnr_db" in wide:
-        fig.add_trace(go.Scatter(x=layers, y=wide["sqnr_db"], mode="lines+markers", name="SQNR (dB)",
+        fig.add_trace(go.Scatter(x=layers, y=wide["sqnr_db"], mode="lines+markers", name="SQNR (dB), propagated",
                                  line=dict(color="#4C78A8", width=3)), secondary_y=False)
+    if len(iso):
+        iso_db = iso[iso["metric"] == "sqnr_db"].groupby("layer")["value"].mean().reindex(layers)
+        fig.add_trace(go.Scatter(x=layers, y=iso_db.to_numpy(), mode="lines+markers", name="SQNR (dB), isolated",
+                                 line=dict(color="#54A24B", dash="dash")), secondary_y=False)
     if "cosine" in wide:
-        fig.add_trace(go.Scatter(x=layers, y=wide["cosine"], mode="lines+markers", name="cosine",
+        fig.add_trace(go.Scatter(x=layers, y=wide["cosine"], mode="lines+markers", name="cosine, propagated",
                                  line=dict(color="#F58518", dash="dot")), secondary_y=True)
     if born is not None and born in layers:
         fig.add_vrect(x0=layers.index(born) - 0.4, x1=layers.index(born) + 0.4, fillcolor="#E45756",
@@ -453,7 +460,7 @@ def drop_profile(df: pd.DataFrame, born: str | None = None) -> go.Figure:
     fig.update_xaxes(title="layer", type="category")
     fig.update_yaxes(title="SQNR (dB)", secondary_y=False)
     fig.update_yaxes(title="cosine similarity", secondary_y=True)
-    return _base(fig, "Where the drop is born (SNN rate vs ANN twin, last timestep)")
+    return _base(fig, "Where the drop is born (vs the ANN twin, last timestep)")
 
 
 def config_comparison(frames: Mapping[str, pd.DataFrame], metric: str = "sqnr_db") -> go.Figure:
@@ -496,9 +503,12 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
         fig.add_trace(go.Scatter(x=[chosen[cost]], y=[chosen["accuracy"]], mode="markers", name="smallest within "
                                  "tolerance", marker=dict(size=20, symbol="circle-open", color="black",
                                                           line=dict(width=3))))
-    fig.update_xaxes(title=label(cost), type="log")
+    fig.update_xaxes(title=label(cost), type="log", tickformat="~s")
     fig.update_yaxes(title="accuracy", tickformat=".0%")
-    return _base(fig, f"Accuracy vs {label(cost)}", height=480)
+    fig = _base(fig, f"Accuracy vs {label(cost)}", height=500)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
+                      margin=dict(b=110))
+    return fig
 
 
 # ---------------------------------------------------------------- learn

@@ -179,7 +179,7 @@ def default_config(ctx: Context) -> state.Config:
 
 def config_controls(key: str, base: state.Config, columns: bool = True, extended: bool = True) -> state.Config:
     """Widgets for one configuration; their state lives under ``key`` in this browser session."""
-    cols = st.columns(6 if extended else 3) if columns else [st.container() for _ in range(6)]
+    cols = st.columns(6 if extended else 3) if columns else [*st.columns(3), *st.columns(3)]
     t_opts = sorted(set(TIMESTEPS) | {base.timesteps})
     w = cols[0].selectbox("Weight bits", WEIGHT_BITS, key=f"{key}_w",
                           index=WEIGHT_BITS.index(_bits_option(base.weight_bits)),
@@ -200,9 +200,24 @@ def config_controls(key: str, base: state.Config, columns: bool = True, extended
     return cfg
 
 
+def is_ann(ctx: Context) -> bool:
+    try:
+        return ctx.checkpoint is not None and state.card(ctx.checkpoint).get("kind") == "ann"
+    except Exception:  # noqa: BLE001 - a bad checkpoint is reported where it is loaded
+        return False
+
+
+def ann_note(ctx: Context) -> None:
+    st.info(f"{ctx.checkpoint_label} is an ANN (no spiking neurons): the probe analyses SNNs. Choose an SNN in "
+            f"the sidebar — e.g. the one converted from it.", icon="ℹ️")
+
+
 def analysis_for(ctx: Context, cfg: state.Config, keep: int = 0, isolate: bool = False):
     """``(table, tensors)`` for a configuration of the chosen model (cached), or stop the page with a message."""
     ckpt = need_checkpoint(ctx)
+    if is_ann(ctx):
+        ann_note(ctx)
+        st.stop()
     try:
         return state.analysis(ckpt, cfg, ctx.batch_file, keep=keep, isolate=isolate)
     except Exception as err:  # noqa: BLE001
@@ -277,6 +292,9 @@ def grid_results(ctx: Context, key: str) -> pd.DataFrame | None:
         return None
     if ctx.checkpoint is None:
         st.info("Choose a folder with a checkpoint or a sweep table in the sidebar.")
+        return None
+    if is_ann(ctx):
+        ann_note(ctx)
         return None
     st.caption(f"No sweep table in this folder: showing a small grid (weight bits {', '.join(map(str, GRID_BITS))}"
                f" x timesteps {', '.join(map(str, GRID_T))}, 128 samples) analysed here and cached for every session. For a full grid run "

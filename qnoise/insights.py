@@ -167,9 +167,12 @@ def hints(df: pd.DataFrame, *, share: float = 0.5, saturated_rate: float = 0.6, 
                 out.append(f"Weights of layer {layer} are noisy ({db:.1f} dB{at}): keep this layer at more bits "
                            f"(first and last layers often stay at full precision).")
     born = drop_birth(df)
-    if born is not None and born["fall_db"] > 0:
-        out.append(f"The drop is born in layer {born['layer']} (SQNR {born['sqnr_db']:.1f} dB, "
-                   f"{born['fall_db']:.1f} dB below the layer before it, {born['basis']} mode).")
+    if born is not None and born["basis"] == "isolated":
+        out.append(f"The drop is born in layer {born['layer']}: fed the ANN twin's own input, it is the noisiest "
+                   f"layer (SQNR {born['sqnr_db']:.1f} dB, {born['fall_db']:.1f} dB below the cleanest).")
+    elif born is not None and born["fall_db"] > 0:
+        out.append(f"The drop is born in layer {born['layer']}: its SQNR ({born['sqnr_db']:.1f} dB) falls "
+                   f"{born['fall_db']:.1f} dB below the layer before it.")
     return out
 
 

@@ -229,6 +229,7 @@ def run_cells(task: dict, on_cell: Callable[[str], None] | None = None) -> list[
                      input_mode=opts["input_mode"],
                      batch_size=opts["batch_size"], limit=opts["limit"], split=opts["split"],
                      device=opts["device"], progress=False, compile=opts["compile"], seed=opts["seed"],
+                     e_mac=opts["e_mac"], e_ac=opts["e_ac"],
                      model_name=task["model_name"], dataset_name=task["dataset_name"], twin_cache=cache,
                      twin_cache_bytes=int(opts["twin_cache_mb"]) << 20)
         if path is not None:
@@ -265,7 +266,7 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
           isolate: bool = True, twin_input: str = "mean", input_mode: str | None = None,
           weight_method: str = "uniform", device="auto",
           progress: bool | None = None, compile: bool | str = "auto", twin_cache_mb: int = 1024,
-          seed: int = 0):
+          seed: int = 0, e_mac: float = 4.6, e_ac: float = 0.9):
     """Analyse every cell of a grid and return the concatenated table (`qnoise.probe.COLUMNS`).
 
     Args:
@@ -280,8 +281,8 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
         out: run directory (module docstring); None keeps everything in memory (no resume).
         executor, workers: ``"local"`` (``workers=1``: this process; default: one process per core, at
             most one per cell; this process when ``out`` is None) or ``"ray"``.
-        reference, isolate, twin_input, input_mode, weight_method, batch_size, device, compile, seed: as
-            `qnoise.probe.analyze`.
+        reference, isolate, twin_input, input_mode, weight_method, batch_size, device, compile, seed, e_mac,
+            e_ac: as `qnoise.probe.analyze`.
         twin_cache_mb: per-worker memory for twin activations shared between cells.
         progress: a tqdm bar over cells (None: only on a terminal).
 
@@ -300,7 +301,8 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
     cells = make_cells(weight_bits, timesteps, rounding, state_bits, neuron)
     options = {"reference": reference, "isolate": bool(isolate), "twin_input": twin_input, "input_mode": input_mode,
                "weight_method": weight_method, "batch_size": int(batch_size), "limit": limit, "split": split,
-               "device": str(device), "compile": compile, "seed": int(seed), "twin_cache_mb": int(twin_cache_mb)}
+               "device": str(device), "compile": compile, "seed": int(seed), "twin_cache_mb": int(twin_cache_mb),
+               "e_mac": float(e_mac), "e_ac": float(e_ac)}
     identity = {"model": _model_identity(checkpoint), "data": _data_identity(dataset, split, limit),
                 "options": {k: v for k, v in options.items() if k not in ("device", "compile", "twin_cache_mb",
                                                                           "batch_size")}}

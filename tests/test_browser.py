@@ -88,7 +88,16 @@ def test_overview_redraws_on_a_control_change(browser, app):
     assert "SNN/ANN agreement" in " ".join(after)
     page.screenshot(path=str(ARTIFACTS / "overview-agreement.png"), full_page=True)
     assert not page.get_by_test_id("stException").count(), "a traceback was shown"
-    assert problems == []
+    # a second browser session keeps its own controls (and reuses the cached results)
+    other = browser.new_context().new_page()
+    other_problems = console_watch(other)
+    other.goto(app)
+    theirs = serve.wait_figures(other, 3)
+    assert "SNN accuracy: weight bits x timesteps" in " ".join(theirs)
+    assert other.get_by_role("combobox", name="Heatmap metric", exact=True).input_value() == "SNN accuracy"
+    assert page.get_by_role("combobox", name="Heatmap metric", exact=True).input_value() == "SNN/ANN agreement"
+    other.context.close()
+    assert problems == [] and other_problems == []
     page.close()
 
 

@@ -196,3 +196,23 @@ def test_models_are_loaded_once_and_shared(data_dir):
     b, lock_b = state.load_model(str(data_dir / "tiny-mlp"))
     assert a is b and lock_a is lock_b
     assert not any(p.requires_grad for p in a.parameters())  # shared read-only
+
+
+def test_upload_in_the_sidebar(data_dir, tmp_path):
+    """A valid upload becomes the chosen model; an invalid one is a message and changes nothing."""
+    ckpt = data_dir / "tiny-mlp"
+    at = open_app(data_dir, "layer_noise")
+    at.sidebar.file_uploader(key="upload_files").set_value(
+        [("config.json", b"{broken", "application/json"),
+         ("model.safetensors", (ckpt / "model.safetensors").read_bytes(), "application/octet-stream")]).run()
+    at.sidebar.button(key="upload_go").click().run()
+    assert not at.exception
+    assert any("Upload rejected" in e.value and "not valid JSON" in e.value for e in at.error)
+    assert at.sidebar.selectbox(key="checkpoint_label").value == "tiny-mlp"
+    at.sidebar.file_uploader(key="upload_files").set_value(
+        [("config.json", (ckpt / "config.json").read_bytes(), "application/json"),
+         ("model.safetensors", (ckpt / "model.safetensors").read_bytes(), "application/octet-stream")]).run()
+    at.sidebar.button(key="upload_go").click().run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="checkpoint_label").value == "uploaded: 1"
+    assert any('"heatmap"' in s for s in specs(at))

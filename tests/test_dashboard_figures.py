@@ -119,7 +119,9 @@ def test_activation_scatter_and_drop_profile(one):
     fig = F.activation_scatter(np.arange(10.0), np.arange(10.0) + 0.1, "act1")
     assert fig.data[0].type == "scattergl" and fig.data[1].name == "SNN = ANN"
     prof = F.drop_profile(one, born="act2")
-    assert names(prof) == ["SQNR (dB)", "cosine"]
+    assert names(prof) == ["SQNR (dB), propagated", "cosine, propagated"]
+    both = pd.concat([one, analysis_frame(weight_bits=4, timesteps=6, mode="isolated")])
+    assert names(F.drop_profile(both)) == ["SQNR (dB), propagated", "SQNR (dB), isolated", "cosine, propagated"]
     assert len(prof.layout.shapes) == 1
 
 

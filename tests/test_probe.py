@@ -492,9 +492,9 @@ def test_error_shrinks_with_timesteps_and_weight_bits_on_the_sample_model():
     model, path = _sample_model()
     ds = (model.qnoise_checkpoint.get("dataset") or {}).get("name", "digits")
     last = [layer for layer, _ in spiking_neurons(model)][-1]
-    errs_t = [_error_at(analyze(model, ds, timesteps=T, limit=64, isolate=False), last, T) for T in (2, 8, 32)]
+    errs_t = [_error_at(analyze(model, ds, timesteps=T, limit=32, isolate=False), last, T) for T in (2, 8, 32)]
     assert errs_t[0] > errs_t[1] > errs_t[2], errs_t
-    errs_b = [_error_at(analyze(model, ds, timesteps=16, weight_bits=b, limit=64, isolate=False), last, 16)
+    errs_b = [_error_at(analyze(model, ds, timesteps=16, weight_bits=b, limit=32, isolate=False), last, 16)
               for b in (2, 4, 8)]
     assert errs_b[0] > errs_b[1] > errs_b[2], errs_b
 

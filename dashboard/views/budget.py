@@ -28,11 +28,11 @@ with ui.guard("build the budget table"):
     chosen = insights.smallest_within(points, tol / 100, cost, reference=reference)
     ui.show_figure(F.pareto_scatter(points, cost, front, chosen), f"pareto_{cost}", "bg_pareto")
     if chosen is None:
-        st.warning(f"No configuration is within {tol:g} points of the reference.")
+        st.warning(f"No configuration is within {tol:g} accuracy points of the reference.")
     else:
         desc = ", ".join(f"{k} {chosen[k]}" for k in ("weight_bits", "timesteps", "state_bits", "neuron", "rounding")
                          if k in chosen.index)
-        st.success(f"Smallest within {tol:g} points: **{desc}** — accuracy {100 * chosen['accuracy']:.2f}%, "
+        st.success(f"Smallest within {tol:g} accuracy points: **{desc}** — accuracy {100 * chosen['accuracy']:.2f}%, "
                    f"{F.label(cost)} {chosen[cost]:.4g}.")
     st.markdown("**Pareto front**")
     ui.show_table(front, "pareto_front", "bg_front")

@@ -18,13 +18,12 @@ with ui.guard("find where the drop is born"):
     st.subheader("Hints")
     for line in insights.hints(df):
         st.markdown(f"- {line}")
-    if born:
-        st.caption(f"'Born' compares each layer fed the ANN twin's input (isolated mode) when available, else the "
-                   f"fall of SQNR from the layer before; basis here: {born['basis']}.")
+    st.caption("'Born': the layer that is noisiest when fed the ANN twin's own input (isolated mode, as in "
+               "PyTorch's numeric suite), else the layer whose SQNR falls most below the layer before it.")
 
 left, right = st.columns(2)
 with left, ui.guard("draw the drop profile"):
-    ui.show_figure(F.drop_profile(prop, born["layer"] if born else None), "drop_profile", "dg_profile")
+    ui.show_figure(F.drop_profile(df, born["layer"] if born else None), "drop_profile", "dg_profile")
 with right, ui.guard("draw the ANN vs SNN scatter"):
     if kept:
         layer = st.selectbox("Layer", list(kept), key="dg_layer")

@@ -83,7 +83,8 @@ def add_analysis_options(p) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--reference", default="float",
                    help="the ANN reference: float (twin with float weights: the whole drop), quantized (the "
-                        "SNN's quantized weights), or an ANN checkpoint folder (e.g. the ANN it was converted from)")
+                        "SNN's quantized weights), source (the quantized ANN a converted checkpoint came from), "
+                        "or an ANN checkpoint folder")
     p.add_argument("--input-mode", choices=("sequence", "static"), default=None,
                    help="feed the frames as they are, or their mean at every step (default: as the checkpoint says)")
     p.add_argument("--twin-input", choices=("mean", "cumulative"), default="mean",
@@ -91,5 +92,7 @@ def add_analysis_options(p) -> None:
     p.add_argument("--no-isolate", action="store_true", help="skip the isolated-mode rows")
     p.add_argument("--weight-method", choices=("uniform", "ternary", "sigmoid"), default="uniform",
                    help="weight quantizer for weight bits 2..31 (1 bit is always binary)")
+    p.add_argument("--e-mac", type=float, default=4.6, help="energy per MAC in pJ (default 4.6, 45 nm)")
+    p.add_argument("--e-ac", type=float, default=0.9, help="energy per accumulate in pJ (default 0.9, 45 nm)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)

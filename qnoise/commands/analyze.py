@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
                  isolate=not args.no_isolate, weight_method=args.weight_method, neuron=args.neuron,
                  twin_input=args.twin_input, input_mode=args.input_mode, batch_size=args.batch_size,
                  limit=args.limit, split=args.split,
-                 device=args.device, seed=args.seed)
+                 device=args.device, seed=args.seed, e_mac=args.e_mac, e_ac=args.e_ac)
     if args.out:
         from ..io import write_parquet_atomic
 

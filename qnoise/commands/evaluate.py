@@ -1,13 +1,21 @@
-"""``qnoise evaluate``: accuracy of a checkpoint on a dataset split (number of samples too)."""
+"""``qnoise evaluate``: accuracy of a checkpoint on a dataset split (number of samples too).
+
+Quantization options evaluate a post-training quantized copy (`qnoise.models.apply_quantization`): weights
+(``--weight-bits``/``--weight-method``), thresholds on one shared grid (``--threshold-bits``) and membrane
+(``--state-bits``), each with a rounding mode. The checkpoint itself is not changed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+ROUNDINGS = ("nearest", "truncate", "stochastic")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="accuracy of a checkpoint on a dataset split", description=__doc__,
+    p = sub.add_parser("evaluate", help="accuracy of a checkpoint on a dataset split (optionally post-training "
+                                        "quantized)", description=__doc__,
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="checkpoint directory")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
@@ -16,20 +24,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    g = p.add_argument_group("post-training quantization")
+    g.add_argument("--weight-bits", type=int, default=None)
+    g.add_argument("--weight-method", default=None, choices=("uniform", "binary", "ternary", "sigmoid"),
+                   help="default uniform when --weight-bits is given")
+    g.add_argument("--weight-rounding", default="nearest", choices=ROUNDINGS)
+    g.add_argument("--keep-first-last", action="store_true", help="first and last weight layer stay as they are")
+    g.add_argument("--threshold-bits", type=int, default=None)
+    g.add_argument("--threshold-rounding", default="nearest", choices=ROUNDINGS)
+    g.add_argument("--state-bits", type=int, default=None, help="membrane bits")
+    g.add_argument("--state-rounding", default="nearest", choices=ROUNDINGS)
     p.set_defaults(func=run)
 
 
+def ptq_spec(args: argparse.Namespace) -> dict:
+    """The quantization parts the options ask for (empty: evaluate the checkpoint as it is)."""
+    spec: dict = {}
+    if args.weight_bits is not None or args.weight_method is not None:
+        spec["weights"] = {"bits": args.weight_bits or 1, "method": args.weight_method or "uniform",
+                           "rounding": args.weight_rounding, "keep_first_last": args.keep_first_last}
+    if args.threshold_bits is not None:
+        spec["thresholds"] = {"bits": args.threshold_bits, "rounding": args.threshold_rounding}
+    if args.state_bits is not None:
+        spec["membrane"] = {"bits": args.state_bits, "rounding": args.state_rounding}
+    return spec
+
+
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from ..io import load_checkpoint
+    from ..models import apply_quantization
     from ..train.evaluation import evaluate_model
 
     model = load_checkpoint(args.checkpoint, args.device)
+    spec = ptq_spec(args)
+    if spec:
+        torch.manual_seed(0)  # stochastic rounding draws from the global generator
+        apply_quantization(model, spec)
     r = evaluate_model(model, args.dataset, args.split, args.timesteps, args.data_root,
                        device=next(model.parameters()).device)
     r["checkpoint"] = args.checkpoint
+    if spec:
+        r["post_training_quantization"] = model.qnoise_config["quantization"]
     if args.json:
         print(json.dumps(r, sort_keys=True))
     else:
-        print(f"{args.checkpoint}: {r['dataset']}/{r['split']} T={r['timesteps']}: accuracy {r['accuracy']:.4f} "
+        ptq = " (post-training quantized)" if spec else ""
+        print(f"{args.checkpoint}{ptq}: {r['dataset']}/{r['split']} T={r['timesteps']}: accuracy {r['accuracy']:.4f} "
               f"on {r['samples']} samples (loss {r['loss']:.4f})")
     return 0

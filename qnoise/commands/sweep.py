@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
                executor=args.executor, workers=args.workers, split=args.split, limit=args.limit,
                batch_size=args.batch_size, reference=args.reference, isolate=not args.no_isolate,
                twin_input=args.twin_input, input_mode=args.input_mode, weight_method=args.weight_method,
-               device=args.device, seed=args.seed)
+               device=args.device, seed=args.seed, e_mac=args.e_mac, e_ac=args.e_ac)
     print(f"{args.out}: {df.groupby(['weight_bits', 'timesteps', 'rounding', 'state_bits', 'neuron']).ngroups} "
           f"cells, {len(df)} rows. Accuracy after T steps:")
     print(accuracy_table(df).to_string())

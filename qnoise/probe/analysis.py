@@ -111,6 +111,7 @@ def resolve_model(model, device: torch.device | None = None) -> tuple[nn.Module,
         from ..io import load_checkpoint
 
         m = load_checkpoint(model, device or "cpu")
+        m.qnoise_checkpoint_path = str(Path(model).resolve())
         return m, Path(model).resolve().name, getattr(m, "qnoise_checkpoint", {})
     raise TypeError(f"model must be an nn.Module or a checkpoint directory, got {type(model).__name__}")
 
@@ -155,6 +156,21 @@ def resolve_data(data, checkpoint_config: dict, bins: int | None, split: str, li
         return data, "tensors"
     name = getattr(data, "name", None) or getattr(getattr(data, "dataset", None), "name", None)
     return data, str(name or type(data).__name__)
+
+
+def source_reference(model: nn.Module, checkpoint_config: dict, device) -> nn.Module:
+    """The ANN a converted checkpoint was made from (``conversion.source``): a folder given as recorded,
+    else next to the checkpoint's own folder."""
+    source = (checkpoint_config.get("conversion") or {}).get("source")
+    if not source:
+        raise ValueError("reference='source' needs a checkpoint converted from an ANN (config.json records no "
+                         "conversion.source)")
+    here = getattr(model, "qnoise_checkpoint_path", None)
+    for candidate in (Path(source), *([Path(here).parent / source] if here else [])):
+        if (candidate / "config.json").is_file():
+            return resolve_model(candidate, device)[0]
+    raise FileNotFoundError(f"the source ANN {source!r} of this checkpoint was not found (looked as given"
+                            f"{' and next to ' + str(here) if here else ''}); pass reference=<ANN folder>")
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -235,8 +251,8 @@ def analyze(model, data=None, timesteps: int | None = None, weight_bits: int | N
             models converted from ANNs are fed); None: as the checkpoint records (`data_plan`).
         weight_bits, rounding, weight_method, state_bits, neuron: a temporary configuration (`configured`);
             None keeps the model's own.
-        reference: ``"float"``, ``"quantized"``, an ANN module or an ANN checkpoint folder (e.g. the quantized
-            ANN a model was converted from; `qnoise.probe.twin`).
+        reference: ``"float"``, ``"quantized"``, an ANN module or an ANN checkpoint folder, or ``"source"``:
+            the quantized ANN a converted checkpoint records as its source (`qnoise.probe.twin`).
         isolate: add isolated-mode rows (``mode="isolated"``).
         keep_tensors: keep full tensors of this many samples in ``df.attrs["tensors"]`` (`Probe.tensors`).
         twin_input: ``"mean"`` or ``"cumulative"`` (`qnoise.probe.twin`).
@@ -261,7 +277,9 @@ def analyze(model, data=None, timesteps: int | None = None, weight_bits: int | N
     model, default_name, ckpt = resolve_model(model, dev)
     static, steps, bins = data_plan(ckpt, timesteps, input_mode)
     data, default_dataset = resolve_data(data, ckpt, bins, split, limit)
-    if isinstance(reference, (str, Path)) and reference not in ("float", "quantized"):
+    if reference == "source":
+        reference = source_reference(model, ckpt, dev)
+    elif isinstance(reference, (str, Path)) and reference not in ("float", "quantized"):
         reference = resolve_model(reference, dev)[0]
     home = _model_device(model)
     total = count_samples(data, limit)

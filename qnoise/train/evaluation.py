@@ -1,9 +1,9 @@
 """Accuracy of a checkpointed model on a dataset split, fed the way its checkpoint says.
 
 The checkpoint's ``dataset`` record gives the dataset, its loader options, the number of time bins and the
-input mode: ``"sequence"`` (the T frames), ``"static"`` (their mean repeated over the model's T steps: converted
-ANNs) or ``"mean"`` (an ANN's single averaged step). ``timesteps`` overrides T: the number of bins for
-``"sequence"``/``"mean"``, the number of repeated steps for ``"static"``.
+input mode: ``"sequence"`` (the T frames; an ANN averages them into one step) or ``"static"`` (their mean
+repeated over the model's T steps: SNNs converted from ANNs). ``timesteps`` overrides T: the number of bins
+for ``"sequence"``, the number of repeated steps for ``"static"``. `qnoise.probe` feeds models the same way.
 """
 
 from __future__ import annotations

@@ -92,6 +92,9 @@ def layerwise_finetune(snn: nn.Module, ann: nn.Module, train_batches, timesteps:
     best = _score(snn, eval_batches, device, timesteps)
     reports = []
     for i, (neuron, clip, params) in enumerate(zip(neurons, clips, groups, strict=True)):
+        if not params:
+            reports.append({"layer": i + 1, "kept": False, "skipped": "no weights feed this layer"})
+            continue
         saved = copy.deepcopy(snn.state_dict())
         opt = torch.optim.Adam(params, lr=lr)
         losses = []

@@ -108,5 +108,5 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu", stat
     logits, labels = predict(model, batches, torch.device(device), static, timesteps)
     if len(labels) == 0:
         raise ValueError("evaluate: no samples")
-    return {"accuracy": float((logits.argmax(-1) == labels).float().mean()),
+    return {"accuracy": int((logits.argmax(-1) == labels).sum()) / len(labels),
             "loss": float(F.cross_entropy(logits, labels)), "samples": int(len(labels))}

@@ -69,8 +69,7 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
     info = train_split[2]
     splits = {s: d[2]["samples"] for s, d in ((cfg.train_split, train_split), (cfg.val_split, val),
                                               (cfg.test_split, test)) if d is not None}
-    dataset = dataset_record(cfg.dataset, steps, cfg.data_options, splits,
-                             "mean" if cfg.mode == "ann" else "sequence")
+    dataset = dataset_record(cfg.dataset, steps, cfg.data_options, splits, "sequence")
 
     model = build_for(cfg, info["input_shape"], info["num_classes"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

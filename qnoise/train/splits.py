@@ -41,7 +41,7 @@ def batches(split, batch_size: int = 256) -> Batches:
 
 def dataset_record(name: str, timesteps: int, options: dict | None, splits: dict, input_mode: str) -> dict:
     """What a checkpoint stores about its data: name, T, loader options, split sizes and the input mode
-    (``"sequence"``: the T frames as they are; ``"static"``: their mean repeated, for converted ANNs;
-    ``"mean"``: an ANN's time-averaged single step)."""
+    (``"sequence"``: the T frames as they are, which an ANN averages into one step; ``"static"``: their mean
+    repeated over the model's T steps, for SNNs converted from ANNs)."""
     return {"name": name, "timesteps": timesteps, "options": dict(options or {}), "splits": splits,
             "input_mode": input_mode}
