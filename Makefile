@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/qnoise demo
+	$(BIN)/qnoise dashboard
 
 demo: setup
 	$(BIN)/qnoise demo

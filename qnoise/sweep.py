@@ -160,9 +160,9 @@ def _load_model(source) -> nn.Module:
 
     kind, value = source
     if kind == "checkpoint":
-        from .io import load_checkpoint
+        from .probe.analysis import resolve_model
 
-        return load_checkpoint(value)
+        return resolve_model(value)[0]
     if kind == "portable":
         return from_portable(value)
     if kind == "module":

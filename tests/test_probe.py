@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -568,3 +569,15 @@ def test_a_given_reference_ann_is_matched_by_order():
                                                                                abs=1e-6)
         iso_prop = Z.clamp(0, theta) - A  # the isolated layer's own input is Z: a(Z) - A
         assert value(df, name, "err_prop_mean", 6, "isolated") == pytest.approx(float(iso_prop.mean()), abs=1e-6)
+
+
+def test_shared_twin_cache_changes_nothing():
+    """Sweeps share the twin's activations (and isolated-mode sums) between configurations."""
+    model = small_cnn()
+    data = events(n=20)
+    cache: dict = {}
+    for bits, state in ((2, None), (4, 6), (32, None)):
+        shared = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8, twin_cache=cache)
+        alone = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8)
+        pd.testing.assert_frame_equal(shared, alone)
+    assert len(cache) == 3 and all(len(t.isolated) > 0 for t in cache.values())

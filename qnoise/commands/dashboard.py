@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default="localhost", help="address to bind (localhost: this machine only)")
     p.add_argument("--sample-dir", default=None,
                    help="folder the dashboard opens on (default: the repository's sample_data/)")
-    p.add_argument("--headless", action="store_true", help="do not open a browser window")
+    p.add_argument("--open-browser", action="store_true",
+                   help="also open a browser window (default: only print the URL; headless, so Streamlit's "
+                        "first-run e-mail prompt never blocks)")
     p.set_defaults(func=run)
 
 
@@ -43,7 +45,7 @@ def app_path() -> Path:
 def command(args: argparse.Namespace) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.port", str(args.port),
             "--server.address", args.address, "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", "64", "--client.toolbarMode", "viewer", "--server.headless", "true" if args.headless else "false"]
+            "--server.maxUploadSize", "64", "--client.toolbarMode", "viewer", "--server.headless", "false" if args.open_browser else "true"]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -294,6 +294,14 @@ class Probe:
         beta = module.beta
         leaky = not (isinstance(beta, float) and beta == 1.0)
         beta_t = torch.as_tensor(beta, dtype=dtype, device=dev)
+        iso_key = None
+        if iso:
+            beta_f = float(beta) if not torch.is_tensor(beta) else float(beta.detach())
+            iso_key = (name, T, iso, type(module).__name__, module.v_init, module.reset, bool(module.signed),
+                       module.state_bits, module.state_rounding, beta_f, dtype,
+                       module.threshold.detach().cpu().numpy().tobytes())
+            if iso_key in twin.isolated:  # another run with the same twin input and neuron computed it
+                iso = ISO_OFF
         S, C = torch.zeros(B, N, dtype=dtype, device=dev), torch.zeros(B, N, dtype=dtype, device=dev)
         v = Ci = cnt = o_iso = x_iso = None
         if iso in (ISO_DYNAMICS, ISO_GIVEN):
@@ -318,17 +326,18 @@ class Probe:
             props.append(ps)
             if iso:
                 v, Ci, cnt, ist = run_step(
-                    "isolated", fused, variant, Z[k], A_k, theta, tt, iso, x_iso[t] if iso == ISO_DYNAMICS else None,
-                    o_iso[t] if iso == ISO_GIVEN else None, v, Ci, cnt, beta_t, leaky, module.signed,
-                    module.reset == "zero", count_events)
+                    "isolated", fused, variant, Z[k], A_k, theta, tt, iso,
+                    x_iso[t] if iso == ISO_DYNAMICS else None, o_iso[t] if iso == ISO_GIVEN else None, v, Ci,
+                    cnt, beta_t, leaky, module.signed, module.reset == "zero", count_events)
                 isos.append(ist)
         self._acc(self._prop, name, (T, len(PROP_STATS)), dev).add_(
             complete_stats(torch.stack(props), KERNEL_PROP, ref2, events))
         if iso:
             names = kernel_iso_names(iso, count_events, A is not None)
-            self._acc(self._iso, name, (T, len(PROP_STATS)), dev).add_(
-                complete_stats(torch.stack(isos), names, ref2, ref_sum=ref_sum,
-                               theta=None if count_events else float(theta)))
+            twin.isolated[iso_key] = complete_stats(torch.stack(isos), names, ref2, ref_sum=ref_sum,
+                                                    theta=None if count_events else float(theta))
+        if iso_key is not None:
+            self._acc(self._iso, name, (T, len(PROP_STATS)), dev).add_(twin.isolated[iso_key])
         fan = self.structure.fanout.get(name)
         if fan is not None:
             F, names = fan

@@ -19,7 +19,7 @@ What the twin sees (``twin_input``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -39,11 +39,13 @@ class TwinActivations:
     """The twin's view of one batch: per neuron layer its pre-activation ``Z`` and (for a custom
     reference) activation ``A``, each ``[Tt, B, ...]``; and its output ``[Tt, B, classes]``.
     ``Tt`` is 1 (``twin_input="mean"``) or T (``"cumulative"``). ``A`` is None for a clamp twin,
-    where ``A = clamp(Z, 0, theta)`` is recomputed on the fly."""
+    where ``A = clamp(Z, 0, theta)`` is recomputed on the fly. ``isolated`` caches isolated-mode sums,
+    which depend only on the twin's input and the neuron, for runs that share these activations."""
 
     Z: dict[str, torch.Tensor]
     A: dict[str, torch.Tensor] | None
     output: torch.Tensor
+    isolated: dict = field(default_factory=dict)
 
     def nbytes(self) -> int:
         tensors = [*self.Z.values(), *(self.A or {}).values(), self.output]
