@@ -49,8 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--temperature-cap", type=float, default=1000.0)
     g = p.add_argument_group("data and optimisation")
     g.add_argument("--timesteps", type=int, default=4, help="T: time bins of the input")
-    g.add_argument("--data-root", default=None, help="folder holding the dataset release (e.g. ../shared/data/nmnist-1k)")
-    g.add_argument("--data-options", default="{}", help="JSON options for load_dataset, e.g. '{\"encoding\": \"poisson\"}'")
+    g.add_argument("--data-root", default=None,
+                   help="folder holding the dataset release (e.g. ../shared/data/nmnist-1k)")
+    g.add_argument("--data-options", default="{}",
+                   help="JSON options for load_dataset, e.g. '{\"encoding\": \"poisson\"}'")
     g.add_argument("--train-split", default="train")
     g.add_argument("--val-split", type=_split, default="val", help="'none' to skip")
     g.add_argument("--test-split", type=_split, default="test", help="'none' to skip")
