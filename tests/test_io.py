@@ -102,7 +102,7 @@ def test_invalid_model_config_is_explained(tmp_path):
     doc = json.loads(cfg_file.read_text())
     doc["model"]["arch"] = "transformer"
     cfg_file.write_text(json.dumps(doc))
-    with pytest.raises(ValueError, match=r"config.json: 'model' does not describe a qnoise model: unknown architecture"):
+    with pytest.raises(ValueError, match=r"config.json: 'model' does not describe a qnoise model: unknown arch"):
         load_checkpoint(tmp_path / "ck")
 
 

@@ -257,3 +257,51 @@ def test_cosine_lr():
 def test_bad_training_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_cli_train_convert_evaluate(tmp_path, capsys):
+    from qnoise.cli import main
+
+    ann, snn = str(tmp_path / "ann"), str(tmp_path / "snn")
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--model-options", '{"hidden": [32]}', "--mode",
+                 "ann", "--act-bits", "2", "--timesteps", "1", "--epochs", "2", "--out", ann, "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert main(["convert", "--checkpoint", ann, "--out", snn, "--signed", "--no-progress", "--device", "cpu"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", snn, "--json", "--device", "cpu"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["samples"] == 359 and r["timesteps"] == 3 and r["split"] == "test" and r["accuracy"] > 0.5
+    assert main(["evaluate", "--checkpoint", snn, "--json", "--weight-bits", "3", "--threshold-bits", "4",
+                 "--state-bits", "6", "--state-rounding", "truncate", "--device", "cpu"]) == 0
+    q = json.loads(capsys.readouterr().out)["post_training_quantization"]
+    assert q["weights"]["bits"] == 3 and q["thresholds"]["bits"] == 4 and q["membrane"]["rounding"] == "truncate"
+    assert load_checkpoint(snn).qnoise_config["quantization"]["weights"] is None  # the checkpoint is unchanged
+    assert main(["convert", "--checkpoint", str(tmp_path / "missing"), "--out", snn]) == 2
+    err = capsys.readouterr().err
+    assert "qnoise convert: error:" in err and "missing" in err
+
+
+def test_sample_data_layout_and_determinism(tmp_path, monkeypatch):
+    import hashlib
+
+    from qnoise.train import sample_data
+
+    monkeypatch.setattr(sample_data, "EPOCHS", 1)
+    monkeypatch.setattr(sample_data, "BITS", (2,))
+
+    def digest(root):
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    index = sample_data.make_sample_data(tmp_path / "a")
+    sample_data.make_sample_data(tmp_path / "b")
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    names = [e["name"] for e in index["models"]]
+    assert names == ["digits-ann-2bit", "digits-snn-2bit", "digits-snn-2bit-signed", "digits-snn-direct-binary"]
+    for name in names:
+        load_checkpoint(tmp_path / "a" / name)
+    from qnoise.io import load_tensors
+
+    batch = load_tensors(tmp_path / "a" / sample_data.BATCH)
+    assert batch["inputs"].shape == (256, 1, 8, 8) and batch["labels"].shape == (256,)
+    assert sum(p.stat().st_size for p in (tmp_path / "a").rglob("*") if p.is_file()) < 10_000_000
