@@ -40,18 +40,15 @@ from ..metrics import (
 from ..neurons import IF, LIF, spiking_neurons
 from ..quant import BinaryWeight, SigmoidSumQuantizer, TernaryWeight, float_weight, weight_bits, weight_layers
 from .functional import (
-    cumulative_mean,
-    ISO_DYNAMICS,
     ISO_GIVEN,
     ISO_OFF,
-    KERNEL_PROP,
     PROP_STATS,
     complete_stats,
+    cumulative_mean,
     isolated_mode,
-    kernel_iso_names,
     membrane_noise,
 )
-from .kernel import run_step, want_compile
+from .kernel import input_synops, isolated_input, layer_sums
 from .structure import INPUT, OUTPUT, Structure, model_structure
 from .twin import REFERENCES, TWIN_INPUTS, TwinActivations, activation_modules, ann_twin, run_twin
 
@@ -257,13 +254,10 @@ class Probe:
         if fan is None:
             return
         F, names = fan
-        T = x.shape[0]
-        active = (x != 0).reshape(T, x.shape[1], -1).sum(1).double()
-        ops = active @ F.to(x.device)
-        binary = bool(((x == 0) | (x.abs() == 1)).all())
+        ops, binary = input_synops(x, F, self.compile)
         for j, name in enumerate(names):
             kind = "ac" if binary or weights_are_signs(self.model.get_submodule(name)) else "mac"
-            self._acc(self._ops[kind], name, (T,), x.device).add_(ops[:, j])
+            self._acc(self._ops[kind], name, (x.shape[0],), x.device).add_(ops[:, j].to(x.device))
 
     def _on_neuron(self, name: str, module: IF, args: tuple, out: torch.Tensor) -> None:
         if self._batch is None:  # called outside a forward of the probed model
@@ -282,84 +276,41 @@ class Probe:
         Tt = twin.output.shape[0]
         Z = twin.Z[name].to(dtype).reshape(Tt, B, N)
         A = None if twin.A is None else twin.A[name].to(dtype).reshape(Tt, B, N)
-        A_full = torch.minimum(Z.clamp_min(0.0), theta) if A is None else A
-        steps_ref = torch.clamp(torch.arange(T, device=dev), max=Tt - 1)
-        ref2 = torch.linalg.vector_norm(A_full, dim=(1, 2), dtype=torch.float64).pow(2)[steps_ref]  # [T]
-        ref_sum = A_full.sum((1, 2), dtype=torch.float64)[steps_ref]
-        spikes = of.abs() if module.signed else of
-        events_pos = torch.round(spikes.sum(1) / theta_n)  # [T, N] spikes per neuron over the batch
-        events = events_pos.double().sum(1)
         self._element_count[name] = N
+        # isolated sums depend only on the twin's input and the neuron: runs sharing the twin share them
         iso = isolated_mode(module, Tt == 1, A is None) if self.isolate else ISO_OFF
-        beta = module.beta
-        leaky = not (isinstance(beta, float) and beta == 1.0)
-        beta_t = torch.as_tensor(beta, dtype=dtype, device=dev)
         iso_key = None
         if iso:
+            beta = module.beta
             beta_f = float(beta) if not torch.is_tensor(beta) else float(beta.detach())
             iso_key = (name, T, iso, type(module).__name__, module.v_init, module.reset, bool(module.signed),
                        module.state_bits, module.state_rounding, beta_f, dtype,
                        module.threshold.detach().cpu().numpy().tobytes())
-            if iso_key in twin.isolated:  # another run with the same twin input and neuron computed it
+            if iso_key in twin.isolated:
                 iso = ISO_OFF
-        S, C = torch.zeros(B, N, dtype=dtype, device=dev), torch.zeros(B, N, dtype=dtype, device=dev)
-        v = Ci = cnt = o_iso = x_iso = None
-        if iso in (ISO_DYNAMICS, ISO_GIVEN):
-            Ci = torch.zeros(B, N, dtype=dtype, device=dev)
-            x_iso = self._isolated_input(Z, T)
-        if iso == ISO_DYNAMICS:
-            v = (theta_n / 2).expand(B, N).clone() if module.v_init == "half" else \
-                torch.zeros(B, N, dtype=dtype, device=dev)
-            cnt = torch.zeros(B, N, dtype=dtype, device=dev) if module.signed else None
-        elif iso == ISO_GIVEN:
-            o_iso = module.forward(x_iso.reshape(x.shape)).detach().reshape(T, B, N)
-        count_events = bool(module.signed or module.per_channel)
-        variant = (iso, leaky, bool(module.signed), module.reset, count_events, A is None, theta.dim(), dtype,
-                   dev.type)
-        fused = want_compile(self.compile, T * B * N, variant)
-        props, isos = [], []
-        for t in range(T):
-            tt = torch.tensor(float(t + 1), dtype=dtype, device=dev)
-            k = min(t, Tt - 1)
-            A_k = None if A is None else A[k]
-            S, C, ps = run_step("propagated", fused, variant, xf[t], of[t], S, C, Z[k], A_k, theta, tt)
-            props.append(ps)
-            if iso:
-                v, Ci, cnt, ist = run_step(
-                    "isolated", fused, variant, Z[k], A_k, theta, tt, iso,
-                    x_iso[t] if iso == ISO_DYNAMICS else None, o_iso[t] if iso == ISO_GIVEN else None, v, Ci,
-                    cnt, beta_t, leaky, module.signed, module.reset == "zero", count_events)
-                isos.append(ist)
+        out_iso = None
+        if iso == ISO_GIVEN:  # the neuron's own forward on the twin's input
+            out_iso = module.forward(isolated_input(Z, T).reshape(x.shape)).detach().reshape(T, B, N)
+        F, synapses = self.structure.fanout.get(name, (None, []))
+        sums = layer_sums(xf, of, Z, A, theta, theta_n, F, iso, module, out_iso, self.compile)
+        ref2, ref_sum = sums.reference[:, 0], sums.reference[:, 1]
         self._acc(self._prop, name, (T, len(PROP_STATS)), dev).add_(
-            complete_stats(torch.stack(props), KERNEL_PROP, ref2, events))
+            complete_stats(sums.propagated, sums.propagated_names, ref2))
         if iso:
-            names = kernel_iso_names(iso, count_events, A is not None)
-            twin.isolated[iso_key] = complete_stats(torch.stack(isos), names, ref2, ref_sum=ref_sum,
+            count_events = bool(module.signed or module.per_channel)
+            twin.isolated[iso_key] = complete_stats(sums.isolated, sums.isolated_names, ref2, ref_sum=ref_sum,
                                                     theta=None if count_events else float(theta))
         if iso_key is not None:
             self._acc(self._iso, name, (T, len(PROP_STATS)), dev).add_(twin.isolated[iso_key])
-        fan = self.structure.fanout.get(name)
-        if fan is not None:
-            F, names = fan
-            ops = events_pos.double() @ F.to(dev)
-            for j, syn in enumerate(names):
-                self._acc(self._ops["ac"], syn, (T,), dev).add_(ops[:, j])
+        for j, syn in enumerate(synapses):
+            self._acc(self._ops["ac"], syn, (T,), dev).add_(sums.synops[:, j].to(dev))
         if module.state_bits is not None:
             tr = module.trace(x)
-            noise = membrane_noise(x, tr.membrane, tr.spikes, module.broadcast_threshold(x).detach(), beta,
+            noise = membrane_noise(x, tr.membrane, tr.spikes, module.broadcast_threshold(x).detach(), module.beta,
                                    module.v_init, module.reset)
             self._acc(self._mem, name, (T, 2), dev).add_(noise)
         if self._kept < self.keep_tensors:
             self._keep(name, module, x, out, twin, self.keep_tensors - self._kept)
-
-    def _isolated_input(self, Z: torch.Tensor, T: int) -> torch.Tensor:
-        """Per-step input whose running mean is the twin's pre-activation: Z (static twin) or
-        ``t Z(t) - (t-1) Z(t-1)`` (cumulative twin)."""
-        if Z.shape[0] == 1:
-            return Z.expand(T, *Z.shape[1:])
-        steps = torch.arange(1, T + 1, dtype=Z.dtype, device=Z.device).view(-1, 1, 1)
-        total = Z * steps
-        return torch.cat([total[:1], total[1:] - total[:-1]])
 
     def _keep(self, name: str, module: IF, x: torch.Tensor, out: torch.Tensor, twin: TwinActivations,
               k: int) -> None:

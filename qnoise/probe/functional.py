@@ -13,7 +13,8 @@ For spiking layer l with threshold theta, after t timesteps (t = 1..T)::
 
 `decompose` is the definition on whole tensors; `propagated_step` and `isolated_step` compute, for one
 timestep, the running sums from which every per-layer metric follows (memory O(T) per layer, not
-O(samples)); `complete_stats` fills in the sums that follow exactly from others. Both are checked against each other in the tests.
+O(samples)); `complete_stats` fills in the sums that follow exactly from others. The tests check the sums
+against `decompose`. `qnoise.probe.cpu_kernel` computes the same sums in one pass over a layer (on the CPU).
 """
 
 from __future__ import annotations
@@ -103,20 +104,26 @@ def propagated_step(x_t: torch.Tensor, o_t: torch.Tensor, S: torch.Tensor, C: to
         theta: the threshold, a 0-d tensor or ``[N]`` (per element). ``t``: the step (1-based), 0-d.
 
     Returns:
-        ``(S, C, sums)``: float64 sums over the batch and neurons named by `KERNEL_PROP`. (At most 8 sums
-        per kernel: more spill the vector registers of the fused loop and cost twice the time.)
+        ``(S, C, sums)``: float64 sums over the batch and neurons named by `KERNEL_PROP`.
     """
+    inv_t, inv_theta = 1.0 / t, 1.0 / theta  # the products below are those of `qnoise.probe.cpu_kernel`
     S = S + x_t
     C = C + o_t
-    z = S / t
-    r = C / t
+    r = C * inv_t
     A = torch.minimum(Z_t.clamp_min(0.0), theta) if A_t is None else A_t
-    q = (theta / t) * torch.clamp(torch.floor(t * z / theta + 0.5), min=0.0).minimum(t)
-    a = torch.minimum(z.clamp_min(0.0), theta)
+    q = theta * inv_t * torch.clamp(torch.floor(S * inv_theta + 0.5), min=0.0).minimum(t)  # t z/theta = S/theta
+    a = torch.minimum((S * inv_t).clamp_min(0.0), theta)
     e_q, e_s, e_p, e_t = q - a, r - q, a - A, r - A
     sums = torch.stack([_sum(e_q), _sum(e_s), _sum(e_p), _sum(e_q * e_q), _sum(e_s * e_s), _sum(e_p * e_p),
                         _sum(e_t * e_t), _sum(r * r)])
     return S, C, sums
+
+
+def reference_sums(Z_t: torch.Tensor, A_t: torch.Tensor | None, theta: torch.Tensor) -> torch.Tensor:
+    """``[sum A^2, sum A]`` (float64) of the twin's activation ``A`` (``clamp(Z_t, 0, theta)`` when not given)
+    over a ``[B, N]`` step."""
+    A = torch.minimum(Z_t.clamp_min(0.0), theta) if A_t is None else A_t
+    return torch.stack([_sum(A * A), _sum(A)])
 
 
 def isolated_step(Z_t: torch.Tensor, A_t: torch.Tensor | None, theta: torch.Tensor, t: torch.Tensor, iso: int,
@@ -137,14 +144,16 @@ def isolated_step(Z_t: torch.Tensor, A_t: torch.Tensor | None, theta: torch.Tens
     Returns:
         ``(v, Ci, cnt, sums)``: float64 sums named by `kernel_iso_names`.
     """
+    inv_t = 1.0 / t
+    u = t * Z_t * (1.0 / theta)  # t Z / theta
     A = torch.minimum(Z_t.clamp_min(0.0), theta) if A_t is None else A_t
-    qi = (theta / t) * torch.clamp(torch.floor(t * Z_t / theta + 0.5), min=0.0).minimum(t)
+    qi = theta * inv_t * torch.clamp(torch.floor(u + 0.5), min=0.0).minimum(t)
     if iso == ISO_ROUND:  # rate == Q_t(Z): no sequential error
         i_q = qi - A
         return v, Ci, cnt, torch.stack([_sum(i_q), _sum(i_q * i_q), _sum(qi * qi)])
     o_iso = None
     if iso == ISO_FLOOR:
-        ri = (theta / t) * torch.clamp(torch.floor(t * Z_t / theta), min=0.0).minimum(t)
+        ri = theta * inv_t * torch.clamp(torch.floor(u), min=0.0).minimum(t)
     else:
         if iso == ISO_DYNAMICS:
             v = beta * v + x_iso_t if leaky else v + x_iso_t
@@ -157,7 +166,7 @@ def isolated_step(Z_t: torch.Tensor, A_t: torch.Tensor | None, theta: torch.Tens
         else:
             o_iso = o_iso_t
         Ci = Ci + o_iso
-        ri = Ci / t
+        ri = Ci * inv_t
     ai = torch.minimum(Z_t.clamp_min(0.0), theta)  # the isolated layer's mean input is the twin's own
     i_q, i_s, i_t = qi - ai, ri - qi, ri - A
     parts = [_sum(i_q), _sum(i_s), _sum(i_q * i_q), _sum(i_s * i_s), _sum(i_t * i_t), _sum(ri * ri)]
