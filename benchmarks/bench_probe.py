@@ -10,6 +10,9 @@ IF, 2x2 average pooling each), linear 4096->256, IF, linear 256->10; input rando
    batch of B samples each, serial, parquet files written) against the sum of the 30 plain evaluations
    (weights quantized, SNN forward). Target <= 1.3.
 
+Each ratio is the median over rounds of the ratio of two runs made in the same round (other processes'
+load drifts between rounds more than within one); wall and CPU time (all threads of this process).
+
 Run: ``.venv/bin/python benchmarks/bench_probe.py [--rounds 9] [--sweep-rounds 3] [--threads 2]``
 """
 
@@ -40,9 +43,9 @@ def spikes(timesteps: int, batch: int = B):
     return x, torch.randint(0, 10, (batch,), generator=g)
 
 
-def interleaved(candidates: dict, rounds: int, warmup: int = 2) -> dict[str, tuple[float, float]]:
-    """Median (wall, CPU) seconds per candidate over interleaved rounds. CPU time (all threads of this
-    process) is less disturbed than wall time when other processes share the cores."""
+def interleaved(candidates: dict, rounds: int, warmup: int = 2) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) seconds per candidate and round, the candidates run in turn within each round. CPU time
+    (all threads of this process) is less disturbed than wall time when other processes share the cores."""
     for _ in range(warmup):
         for fn in candidates.values():
             fn()
@@ -52,8 +55,18 @@ def interleaved(candidates: dict, rounds: int, warmup: int = 2) -> dict[str, tup
             w, c = time.perf_counter(), time.process_time()
             fn()
             times[name].append((time.perf_counter() - w, time.process_time() - c))
-    return {name: (statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts))
-            for name, ts in times.items()}
+    return times
+
+
+def median_time(times: list[tuple[float, float]]) -> float:
+    return statistics.median(w for w, _ in times)
+
+
+def paired_ratio(times: dict, num: str, den: str) -> tuple[float, float]:
+    """Median over rounds of ``num / den`` measured in the same round, (wall, CPU): the load of other
+    processes drifts between rounds more than within one."""
+    pairs = list(zip(times[num], times[den], strict=True))
+    return (statistics.median(a[0] / b[0] for a, b in pairs), statistics.median(a[1] / b[1] for a, b in pairs))
 
 
 def main() -> None:
@@ -71,16 +84,22 @@ def main() -> None:
 
     # 1. probe vs plain forward --------------------------------------------------------------------
     plain_model = copy.deepcopy(model)  # hooks live on `model` only: the plain forward runs unprobed
-    with torch.no_grad(), Probe(model) as probe:
+    propagated_model = copy.deepcopy(model)
+    with torch.no_grad(), Probe(model) as probe, Probe(propagated_model, isolate=False) as propagated:
         start = time.perf_counter()
-        probe.step(x, y)  # first call: builds the structure and compiles the fused kernel
+        probe.step(x, y)  # first call: builds the structure and compiles the fused kernels
         first = time.perf_counter() - start
-        med = interleaved({"plain": lambda: plain_model(x), "probe": lambda: probe.step(x, y)}, args.rounds)
-    print(f"reference network, T={T}, B={B}, {args.threads} threads, {args.rounds} interleaved rounds (median)")
-    print(f"first probed batch (structure + kernel compile): {first:.1f} s")
-    print(f"plain forward {med['plain'][0] * 1e3:.0f} ms; probe / plain forward = "
-          f"{med['probe'][0] / med['plain'][0]:.3f} wall, {med['probe'][1] / med['plain'][1]:.3f} CPU time  "
-          f"(target <= 1.25)")
+        propagated.step(x, y)
+        times = interleaved({"plain": lambda: plain_model(x), "probe": lambda: probe.step(x, y),
+                             "propagated": lambda: propagated.step(x, y)}, args.rounds)
+    print(f"reference network, T={T}, B={B}, {args.threads} threads, {args.rounds} interleaved rounds "
+          f"(median of the ratios within a round)")
+    print(f"first probed batch (structure + kernel compile or cache load): {first:.1f} s")
+    wall, cpu = paired_ratio(times, "probe", "plain")
+    print(f"plain forward {median_time(times['plain']) * 1e3:.0f} ms; probe / plain forward = {wall:.3f} wall, "
+          f"{cpu:.3f} CPU time  (target <= 1.25)")
+    wall, cpu = paired_ratio(times, "propagated", "plain")
+    print(f"  without isolated mode (propagated rows only): {wall:.3f} wall, {cpu:.3f} CPU time")
 
     # 2. sweep vs the sum of its plain evaluations -----------------------------------------------------
     data = {t: spikes(t, args.batch) for t in STEPS}
@@ -101,12 +120,11 @@ def main() -> None:
     _DATA = data
     run_sweep()  # warm-up (kernels compiled for every T)
     plain_cells()
-    med = interleaved({"plain": plain_cells, "sweep": run_sweep}, args.sweep_rounds, warmup=0)
-    (plain, plain_cpu), (swept, swept_cpu) = med["plain"], med["sweep"]
-    print(f"sweep {len(BITS)}x{len(STEPS)} (B={args.batch}, serial): {swept:.1f} s; sum of plain evaluations "
-          f"{plain:.1f} s")
-    print(f"sweep / sum of plain evaluations = {swept / plain:.3f} wall, {swept_cpu / plain_cpu:.3f} CPU time  "
-          f"(target <= 1.3)")
+    times = interleaved({"plain": plain_cells, "sweep": run_sweep}, args.sweep_rounds, warmup=0)
+    print(f"sweep {len(BITS)}x{len(STEPS)} (B={args.batch}, serial): {median_time(times['sweep']):.1f} s; sum of "
+          f"plain evaluations {median_time(times['plain']):.1f} s")
+    wall, cpu = paired_ratio(times, "sweep", "plain")
+    print(f"sweep / sum of plain evaluations = {wall:.3f} wall, {cpu:.3f} CPU time  (target <= 1.3)")
 
 
 _DATA: dict = {}
