@@ -4,6 +4,10 @@ isolated mode, twin and threshold layout, and the synaptic operations of a hand 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -135,3 +139,19 @@ def test_input_synops_fused_equals_eager(values, binary):
     expected = (x != 0).reshape(4, 3, -1).sum(1).double() @ fanout
     torch.testing.assert_close(fused, expected)
 
+
+
+def test_the_fused_kernel_keeps_torch_thread_count():
+    """Numba's OpenMP pool shares torch's OpenMP runtime and resets its thread count when it starts; the
+    kernel must leave torch's setting as the user made it (checked in a fresh process, where the pool
+    starts)."""
+    code = ("import torch\n"
+            "from qnoise.probe.kernel import input_synops\n"
+            "torch.set_num_threads(1)\n"
+            "x = (torch.rand(2, 3, 4) < 0.5).float()\n"
+            "input_synops(x, torch.ones(4, 1, dtype=torch.float64), compile=True)\n"
+            "import numba\n"
+            "print(torch.get_num_threads(), numba.get_num_threads())\n")
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["1", "1"]

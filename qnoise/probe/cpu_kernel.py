@@ -21,6 +21,8 @@ layer s they reach. Each sum is accumulated in the data's precision over one chu
 
 from __future__ import annotations
 
+import contextlib
+
 import numba
 import numpy as np
 import torch
@@ -35,10 +37,18 @@ CHUNK = 8192  # neurons of one sample per parallel job: the job's scratch arrays
 _FASTMATH = {"reassoc", "nsz"}  # reassociation lets the sums vectorize; no other IEEE shortcut is taken
 
 
-def _use_torch_threads() -> None:
+@contextlib.contextmanager
+def _torch_threads():
     """Run numba's parallel loops on as many threads as torch uses (``torch.set_num_threads``), so a sweep
-    worker given one core stays on one core."""
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    worker given one core stays on one core. Numba's OpenMP layer shares torch's OpenMP runtime, and
+    starting its thread pool (on first use) resets that runtime's thread count: torch's is restored."""
+    n = torch.get_num_threads()
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
 
 
 @njit(inline="always", fastmath=_FASTMATH)
@@ -242,8 +252,8 @@ def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, boo
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     real = np.float32 if dtype == torch.float32 else np.float64
     xs = x.detach().to(dtype).reshape(x.shape[0], x.shape[1], -1).contiguous().numpy()
-    _use_torch_threads()
-    ops, binary = _input_sums(xs, fanout.T.to(dtype).contiguous().numpy(), real(0.0), real(1.0))
+    with _torch_threads():
+        ops, binary = _input_sums(xs, fanout.T.to(dtype).contiguous().numpy(), real(0.0), real(1.0))
     return torch.from_numpy(ops), bool(binary)
 
 
@@ -287,9 +297,9 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Ten
         As, lo, hi = arr(A), real(-np.inf), real(np.inf)
     fan = arr(fanout.T) if fanout is not None else np.zeros((0, x.shape[2]), real)
     oi = arr(out_iso) if iso == ISO_GIVEN else np.zeros((1, 1, 1), real)
-    _use_torch_threads()
-    prop, isol, refs, ops = _layer_sums(
-        xs, os_, Zs, As, lo, hi, theta_np, (1.0 / theta_np).astype(real), fan, int(iso), oi, real(beta),
-        bool(v_half), real(bool(signed)), bool(reset_zero), real(SIGNED_EPS), real(0.0), real(0.5), real(1.0))
+    with _torch_threads():
+        prop, isol, refs, ops = _layer_sums(
+            xs, os_, Zs, As, lo, hi, theta_np, (1.0 / theta_np).astype(real), fan, int(iso), oi, real(beta),
+            bool(v_half), real(bool(signed)), bool(reset_zero), real(SIGNED_EPS), real(0.0), real(0.5), real(1.0))
     steps = np.minimum(np.arange(x.shape[0]), Z.shape[0] - 1)
     return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(refs[steps]), torch.from_numpy(ops)
