@@ -114,7 +114,7 @@ def main() -> None:
     def run_sweep() -> None:
         with tempfile.TemporaryDirectory() as out:
             qnoise.sweep(model, data_for, weight_bits=BITS, timesteps=STEPS, out=out, workers=1,
-                         batch_size=args.batch, progress=False)
+                         batch_size=args.batch, progress=False, device="cpu")
 
     global _DATA
     _DATA = data
