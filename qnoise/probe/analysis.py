@@ -19,6 +19,7 @@ from torch.nn.utils import parametrize
 from ..metrics import E_AC_PJ, E_MAC_PJ
 from ..neurons import spiking_neurons
 from ..quant import quantize_weights, remove_weight_quantization, weight_layers, weight_quantizers
+from ..train.evaluation import data_plan
 from .core import Probe
 
 NEURON_CHOICES = ("if", "signed")
@@ -114,29 +115,6 @@ def resolve_model(model, device: torch.device | None = None) -> tuple[nn.Module,
         m.qnoise_checkpoint_path = str(Path(model).resolve())
         return m, Path(model).resolve().name, getattr(m, "qnoise_checkpoint", {})
     raise TypeError(f"model must be an nn.Module or a checkpoint directory, got {type(model).__name__}")
-
-
-INPUT_MODES = ("sequence", "static")
-
-
-def data_plan(checkpoint_config: dict, timesteps: int | None, input_mode: str | None) -> tuple[bool, int | None,
-                                                                                                  int | None]:
-    """``(static, steps, bins)``: how a checkpointed model is fed (as `qnoise.train.evaluation` feeds it).
-
-    The checkpoint's dataset record gives the input mode: ``"sequence"`` (the data's T frames, T = steps =
-    bins) or ``"static"`` (a model converted from an ANN: the mean of ``bins`` frames, repeated over the
-    model's ``steps``). ``timesteps`` overrides the steps; ``input_mode`` overrides the record.
-    """
-    record = checkpoint_config.get("dataset") or {}
-    mode = input_mode or record.get("input_mode") or "sequence"
-    if mode not in INPUT_MODES:
-        raise ValueError(f"input_mode={mode!r} is not one of {INPUT_MODES}")
-    static = mode == "static"
-    model_steps = checkpoint_config.get("timesteps")
-    if static:
-        return True, timesteps or model_steps, record.get("timesteps") or timesteps or model_steps
-    steps = timesteps or record.get("timesteps") or model_steps
-    return False, steps, steps
 
 
 def resolve_data(data, checkpoint_config: dict, bins: int | None, split: str, limit: int | None):

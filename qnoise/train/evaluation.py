@@ -24,6 +24,29 @@ def data_settings(model: nn.Module) -> dict:
             "input_mode": record.get("input_mode", "sequence")}
 
 
+INPUT_MODES = ("sequence", "static")
+
+
+def data_plan(checkpoint_config: dict, timesteps: int | None, input_mode: str | None) -> tuple[bool, int | None,
+                                                                                                  int | None]:
+    """``(static, steps, bins)``: how a checkpointed model is fed, here and by `qnoise.probe`.
+
+    The checkpoint's dataset record gives the input mode: ``"sequence"`` (the data's T frames, T = steps =
+    bins) or ``"static"`` (a model converted from an ANN: the mean of ``bins`` frames, repeated over the
+    model's ``steps``). ``timesteps`` overrides the steps; ``input_mode`` overrides the record. None where
+    nothing is recorded (the data's own frames are then used as they are).
+    """
+    record = checkpoint_config.get("dataset") or {}
+    mode = input_mode or record.get("input_mode") or "sequence"
+    if mode not in INPUT_MODES:
+        raise ValueError(f"input_mode={mode!r} is not one of {INPUT_MODES}")
+    model_steps = checkpoint_config.get("timesteps")
+    if mode == "static":
+        return True, timesteps or model_steps, record.get("timesteps") or timesteps or model_steps
+    steps = timesteps or record.get("timesteps") or model_steps
+    return False, steps, steps
+
+
 def evaluate_model(model: nn.Module, dataset: str | None = None, split: str = "test", timesteps: int | None = None,
                    root=None, device: str | torch.device = "cpu", batch_size: int = 256, data=None) -> dict:
     """``{"accuracy", "loss", "samples", "dataset", "split", "timesteps"}`` of ``model`` on one split.
@@ -34,9 +57,8 @@ def evaluate_model(model: nn.Module, dataset: str | None = None, split: str = "t
     name = dataset or s["name"]
     if name is None:
         raise ValueError("the checkpoint records no dataset; pass one (--dataset)")
-    static = s["input_mode"] == "static"
-    steps = timesteps or (s["model_timesteps"] if static else s["timesteps"]) or 1
-    bins = s["timesteps"] if static else steps
+    static, steps, bins = data_plan(getattr(model, "qnoise_checkpoint", {}) or {}, timesteps, None)
+    steps = steps or 1
     if data is None:
         data = load_split(name, split, bins or 1, root, s["options"] if name == s["name"] else {})
     r = evaluate(model, batches(data, batch_size), device, static=static, timesteps=steps)
