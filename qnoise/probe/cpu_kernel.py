@@ -57,6 +57,30 @@ def _clip(v, lo, hi):
     return v if v < hi else hi
 
 
+@njit(inline="always", fastmath=_FASTMATH)
+def _best_rate(u, theta, inv_t, tf, zero, half):
+    """``Q_t(z) = (theta/t) clip(floor(u + 1/2), 0, t)`` with ``u = t z / theta``: the best t-step rate."""
+    return theta * inv_t * _clip(np.floor(u + half), zero, tf)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_terms(acc, r, q, a, ref, fired):
+    """``acc`` (the `SUMS` of a chunk so far) plus one element's terms: rate r, best t-step rate q, clamped
+    mean input a, the twin's activation ref, and its spikes at this step."""
+    eq = q - a
+    es = r - q
+    ep = a - ref
+    et = r - ref
+    return (acc[0] + eq, acc[1] + es, acc[2] + ep, acc[3] + eq * eq, acc[4] + es * es, acc[5] + ep * ep,
+            acc[6] + et * et, acc[7] + r * r, acc[8] + fired)
+
+
+@njit(inline="always")
+def _flush(acc, out):
+    for i in range(9):
+        out[i] += acc[i]
+
+
 @njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
 def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, beta, v_half, signed, reset_zero,
                 eps, zero, half, one):
@@ -103,7 +127,7 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
             # propagated: the SNN as it ran
             xt = x[t, b, n0:n1]
             ot = o[t, b, n0:n1]
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+            acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero)
             for j in range(m):
                 Sj = S[j] + xt[j]
                 Cj = C[j] + ot[j]
@@ -111,42 +135,19 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
                 C[j] = Cj
                 fired = zero + (ot[j] != zero)
                 G[j] = fired
-                r = Cj * inv_t
-                q = th[j] * inv_t * _clip(np.floor(Sj * ith[j] + half), zero, tf)
-                a = _clip(Sj * inv_t, zero, th[j])
-                eq = q - a
-                es = r - q
-                ep = a - R[j]
-                et = r - R[j]
-                s0 += eq
-                s1 += es
-                s2 += ep
-                s3 += eq * eq
-                s4 += es * es
-                s5 += ep * ep
-                s6 += et * et
-                s7 += r * r
-                s8 += fired
-            p = prop[job, t]
-            p[0] += s0
-            p[1] += s1
-            p[2] += s2
-            p[3] += s3
-            p[4] += s4
-            p[5] += s5
-            p[6] += s6
-            p[7] += s7
-            p[8] += s8
+                q = _best_rate(Sj * ith[j], th[j], inv_t, tf, zero, half)  # t z / theta = S / theta
+                acc = _add_terms(acc, Cj * inv_t, q, _clip(Sj * inv_t, zero, th[j]), R[j], fired)
+            _flush(acc, prop[job, t])
             for s in range(M):  # synaptic operations: each spike reaches fanout[s, i] weights of layer s
                 Fs = fanout[s, n0:n1]
-                acc = zero
+                reached = zero
                 for j in range(m):
-                    acc += G[j] * Fs[j]
-                ops[job, t, s] += acc
+                    reached += G[j] * Fs[j]
+                ops[job, t, s] += reached
             if iso == 0:
                 continue
             # isolated: the layer fed the twin's input, its mean input the twin's Z
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = zero
+            acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero)
             if iso == ISO_ROUND or iso == ISO_FLOOR:  # the count of a plain IF neuron on constant input
                 offset = half if iso == ISO_ROUND else zero  # v_init half: rounding; zero: truncation
                 for j in range(m):
@@ -154,22 +155,8 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
                     count = _clip(np.floor(u + offset), zero, tf)
                     fired = count - K[j]
                     K[j] = count
-                    r = th[j] * inv_t * count
-                    q = th[j] * inv_t * _clip(np.floor(u + half), zero, tf)
-                    a = _clip(Zk[j], zero, th[j])
-                    eq = q - a
-                    es = r - q
-                    ep = a - R[j]
-                    et = r - R[j]
-                    s0 += eq
-                    s1 += es
-                    s2 += ep
-                    s3 += eq * eq
-                    s4 += es * es
-                    s5 += ep * ep
-                    s6 += et * et
-                    s7 += r * r
-                    s8 += fired
+                    q = _best_rate(u, th[j], inv_t, tf, zero, half)
+                    acc = _add_terms(acc, th[j] * inv_t * count, q, _clip(Zk[j], zero, th[j]), R[j], fired)
             else:  # the neuron runs: its output so far (Ci) and its spikes (F) first, then the sums
                 if iso == ISO_DYNAMICS:  # IF/LIF dynamics on the input whose running mean is Z
                     Zp = Z[max(k - 1, 0), b, n0:n1]
@@ -189,33 +176,9 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
                         F[j] = zero + (oit[j] != zero)
                         Ci[j] += oit[j]
                 for j in range(m):
-                    zj = Zk[j]
-                    r = Ci[j] * inv_t
-                    q = th[j] * inv_t * _clip(np.floor(tf * zj * ith[j] + half), zero, tf)
-                    a = _clip(zj, zero, th[j])
-                    eq = q - a
-                    es = r - q
-                    ep = a - R[j]
-                    et = r - R[j]
-                    s0 += eq
-                    s1 += es
-                    s2 += ep
-                    s3 += eq * eq
-                    s4 += es * es
-                    s5 += ep * ep
-                    s6 += et * et
-                    s7 += r * r
-                    s8 += F[j]
-            p = isol[job, t]
-            p[0] += s0
-            p[1] += s1
-            p[2] += s2
-            p[3] += s3
-            p[4] += s4
-            p[5] += s5
-            p[6] += s6
-            p[7] += s7
-            p[8] += s8
+                    q = _best_rate(tf * Zk[j] * ith[j], th[j], inv_t, tf, zero, half)
+                    acc = _add_terms(acc, Ci[j] * inv_t, q, _clip(Zk[j], zero, th[j]), R[j], F[j])
+            _flush(acc, isol[job, t])
     return prop.sum(0), isol.sum(0), refs.sum(0), ops.sum(0)
 
 
