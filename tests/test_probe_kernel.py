@@ -1,12 +1,14 @@
 """The probe's implementations of one layer's sums (qnoise.probe.kernel): the fused CPU kernel (numba,
-qnoise.probe.cpu_kernel) must give the numbers of the per-step reference functions for every neuron kind,
-isolated mode, twin and threshold layout, and the synaptic operations of a hand count."""
+qnoise.probe.cpu_kernel, which runs the isolated neuron itself) must give the numbers of the torch functions
+(which run the neuron module's own forward) for every neuron kind, isolated mode, twin and threshold layout;
+and the synaptic operations of a hand count."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -15,14 +17,14 @@ from hypothesis import strategies as st
 
 from qnoise import IF, LIF
 from qnoise.probe.cpu_kernel import CHUNK
-from qnoise.probe.functional import ISO_GIVEN, complete_stats, isolated_mode
-from qnoise.probe.kernel import input_synops, isolated_input, layer_sums
+from qnoise.probe.functional import SUMS, isolated_mode
+from qnoise.probe.kernel import input_synops, layer_sums
 
 pytest.importorskip("numba", reason="the fused CPU kernel is written with numba")
 
 
 def _layer(neuron: IF, T: int, B: int, N: int, Tt: int, given_ann: bool, seed: int, dtype=torch.float32):
-    """Input, output, twin tensors, thresholds and fan-out of one neuron layer ``[T, B, N]``."""
+    """Input, output, twin tensors, thresholds and fan-out of one neuron layer; the input's shape."""
     g = torch.Generator().manual_seed(seed)
     shape = (T, B, neuron.threshold.numel(), N // neuron.threshold.numel()) if neuron.per_channel else (T, B, N)
     x = (torch.randn(*shape, generator=g) * 0.6 + 0.25).to(dtype)
@@ -33,40 +35,25 @@ def _layer(neuron: IF, T: int, B: int, N: int, Tt: int, given_ann: bool, seed: i
     Z = (torch.randn(Tt, B, N, generator=g) * 0.6 + 0.25).to(dtype)
     A = torch.rand(Tt, B, N, generator=g).to(dtype) if given_ann else None
     fanout = torch.randint(0, 20, (N, 2), generator=g).double() / 4  # fractional, as average pooling folds in
-    return x.reshape(T, B, N), out.reshape(T, B, N), Z, A, theta, theta_n, fanout
+    return x.reshape(T, B, N), out.reshape(T, B, N), Z, A, theta, theta_n, fanout, shape
 
 
 def _both(neuron: IF, T=5, B=3, N=300, Tt=1, given_ann=False, seed=0, dtype=torch.float32):
-    x, out, Z, A, theta, theta_n, fanout = _layer(neuron, T, B, N, Tt, given_ann, seed, dtype)
+    """The isolated mode, and the layer's sums by the fused CPU kernel and by the torch functions."""
+    x, out, Z, A, theta, theta_n, fanout, shape = _layer(neuron, T, B, N, Tt, given_ann, seed, dtype)
     iso = isolated_mode(neuron, Tt == 1, A is None)
-    out_iso = None
-    if iso == ISO_GIVEN:
-        with torch.no_grad():
-            out_iso = neuron(isolated_input(Z, T).reshape(T, B, -1)).reshape(T, B, N)
-    args = (x, out, Z, A, theta, theta_n, fanout, iso, neuron, out_iso)
-    return iso, layer_sums(*args, compile=True), layer_sums(*args, compile=False)
+    args = (x, out, Z, A, theta, theta_n, fanout, iso, neuron, shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # the fused kernel must not fall back
+        fused = layer_sums(*args, fused=True)
+    return iso, fused, layer_sums(*args, fused=False)
 
 
-def _complete(sums, names, ref, theta: float) -> torch.Tensor:
-    """All `PROP_STATS` from an implementation's subset of sums (spike counts of unsigned single-threshold
-    neurons follow from the rate where an implementation does not count them)."""
-    return complete_stats(sums, names, ref[:, 0], ref_sum=ref[:, 1], theta=theta)
-
-
-def _assert_same(fused, eager, iso: int, neuron: IF, dtype=torch.float32) -> None:
+def _assert_same(fused, eager, dtype=torch.float32) -> None:
     rel = 1e-5 if dtype == torch.float32 else 1e-10
-    theta = float(neuron.threshold.reshape(-1)[0])
-    torch.testing.assert_close(_complete(fused.propagated, fused.propagated_names, fused.reference, theta),
-                               _complete(eager.propagated, eager.propagated_names, eager.reference, theta),
-                               rtol=rel, atol=rel * 100)
-    torch.testing.assert_close(fused.reference, eager.reference, rtol=rel, atol=rel * 100)
-    torch.testing.assert_close(fused.synops, eager.synops, rtol=rel, atol=rel * 100)
-    if iso:
-        torch.testing.assert_close(_complete(fused.isolated, fused.isolated_names, fused.reference, theta),
-                                   _complete(eager.isolated, eager.isolated_names, eager.reference, theta),
-                                   rtol=rel, atol=rel * 100)
-    else:
-        assert fused.isolated is None and eager.isolated is None
+    for part in ("propagated", "isolated", "reference", "synops"):
+        torch.testing.assert_close(getattr(fused, part), getattr(eager, part), rtol=rel, atol=rel * 100,
+                                   msg=lambda m, part=part: f"{part}: {m}")
 
 
 NEURONS = {
@@ -91,15 +78,15 @@ def _per_channel() -> IF:
 @pytest.mark.parametrize("twin", ["mean", "cumulative", "given ANN"])
 def test_fused_cpu_kernel_equals_the_step_functions(kind, twin):
     neuron = NEURONS[kind]()
-    iso, fused, eager = _both(neuron, Tt=5 if twin == "cumulative" else 1, given_ann=twin == "given ANN")
-    _assert_same(fused, eager, iso, neuron)
+    _, fused, eager = _both(neuron, Tt=5 if twin == "cumulative" else 1, given_ann=twin == "given ANN")
+    _assert_same(fused, eager)
 
 
 def test_fused_cpu_kernel_in_float64_and_across_chunks():
     """float64 data agree to rounding; a layer wider than one chunk is summed over all its chunks."""
     neuron = IF(threshold=0.8, v_init="zero").double()
-    iso, fused, eager = _both(neuron, T=3, B=2, N=CHUNK + 77, dtype=torch.float64)
-    _assert_same(fused, eager, iso, neuron, torch.float64)
+    _, fused, eager = _both(neuron, T=3, B=2, N=CHUNK + 77, dtype=torch.float64)
+    _assert_same(fused, eager, torch.float64)
 
 
 @settings(max_examples=40, deadline=None)
@@ -108,8 +95,8 @@ def test_fused_cpu_kernel_in_float64_and_across_chunks():
        cumulative=st.booleans(), seed=st.integers(0, 10_000))
 def test_fused_cpu_kernel_property(T, B, N, theta, v_init, signed, reset, cumulative, seed):
     neuron = IF(threshold=theta, v_init=v_init, signed=signed, reset=reset)
-    iso, fused, eager = _both(neuron, T=T, B=B, N=N, Tt=T if cumulative else 1, seed=seed)
-    _assert_same(fused, eager, iso, neuron)
+    _, fused, eager = _both(neuron, T=T, B=B, N=N, Tt=T if cumulative else 1, seed=seed)
+    _assert_same(fused, eager)
 
 
 def test_synops_are_spikes_times_fanout():
@@ -120,11 +107,11 @@ def test_synops_are_spikes_times_fanout():
         out = neuron(x)
     assert out[:, 0].tolist() == [[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     fanout = torch.tensor([[9.0], [4.0], [2.5]], dtype=torch.float64)
-    for compile in (True, False):
+    for fused in (True, False):
         sums = layer_sums(x, out, torch.zeros(1, 1, 3), None, neuron.threshold.detach(), torch.ones(3), fanout, 0,
-                          neuron, None, compile=compile)
+                          neuron, tuple(x.shape), fused=fused)
         assert sums.synops[:, 0].tolist() == [9.0, 13.0, 2.5]
-        assert sums.propagated[:, sums.propagated_names.index("events")].tolist() == [1.0, 2.0, 1.0]
+        assert sums.propagated[:, SUMS.index("events")].tolist() == [1.0, 2.0, 1.0]
 
 
 @pytest.mark.parametrize("values,binary", [((0.0, 1.0), True), ((0.0, -1.0, 1.0), True), ((0.0, 0.5), False)])
@@ -149,7 +136,7 @@ def test_the_fused_kernel_keeps_torch_thread_count():
             "from qnoise.probe.kernel import input_synops\n"
             "torch.set_num_threads(1)\n"
             "x = (torch.rand(2, 3, 4) < 0.5).float()\n"
-            "input_synops(x, torch.ones(4, 1, dtype=torch.float64), compile=True)\n"
+            "input_synops(x, torch.ones(4, 1, dtype=torch.float64), fused=True)\n"
             "import numba\n"
             "print(torch.get_num_threads(), numba.get_num_threads())\n")
     env = {**os.environ, "NUMBA_NUM_THREADS": "2"}

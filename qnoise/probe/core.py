@@ -40,7 +40,6 @@ from ..metrics import (
 from ..neurons import IF, LIF, spiking_neurons
 from ..quant import BinaryWeight, SigmoidSumQuantizer, TernaryWeight, float_weight, weight_bits, weight_layers
 from .functional import (
-    ISO_GIVEN,
     ISO_OFF,
     PROP_STATS,
     complete_stats,
@@ -48,7 +47,7 @@ from .functional import (
     isolated_mode,
     membrane_noise,
 )
-from .kernel import input_synops, isolated_input, layer_sums
+from .kernel import input_synops, layer_sums, resolve_compile
 from .structure import INPUT, OUTPUT, Structure, model_structure
 from .twin import REFERENCES, TWIN_INPUTS, TwinActivations, activation_modules, ann_twin, run_twin
 
@@ -107,7 +106,8 @@ class Probe:
             torch.ao's numeric suite): the layer's own quantization and sequential error, nothing inherited.
         keep_tensors: keep full tensors of this many samples (`tensors`).
         twin_input: ``"mean"`` or ``"cumulative"`` (`qnoise.probe.twin`).
-        compile: fuse the per-step statistics with ``torch.compile``: True, False or ``"auto"``.
+        compile: compute the statistics with the fused kernels (`qnoise.probe.kernel`): True, False or
+            ``"auto"`` (for a big enough model).
         e_mac, e_ac: energy per MAC and per accumulate in pJ.
 
     Use::
@@ -131,6 +131,7 @@ class Probe:
         if not self.neurons:
             raise ValueError(f"{type(model).__name__} has no qnoise neurons (IF/LIF) to probe")
         self.model, self.reference, self.isolate = model, reference, isolate
+        resolve_compile(compile, 0)  # checks the value
         self.keep_tensors, self.twin_input, self.compile = keep_tensors, twin_input, compile
         self.e_mac, self.e_ac = e_mac, e_ac
         self.twin: nn.Module | None = None
@@ -175,6 +176,7 @@ class Probe:
 
     def reset(self) -> None:
         """Forget all accumulated statistics."""
+        self._fused: bool | None = None  # fused kernels or not: decided on the next batch
         self.T: int | None = None
         self.Tt: int | None = None
         self.samples = 0
@@ -234,6 +236,9 @@ class Probe:
             T, B = x.shape[:2]
             if self.structure is None:
                 self.structure = model_structure(self.model, tuple(x.shape[2:]))
+            if self._fused is None:  # decided once, from the model and the first batch's shape
+                values = sum(self.structure.neuron_size.values()) + math.prod(x.shape[2:])
+                self._fused = resolve_compile(self.compile, T * B * values)
             if self.T is None:
                 self.T = T
             elif T != self.T:
@@ -254,7 +259,7 @@ class Probe:
         if fan is None:
             return
         F, names = fan
-        ops, binary = input_synops(x, F, self.compile)
+        ops, binary = input_synops(x, F, self._fused)
         for j, name in enumerate(names):
             kind = "ac" if binary or weights_are_signs(self.model.get_submodule(name)) else "mac"
             self._acc(self._ops[kind], name, (x.shape[0],), x.device).add_(ops[:, j].to(x.device))
@@ -288,18 +293,11 @@ class Probe:
                        module.threshold.detach().cpu().numpy().tobytes())
             if iso_key in twin.isolated:
                 iso = ISO_OFF
-        out_iso = None
-        if iso == ISO_GIVEN:  # the neuron's own forward on the twin's input
-            out_iso = module.forward(isolated_input(Z, T).reshape(x.shape)).detach().reshape(T, B, N)
         F, synapses = self.structure.fanout.get(name, (None, []))
-        sums = layer_sums(xf, of, Z, A, theta, theta_n, F, iso, module, out_iso, self.compile)
-        ref2, ref_sum = sums.reference[:, 0], sums.reference[:, 1]
-        self._acc(self._prop, name, (T, len(PROP_STATS)), dev).add_(
-            complete_stats(sums.propagated, sums.propagated_names, ref2))
+        sums = layer_sums(xf, of, Z, A, theta, theta_n, F, iso, module, tuple(x.shape), self._fused)
+        self._acc(self._prop, name, (T, len(PROP_STATS)), dev).add_(complete_stats(sums.propagated, sums.reference))
         if iso:
-            count_events = bool(module.signed or module.per_channel)
-            twin.isolated[iso_key] = complete_stats(sums.isolated, sums.isolated_names, ref2, ref_sum=ref_sum,
-                                                    theta=None if count_events else float(theta))
+            twin.isolated[iso_key] = complete_stats(sums.isolated, sums.reference)
         if iso_key is not None:
             self._acc(self._iso, name, (T, len(PROP_STATS)), dev).add_(twin.isolated[iso_key])
         for j, syn in enumerate(synapses):

@@ -1,8 +1,7 @@
 """The probe's sums for one neuron layer in a single pass over its tensors, on the CPU (numba).
 
-`qnoise.probe.functional` defines the sums step by step (`propagated_step`, `isolated_step`); run that way
-each step reads and writes the running sums of every element: about seven passes over the layer per step.
-This kernel computes the same sums in one pass. Each parallel job takes one sample and a chunk of at most
+`qnoise.probe.functional` defines the sums with torch operations over whole ``[T, B, N]`` tensors (running
+sums by ``cumsum``, a dozen temporaries of the layer's size). This kernel computes the same sums in one pass. Each parallel job takes one sample and a chunk of at most
 ``CHUNK`` of its neurons, and walks the T steps with the running sums held in chunk-sized scratch arrays
 (in cache), so memory traffic falls to one read of the neuron's input and output (and of the twin's
 tensors): what the probe costs on a CPU.
@@ -29,9 +28,7 @@ import torch
 from numba import njit, prange
 
 from ..neurons import SIGNED_EPS
-from .functional import ISO_DYNAMICS, ISO_FLOOR, ISO_GIVEN, ISO_ROUND
-
-SUMS = ("quant", "seq", "prop", "quant2", "seq2", "prop2", "total2", "rate2", "events")
+from .functional import ISO_DYNAMICS, ISO_FLOOR, ISO_GIVEN, ISO_ROUND, SUMS
 CHUNK = 8192  # neurons of one sample per parallel job: the job's scratch arrays stay in the core's L2 cache
 
 _FASTMATH = {"reassoc", "nsz"}  # reassociation lets the sums vectorize; no other IEEE shortcut is taken

@@ -1,18 +1,21 @@
-"""Which implementation computes a neuron layer's sums: the fused CPU kernel, or the per-step functions.
+"""Which implementation computes a neuron layer's sums: the fused CPU kernel, or the torch functions.
 
-`layer_sums` returns, for one neuron layer and batch, the per-step sums of `qnoise.probe.functional` in
-propagated and isolated mode and the synaptic operations its spikes cause. Three implementations compute the same numbers:
+`layer_sums` returns, for one neuron layer and batch, the per-step `SUMS` of `qnoise.probe.functional` in
+propagated and isolated mode, the twin's sums of A^2 and A, and the synaptic operations the layer's spikes
+cause. Two implementations compute the same numbers:
 
-- on the CPU, `qnoise.probe.cpu_kernel` (numba): one pass over the layer, several times faster;
-- elsewhere (CUDA), the per-step functions fused by ``torch.compile`` (one kernel per step and mode);
-- everywhere, the per-step functions run eagerly: the reference the others are tested against.
+- on the CPU, `qnoise.probe.cpu_kernel` (numba): one pass over the layer, all steps of a chunk of neurons
+  with the running sums in cache; the isolated neuron runs inside it (closed form or its dynamics);
+- anywhere, the torch functions of `qnoise.probe.functional` over all steps at once (in batch chunks of
+  ``TORCH_CHUNK_ELEMENTS`` values), with the neuron's own forward for isolated mode: the reference the
+  CPU kernel is tested against, and the path on a GPU, where ``torch.compile`` can fuse it.
 
-``compile="auto"`` uses a fused kernel for a layer when that kernel is already in use in this process (on
-the CPU: any of its kernels; with ``torch.compile``: the same variant), or when the layer is big enough to
-repay the compilation (``T * B * N >= COMPILE_MIN_ELEMENTS``; compiling takes seconds, cached on disk for
-later processes). Small models stay eager and start instantly. If
-compilation fails the probe warns once and stays eager. ``QNOISE_COMPILE=0`` / ``1`` in the environment
-overrides ``"auto"``.
+``compile="auto"`` (`resolve_compile`) uses the fused kernels for a model whose batch is big enough to
+repay compiling them (``T * B`` times the neurons of all layers and the input values, at least
+``COMPILE_MIN_ELEMENTS``; compiling takes seconds once, cached on disk for later processes), so small models
+start instantly. The `Probe` decides once, on its first batch: the choice depends on the model and the
+batch shape alone, so a run gives the same numbers in any process. If compilation fails the probe warns
+once and stays eager. ``QNOISE_COMPILE=0`` / ``1`` in the environment overrides ``"auto"``.
 """
 
 from __future__ import annotations
@@ -23,51 +26,39 @@ from dataclasses import dataclass
 
 import torch
 
-from .functional import (
-    ISO_DYNAMICS,
-    ISO_GIVEN,
-    KERNEL_PROP,
-    isolated_step,
-    kernel_iso_names,
-    propagated_step,
-    reference_sums,
-)
+from .functional import ISO_GIVEN, isolated_sums, propagated_sums, reference_sums
 
-STEPS = {"propagated": propagated_step, "isolated": isolated_step, "reference": reference_sums}
-
+TORCH_FUNCTIONS = {"propagated": propagated_sums, "isolated": isolated_sums}
 COMPILE_MIN_ELEMENTS = 1 << 22
+# values per batch chunk on the torch path: its temporaries stay in a CPU's cache, or bounded on a GPU
+TORCH_CHUNK_ELEMENTS = {"cpu": 1 << 19, "other": 1 << 24}
 _compiled: dict = {}
-_ready: set = set()  # (implementation, variant) pairs that ran fused at least once (variant None: the CPU)
 _failed: set = set()  # implementations whose compilation failed ("cpu", "torch")
 
 
 @dataclass
 class LayerSums:
-    """One layer's sums for one batch, float64: ``propagated [T, len(propagated_names)]``, ``isolated [T, ...]``
-    (None when not computed), ``reference [T, 2]`` (sum of A^2 and of A over the twin's step for step t)
-    and ``synops [T, M]`` (accumulates the spikes of step t cause in each of the M weight layers they reach,
-    summed over the batch)."""
+    """One layer's sums for one batch, float64: ``propagated [T, 9]`` and ``isolated [T, 9]`` (None when not
+    computed), named by `qnoise.probe.functional.SUMS`; ``reference [T, 2]`` (sum of A^2 and of A over the
+    twin's step for step t); ``synops [T, M]`` (accumulates the spikes of step t cause in each of the M
+    weight layers they reach, summed over the batch)."""
 
     propagated: torch.Tensor
-    propagated_names: tuple[str, ...]
     isolated: torch.Tensor | None
-    isolated_names: tuple[str, ...]
     reference: torch.Tensor
     synops: torch.Tensor
 
 
-def _want_fused(compile: bool | str, impl: str, elements: int, variant: tuple) -> bool:
-    """Whether to use the fused implementation ``impl`` for a layer with ``elements = T * B * N`` values."""
+def resolve_compile(compile: bool | str, elements: int) -> bool:
+    """Whether to use the fused kernels (module docstring) for a batch of ``elements`` values in all."""
     if compile not in (True, False, "auto"):
         raise ValueError(f"compile={compile!r}: expected True, False or 'auto'")
-    if impl in _failed or compile is False:
-        return False
-    if compile is True:
-        return True
+    if compile != "auto":
+        return compile
     env = os.environ.get("QNOISE_COMPILE")
     if env is not None:
         return env not in ("0", "false", "False", "")
-    return (impl, None if impl == "cpu" else variant) in _ready or elements >= COMPILE_MIN_ELEMENTS
+    return elements >= COMPILE_MIN_ELEMENTS
 
 
 def _warn_failed(impl: str, err: Exception) -> None:
@@ -76,31 +67,33 @@ def _warn_failed(impl: str, err: Exception) -> None:
                   f"{str(err)[:200]}); using the eager kernel", RuntimeWarning, stacklevel=3)
 
 
-def run_step(kind: str, use_compiled: bool, variant: tuple, *args, **kwargs):
-    """``STEPS[kind](*args, **kwargs)``, through ``torch.compile`` when asked and it works."""
-    if use_compiled and "torch" not in _failed:
+def _torch_function(kind: str, fused: bool):
+    """`TORCH_FUNCTIONS[kind]`, through ``torch.compile`` when asked and it works."""
+    fn = TORCH_FUNCTIONS[kind]
+    if not fused or "torch" in _failed:
+        return fn
+    if kind not in _compiled:
+        _compiled[kind] = torch.compile(fn, dynamic=True)
+
+    def run(*args):
         try:
-            if kind not in _compiled:
-                _compiled[kind] = torch.compile(STEPS[kind], dynamic=True)
-            out = _compiled[kind](*args, **kwargs)
-            _ready.add(("torch", variant))
-            return out
+            return _compiled[kind](*args)
         except Exception as err:  # compilation problems vary by platform; eager always works
             _warn_failed("torch", err)
-    return STEPS[kind](*args, **kwargs)
+            return fn(*args)
+    return run
 
 
-def input_synops(x: torch.Tensor, fanout: torch.Tensor, compile: bool | str = "auto") -> tuple[torch.Tensor, bool]:
+def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, bool]:
     """``(ops [T, M], binary)`` for the data ``x [T, B, ...]``: the weights its nonzero values reach per step
-    (summed over the batch, float64), and whether every value is 0, +1 or -1 (binary events)."""
+    (summed over the batch, float64), and whether every value is 0, +1 or -1 (binary events). ``fused``: by
+    the CPU kernel where ``x`` is on the CPU."""
     T, B = x.shape[:2]
-    if x.device.type == "cpu" and _want_fused(compile, "cpu", x.numel(), ()):
+    if fused and x.device.type == "cpu" and "cpu" not in _failed:
         try:
             from .cpu_kernel import input_sums
 
-            out = input_sums(x, fanout)
-            _ready.add(("cpu", None))
-            return out
+            return input_sums(x, fanout)
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
     active = (x != 0).reshape(T, B, -1).sum(1, dtype=torch.float64)
@@ -118,80 +111,61 @@ def isolated_input(Z: torch.Tensor, T: int) -> torch.Tensor:
     return torch.cat([total[:1], total[1:] - total[:-1]])
 
 
+def isolated_output(neuron, Z: torch.Tensor, shape: tuple) -> torch.Tensor:
+    """The neuron's own output ``[T, B, N]`` on the twin's input (`isolated_input`), run at ``shape``, the
+    shape of its real input ``[T, B, ...]``. Its ``forward`` is called directly: the probe's hooks on the
+    neuron must not see this run."""
+    T, B = shape[:2]
+    with torch.no_grad():
+        return neuron.forward(isolated_input(Z, T).reshape(shape)).detach().reshape(T, B, -1)
+
+
 def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Tensor | None,
                theta: torch.Tensor, theta_n: torch.Tensor, fanout: torch.Tensor | None, iso: int, neuron,
-               out_iso: torch.Tensor | None, compile: bool | str = "auto") -> LayerSums:
-    """The sums of one neuron layer (module docstring), all tensors flattened to ``[T, B, N]``.
+               shape: tuple, fused: bool = False) -> LayerSums:
+    """The sums of one neuron layer (module docstring), tensors flattened to ``[T, B, N]``.
 
     Args:
         x, out: the neuron's input and output. Z, A: the twin's pre-activation and activation
             ``[Tt, B, N]`` (A None: ``clamp(Z, 0, theta)``).
-        theta: the threshold as the per-step functions take it (0-d, or ``[N]`` per channel);
-            ``theta_n``: one value per element ``[N]``.
+        theta: the threshold, 0-d (one per layer) or ``[N]`` (per channel, one value per element);
+            ``theta_n``: one value per element ``[N]`` either way.
         fanout: ``[N, M]`` weights of each of M weight layers a spike of each neuron reaches, or None.
         iso: isolated mode (`qnoise.probe.functional.isolated_mode`), 0 for none.
-        neuron: the `qnoise.neurons.IF` / `LIF` module (its dynamics, for the isolated mode).
-        out_iso: for ``iso == ISO_GIVEN``, the neuron's output on the twin's input ``[T, B, N]``.
+        neuron: the `qnoise.neurons.IF` / `LIF` module; ``shape``: the shape of its input ``[T, B, ...]``.
+        fused: use a fused kernel (the CPU kernel on the CPU, ``torch.compile`` elsewhere).
     """
-    T, B, N = x.shape
-    leaky = not (isinstance(neuron.beta, float) and neuron.beta == 1.0)
-    count_events = bool(neuron.signed or neuron.per_channel)
-    variant = (iso, leaky, bool(neuron.signed), neuron.reset, count_events, A is None, theta.dim(), x.dtype,
-               x.device.type)
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and \
-            _want_fused(compile, "cpu", T * B * N, variant):
+    if fused and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and "cpu" not in _failed:
         try:
-            from .cpu_kernel import SUMS, layer_sums as cpu_layer_sums
+            from .cpu_kernel import layer_sums as cpu_layer_sums
 
-            beta = float(neuron.beta) if leaky else 1.0
-            prop, isol, ref, ops = cpu_layer_sums(x, out, Z, A, theta_n, fanout, iso, out_iso, beta,
-                                                  neuron.v_init == "half", bool(neuron.signed),
-                                                  neuron.reset == "zero")
-            _ready.add(("cpu", None))
-            return LayerSums(prop, SUMS, isol if iso else None, SUMS, ref, ops)
+            leaky = not (isinstance(neuron.beta, float) and neuron.beta == 1.0)
+            out_iso = isolated_output(neuron, Z, shape) if iso == ISO_GIVEN else None
+            prop, isol, ref, ops = cpu_layer_sums(x, out, Z, A, theta_n, fanout, iso, out_iso,
+                                                  float(neuron.beta) if leaky else 1.0, neuron.v_init == "half",
+                                                  bool(neuron.signed), neuron.reset == "zero")
+            return LayerSums(prop, isol if iso else None, ref, ops)
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
-    fused = x.device.type != "cpu" and _want_fused(compile, "torch", T * B * N, variant)
-    return _step_sums(x, out, Z, A, theta, theta_n, fanout, iso, neuron, out_iso, fused, variant, leaky,
-                      count_events)
+    out_iso = isolated_output(neuron, Z, shape) if iso else None
+    return _torch_sums(x, out, Z, A, theta, fanout, out_iso, fused and x.device.type != "cpu")
 
 
-def _step_sums(x, out, Z, A, theta, theta_n, fanout, iso, neuron, out_iso, fused, variant, leaky,
-               count_events) -> LayerSums:
-    """`layer_sums` by the per-step functions (eager or ``torch.compile``)."""
+def _torch_sums(x, out, Z, A, theta, fanout, out_iso, fused) -> LayerSums:
+    """`layer_sums` by the torch functions, over chunks of the batch."""
     T, B, N = x.shape
-    dev, dtype = x.device, x.dtype
-    Tt = Z.shape[0]
-    S, C = torch.zeros(B, N, dtype=dtype, device=dev), torch.zeros(B, N, dtype=dtype, device=dev)
-    v = Ci = cnt = x_iso = None
-    if iso in (ISO_DYNAMICS, ISO_GIVEN):
-        Ci = torch.zeros(B, N, dtype=dtype, device=dev)
-    if iso == ISO_DYNAMICS:
-        x_iso = isolated_input(Z, T)
-        v = (theta_n / 2).expand(B, N).clone() if neuron.v_init == "half" else \
-            torch.zeros(B, N, dtype=dtype, device=dev)
-        cnt = torch.zeros(B, N, dtype=dtype, device=dev) if neuron.signed else None
-    beta_t = torch.as_tensor(neuron.beta, dtype=dtype, device=dev)
-    props, isos = [], []
-    for t in range(T):
-        tt = torch.tensor(float(t + 1), dtype=dtype, device=dev)
-        k = min(t, Tt - 1)
-        A_k = None if A is None else A[k]
-        S, C, ps = run_step("propagated", fused, variant, x[t], out[t], S, C, Z[k], A_k, theta, tt)
-        props.append(ps)
-        if iso:
-            v, Ci, cnt, ist = run_step(
-                "isolated", fused, variant, Z[k], A_k, theta, tt, iso,
-                x_iso[t] if iso == ISO_DYNAMICS else None, out_iso[t] if iso == ISO_GIVEN else None, v, Ci,
-                cnt, beta_t, leaky, neuron.signed, neuron.reset == "zero", count_events)
-            isos.append(ist)
+    chunk = TORCH_CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
+    step = max(1, chunk // (T * N))
+    propagated = _torch_function("propagated", fused)
+    isolated = _torch_function("isolated", fused)
+    prop, isol = 0, 0
+    for b in range(0, B, step):
+        sl = slice(b, b + step)
+        A_b = None if A is None else A[:, sl]
+        prop = prop + propagated(x[:, sl], out[:, sl], Z[:, sl], A_b, theta)
+        if out_iso is not None:
+            isol = isol + isolated(Z[:, sl], A_b, theta, out_iso[:, sl])
+    ref = reference_sums(Z, A, theta)[torch.clamp(torch.arange(T, device=x.device), max=Z.shape[0] - 1)]
     spikes = (out != 0).sum(1, dtype=torch.float64)  # [T, N]: nonzero outputs, negative spikes included
     ops = spikes @ fanout.to(spikes) if fanout is not None else spikes.new_zeros(T, 0)
-    prop = torch.cat([torch.stack(props), spikes.sum(1, keepdim=True)], dim=1)
-    isolated = torch.stack(isos) if iso else None
-    ref = torch.stack([run_step("reference", fused, variant, Z[k], None if A is None else A[k], theta)
-                       for k in range(Tt)])
-    ref = ref[torch.clamp(torch.arange(T, device=dev), max=Tt - 1)]
-    return LayerSums(prop, (*KERNEL_PROP, "events"), isolated,
-                     kernel_iso_names(iso, count_events, A is not None) if iso else (), ref, ops)
-
+    return LayerSums(prop, isol if out_iso is not None else None, ref, ops)
