@@ -13,8 +13,8 @@ For step t (1-based) and element i, with running sums ``S = sum_{tau<=t} x``, ``
 
 and per step the kernel returns the sums over the batch and neurons of quant, seq, prop, their squares,
 total^2, r^2 and the number of spikes (`SUMS`), for the SNN as it ran (propagated mode) and for the layer
-fed the twin's input (isolated mode, the modes of `qnoise.probe.functional.isolated_mode`); the sums of
-A^2 and A; and the synaptic operations the spikes cause, ``sum_i spike_i * fanout[i, s]`` for each weight
+fed the twin's input (isolated mode, the modes of `qnoise.probe.functional.isolated_mode`); the sum of
+A^2; and the synaptic operations the spikes cause, ``sum_i spike_i * fanout[i, s]`` for each weight
 layer s they reach. Each sum is accumulated in the data's precision over one chunk, then in float64.
 """
 
@@ -88,7 +88,7 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
     jobs = B * chunks
     prop = np.zeros((jobs, T, 9))
     isol = np.zeros((jobs, T, 9))
-    refs = np.zeros((jobs, Tt, 2))
+    ref2 = np.zeros((jobs, Tt))
     ops = np.zeros((jobs, T, M))
     for job in prange(jobs):
         b = job // chunks
@@ -111,16 +111,14 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
             tf += one  # t + 1 in the data's precision (an int would promote float32 to float64)
             inv_t = one / tf
             Zk = Z[k, b, n0:n1]
-            if t == k:  # a new twin step: its activation, and the sums of A^2 and A
+            if t == k:  # a new twin step: its activation, and the sum of A^2
                 Ak = A[k, b, n0:n1]
-                r0 = r1 = zero
+                a2 = zero
                 for j in range(m):
                     a = _clip(Ak[j], a_lo, a_hi * th[j])
                     R[j] = a
-                    r0 += a * a
-                    r1 += a
-                refs[job, k, 0] += r0
-                refs[job, k, 1] += r1
+                    a2 += a * a
+                ref2[job, k] += a2
             # propagated: the SNN as it ran
             xt = x[t, b, n0:n1]
             ot = o[t, b, n0:n1]
@@ -176,7 +174,7 @@ def _layer_sums(x, o, Z, A, a_lo, a_hi, theta, inv_theta, fanout, iso, o_iso, be
                     q = _best_rate(tf * Zk[j] * ith[j], th[j], inv_t, tf, zero, half)
                     acc = _add_terms(acc, Ci[j] * inv_t, q, _clip(Zk[j], zero, th[j]), R[j], F[j])
             _flush(acc, isol[job, t])
-    return prop.sum(0), isol.sum(0), refs.sum(0), ops.sum(0)
+    return prop.sum(0), isol.sum(0), ref2.sum(0), ops.sum(0)
 
 
 @njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
@@ -236,7 +234,7 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Ten
 
     Returns:
         ``propagated [T, 9]`` and ``isolated [T, 9]`` (zero when ``iso == 0``), named by `SUMS`;
-        ``reference [T, 2]``: the sums of A^2 and A over the twin's step for step t; ``synops [T, M]``:
+        ``reference [T]``: the sum of A^2 over the twin's step for step t; ``synops [T, M]``:
         accumulates caused by the spikes of step t (a spike is a nonzero output, so negative spikes of
         signed neurons count). All float64.
     """
@@ -258,8 +256,8 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Ten
     fan = arr(fanout.T) if fanout is not None else np.zeros((0, x.shape[2]), real)
     oi = arr(out_iso) if iso == ISO_GIVEN else np.zeros((1, 1, 1), real)
     with _torch_threads():
-        prop, isol, refs, ops = _layer_sums(
+        prop, isol, ref2, ops = _layer_sums(
             xs, os_, Zs, As, lo, hi, theta_np, (1.0 / theta_np).astype(real), fan, int(iso), oi, real(beta),
             bool(v_half), real(bool(signed)), bool(reset_zero), real(SIGNED_EPS), real(0.0), real(0.5), real(1.0))
     steps = np.minimum(np.arange(x.shape[0]), Z.shape[0] - 1)
-    return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(refs[steps]), torch.from_numpy(ops)
+    return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(ref2[steps]), torch.from_numpy(ops)

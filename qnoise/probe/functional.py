@@ -82,16 +82,15 @@ def _steps(T: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(1, T + 1, dtype=like.dtype, device=like.device).view(T, *[1] * (like.dim() - 1))
 
 
-def step_sums(z: torch.Tensor, u: torch.Tensor, r: torch.Tensor, A: torch.Tensor | None, theta: torch.Tensor,
+def step_sums(z: torch.Tensor, u: torch.Tensor, r: torch.Tensor, A: torch.Tensor, theta: torch.Tensor,
               fired: torch.Tensor) -> torch.Tensor:
     """The `SUMS` per step ``[T, 9]`` (float64) from ``[T, B, N]`` tensors of one layer after t = 1..T steps.
 
     ``z`` is the mean input, ``u = t z / theta`` as the caller computed it, ``r`` the rate, ``A`` the twin's
     activation (``[Tt, B, N]``, Tt = 1 or T), ``theta`` a 0-d tensor or ``[N]``, ``fired`` the spikes of each
-    step (bool). With
-    ``q = Q_t(z) = (theta/t) clip(floor(u + 1/2), 0, t)`` and ``a = clamp(z, 0, theta)``: the sums over the
-    batch and neurons of quant = q - a, seq = r - q, prop = a - A, their squares, total^2 = (r - A)^2, r^2
-    and the number of spikes.
+    step (bool). With ``q = Q_t(z) = (theta/t) clip(floor(u + 1/2), 0, t)`` and ``a = clamp(z, 0, theta)``:
+    the sums over the batch and neurons of quant = q - a, seq = r - q, prop = a - A, their squares,
+    total^2 = (r - A)^2, r^2 and the number of spikes.
     """
     T = z.shape[0]
     t = _steps(T, z)
@@ -133,22 +132,21 @@ def isolated_sums(Z: torch.Tensor, A: torch.Tensor | None, theta: torch.Tensor, 
 
 
 def reference_sums(Z: torch.Tensor, A: torch.Tensor | None, theta: torch.Tensor) -> torch.Tensor:
-    """``[Tt, 2]`` (float64): the sums of ``A^2`` and ``A`` over each twin step of ``[Tt, B, N]``."""
+    """``[Tt]`` (float64): the sum of ``A^2`` over each twin step of ``[Tt, B, N]``."""
     A = twin_activation(Z, A, theta)
-    dims = tuple(range(1, A.dim()))
-    return torch.stack([(A * A).sum(dims, dtype=torch.float64), A.sum(dims, dtype=torch.float64)], dim=1)
+    return (A * A).sum(tuple(range(1, A.dim())), dtype=torch.float64)
 
 
-def complete_stats(sums: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """The full `PROP_STATS` ``[T, 12]`` from the `SUMS` ``[T, 9]`` and the twin's sums of A^2 and A per
-    step ``[T, 2]``::
+def complete_stats(sums: torch.Tensor, ref2: torch.Tensor) -> torch.Tensor:
+    """The full `PROP_STATS` ``[T, 12]`` from the `SUMS` ``[T, 9]`` and the twin's sum of A^2 per step
+    ``[T]``::
 
         total = quant + seq + prop                    (r - A = quant + seq + prop, summed)
         cross = (rate2 + ref2 - total2) / 2           (<r, A> from ||r - A||^2 = ||r||^2 - 2<r, A> + ||A||^2)
     """
     col = {n: sums[:, i] for i, n in enumerate(SUMS)}
     col["total"] = col["quant"] + col["seq"] + col["prop"]
-    col["ref2"] = reference[:, 0]
+    col["ref2"] = ref2
     col["cross"] = (col["rate2"] + col["ref2"] - col["total2"]) / 2
     return torch.stack([col[n] for n in PROP_STATS], dim=1)
 

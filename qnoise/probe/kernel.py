@@ -1,7 +1,7 @@
 """Which implementation computes a neuron layer's sums: the fused CPU kernel, or the torch functions.
 
 `layer_sums` returns, for one neuron layer and batch, the per-step `SUMS` of `qnoise.probe.functional` in
-propagated and isolated mode, the twin's sums of A^2 and A, and the synaptic operations the layer's spikes
+propagated and isolated mode, the twin's sum of A^2, and the synaptic operations the layer's spikes
 cause. Two implementations compute the same numbers:
 
 - on the CPU, `qnoise.probe.cpu_kernel` (numba): one pass over the layer, all steps of a chunk of neurons
@@ -39,8 +39,8 @@ _failed: set = set()  # implementations whose compilation failed ("cpu", "torch"
 @dataclass
 class LayerSums:
     """One layer's sums for one batch, float64: ``propagated [T, 9]`` and ``isolated [T, 9]`` (None when not
-    computed), named by `qnoise.probe.functional.SUMS`; ``reference [T, 2]`` (sum of A^2 and of A over the
-    twin's step for step t); ``synops [T, M]`` (accumulates the spikes of step t cause in each of the M
+    computed), named by `qnoise.probe.functional.SUMS`; ``reference [T]`` (the sum of A^2 over the twin's step
+    for step t); ``synops [T, M]`` (accumulates the spikes of step t cause in each of the M
     weight layers they reach, summed over the batch)."""
 
     propagated: torch.Tensor
