@@ -1,10 +1,10 @@
 """The probe's sums for one neuron layer in a single pass over its tensors, on the CPU (numba).
 
 `qnoise.probe.functional` defines the sums with torch operations over whole ``[T, B, N]`` tensors (running
-sums by ``cumsum``, a dozen temporaries of the layer's size). This kernel computes the same sums in one pass. Each parallel job takes one sample and a chunk of at most
-``CHUNK`` of its neurons, and walks the T steps with the running sums held in chunk-sized scratch arrays
-(in cache), so memory traffic falls to one read of the neuron's input and output (and of the twin's
-tensors): what the probe costs on a CPU.
+sums by ``cumsum``, a dozen temporaries of the layer's size). This kernel computes the same sums in one
+pass. Each parallel job takes one sample and a chunk of at most ``CHUNK`` of its neurons, and walks the T
+steps with the running sums held in chunk-sized scratch arrays (in cache), so memory traffic falls to one
+read of the neuron's input and output (and of the twin's tensors): what the probe costs on a CPU.
 
 For step t (1-based) and element i, with running sums ``S = sum_{tau<=t} x``, ``C = sum_{tau<=t} out``::
 
@@ -12,10 +12,11 @@ For step t (1-based) and element i, with running sums ``S = sum_{tau<=t} x``, ``
     quant = q - a, seq = r - q, prop = a - A, total = r - A
 
 and per step the kernel returns the sums over the batch and neurons of quant, seq, prop, their squares,
-total^2, r^2 and the number of spikes (`SUMS`), for the SNN as it ran (propagated mode) and for the layer
-fed the twin's input (isolated mode, the modes of `qnoise.probe.functional.isolated_mode`); the sum of
-A^2; and the synaptic operations the spikes cause, ``sum_i spike_i * fanout[i, s]`` for each weight
-layer s they reach. Each sum is accumulated in the data's precision over one chunk, then in float64.
+total^2, r^2 and the number of spikes (`qnoise.probe.functional.SUMS`), for the SNN as it ran (propagated
+mode) and for the layer fed the twin's input (isolated mode, the modes of
+`qnoise.probe.functional.isolated_mode`); the sum of A^2; and the synaptic operations the spikes cause,
+``sum_i spike_i * fanout[i, s]`` for each weight layer s they reach. Each sum is accumulated in the
+data's precision over one chunk, then in float64.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import torch
 from numba import njit, prange
 
 from ..neurons import SIGNED_EPS
-from .functional import ISO_DYNAMICS, ISO_FLOOR, ISO_GIVEN, ISO_ROUND, SUMS
+from .functional import ISO_DYNAMICS, ISO_FLOOR, ISO_GIVEN, ISO_ROUND
+
 CHUNK = 8192  # neurons of one sample per parallel job: the job's scratch arrays stay in the core's L2 cache
 
 _FASTMATH = {"reassoc", "nsz"}  # reassociation lets the sums vectorize; no other IEEE shortcut is taken
@@ -62,7 +64,7 @@ def _best_rate(u, theta, inv_t, tf, zero, half):
 
 @njit(inline="always", fastmath=_FASTMATH)
 def _add_terms(acc, r, q, a, ref, fired):
-    """``acc`` (the `SUMS` of a chunk so far) plus one element's terms: rate r, best t-step rate q, clamped
+    """``acc`` (the nine sums of a chunk so far) plus one element's terms: rate r, best t-step rate q, clamped
     mean input a, the twin's activation ref, and its spikes at this step."""
     eq = q - a
     es = r - q
@@ -233,7 +235,8 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Ten
         beta, v_half, signed, reset_zero: the neuron's dynamics, for ``iso == ISO_DYNAMICS`` (beta 1: IF).
 
     Returns:
-        ``propagated [T, 9]`` and ``isolated [T, 9]`` (zero when ``iso == 0``), named by `SUMS`;
+        ``propagated [T, 9]`` and ``isolated [T, 9]`` (zero when ``iso == 0``), named by
+        `qnoise.probe.functional.SUMS`;
         ``reference [T]``: the sum of A^2 over the twin's step for step t; ``synops [T, M]``:
         accumulates caused by the spikes of step t (a spike is a nonzero output, so negative spikes of
         signed neurons count). All float64.
