@@ -9,9 +9,11 @@ BIN    := $(VENV)/bin
 setup: $(VENV)/.installed
 
 # torch==2.13.0 named on the same line keeps pip on the CPU build (see pyproject.toml)
+# then the probe's CPU kernels are compiled once into numba's on-disk cache (about 20 s)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
+	$(BIN)/python -c "from qnoise.probe.cpu_kernel import warm_up; warm_up()"
 	touch $@
 
 run: setup

@@ -238,7 +238,7 @@ class Probe:
                 self.structure = model_structure(self.model, tuple(x.shape[2:]))
             if self._fused is None:  # decided once, from the model and the first batch's shape
                 values = sum(self.structure.neuron_size.values()) + math.prod(x.shape[2:])
-                self._fused = resolve_compile(self.compile, T * B * values)
+                self._fused = resolve_compile(self.compile, T * B * values, x.device.type)
             if self.T is None:
                 self.T = T
             elif T != self.T:

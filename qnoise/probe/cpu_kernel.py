@@ -264,3 +264,11 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Ten
             bool(v_half), real(bool(signed)), bool(reset_zero), real(SIGNED_EPS), real(0.0), real(0.5), real(1.0))
     steps = np.minimum(np.arange(x.shape[0]), Z.shape[0] - 1)
     return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(ref2[steps]), torch.from_numpy(ops)
+
+
+def warm_up() -> None:
+    """Compile the kernels for float32 data now (numba keeps them in its on-disk cache, so later processes
+    load them in about a second instead of compiling for about 35 s). ``make setup`` runs this."""
+    x = torch.zeros(2, 1, 3)
+    layer_sums(x, x, x[:1], None, torch.ones(3), torch.ones(3, 1, dtype=torch.float64))
+    input_sums(x, torch.ones(3, 1, dtype=torch.float64))

@@ -12,10 +12,12 @@ cause. Two implementations compute the same numbers:
 
 ``compile="auto"`` (`resolve_compile`) uses the fused kernels for a model whose batch is big enough to
 repay compiling them (``T * B`` times the neurons of all layers and the input values, at least
-``COMPILE_MIN_ELEMENTS``; compiling takes seconds once, cached on disk for later processes), so small models
-start instantly. The `Probe` decides once, on its first batch: the choice depends on the model and the
-batch shape alone, so a run gives the same numbers in any process. If compilation fails the probe warns
-once and stays eager. ``QNOISE_COMPILE=0`` / ``1`` in the environment overrides ``"auto"``.
+``COMPILE_MIN_ELEMENTS``: numba compiles once per installation, about 35 s, then loads its kernels from its
+on-disk cache in about a second, and ``make setup`` compiles them; ``torch.compile`` compiles in every
+process), so small models start instantly. The `Probe` decides once, on its first batch: the choice depends
+on the model and the batch shape alone, so a run gives the same numbers in any process. If compilation
+fails the probe warns once and stays eager. ``QNOISE_COMPILE=0`` / ``1`` in the environment overrides
+``"auto"``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 from .functional import ISO_GIVEN, isolated_sums, propagated_sums, reference_sums
 
 TORCH_FUNCTIONS = {"propagated": propagated_sums, "isolated": isolated_sums}
-COMPILE_MIN_ELEMENTS = 1 << 22
+COMPILE_MIN_ELEMENTS = {"cpu": 1 << 20, "torch": 1 << 22}
 # values per batch chunk on the torch path: its temporaries stay in a CPU's cache, or bounded on a GPU
 TORCH_CHUNK_ELEMENTS = {"cpu": 1 << 19, "other": 1 << 24}
 _compiled: dict = {}
@@ -49,8 +51,9 @@ class LayerSums:
     synops: torch.Tensor
 
 
-def resolve_compile(compile: bool | str, elements: int) -> bool:
-    """Whether to use the fused kernels (module docstring) for a batch of ``elements`` values in all."""
+def resolve_compile(compile: bool | str, elements: int, device_type: str = "cpu") -> bool:
+    """Whether to use the fused kernels (module docstring) for a batch of ``elements`` values in all, on a
+    device of type ``device_type``."""
     if compile not in (True, False, "auto"):
         raise ValueError(f"compile={compile!r}: expected True, False or 'auto'")
     if compile != "auto":
@@ -58,7 +61,7 @@ def resolve_compile(compile: bool | str, elements: int) -> bool:
     env = os.environ.get("QNOISE_COMPILE")
     if env is not None:
         return env not in ("0", "false", "False", "")
-    return elements >= COMPILE_MIN_ELEMENTS
+    return elements >= COMPILE_MIN_ELEMENTS["cpu" if device_type == "cpu" else "torch"]
 
 
 def _warn_failed(impl: str, err: Exception) -> None:
