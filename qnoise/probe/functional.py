@@ -95,7 +95,7 @@ def step_sums(z: torch.Tensor, u: torch.Tensor, r: torch.Tensor, A: torch.Tensor
     T = z.shape[0]
     t = _steps(T, z)
     q = theta * (1.0 / t) * torch.clamp(torch.floor(u + 0.5), min=0.0).minimum(t)
-    a = torch.minimum(z.clamp_min(0.0), theta)
+    a = clamp_activation(z, theta)
     e_q, e_s, e_p, e_t = q - a, r - q, a - A, r - A
 
     def total(v: torch.Tensor) -> torch.Tensor:  # accumulated in float64: the same whatever the thread count
@@ -107,7 +107,7 @@ def step_sums(z: torch.Tensor, u: torch.Tensor, r: torch.Tensor, A: torch.Tensor
 
 def twin_activation(Z: torch.Tensor, A: torch.Tensor | None, theta: torch.Tensor) -> torch.Tensor:
     """The twin's activation: ``A`` as given, else ``clamp(Z, 0, theta)``."""
-    return torch.minimum(Z.clamp_min(0.0), theta) if A is None else A
+    return clamp_activation(Z, theta) if A is None else A
 
 
 def propagated_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Tensor | None,
