@@ -30,10 +30,14 @@ PROP_STATS = ("quant", "seq", "prop", "total", "quant2", "seq2", "prop2", "total
               "events")
 
 
+def step_counts(T: int, like: torch.Tensor) -> torch.Tensor:
+    """``t = 1..T`` as a ``[T, 1, ...]`` column that broadcasts against ``like [T, ...]`` (same dtype, device)."""
+    return torch.arange(1, T + 1, dtype=like.dtype, device=like.device).view(T, *[1] * (like.dim() - 1))
+
+
 def cumulative_mean(x: torch.Tensor) -> torch.Tensor:
     """``(1/t) sum_{tau<=t} x[tau]`` along dimension 0 of ``[T, ...]``, for t = 1..T."""
-    steps = torch.arange(1, x.shape[0] + 1, dtype=x.dtype, device=x.device)
-    return x.cumsum(0) / steps.view(-1, *([1] * (x.dim() - 1)))
+    return x.cumsum(0) / step_counts(x.shape[0], x)
 
 
 def clamp_activation(z: torch.Tensor, theta: torch.Tensor | float) -> torch.Tensor:
@@ -78,10 +82,6 @@ def isolated_mode(neuron, static_twin: bool, clamp_twin: bool) -> int:
 SUMS = ("quant", "seq", "prop", "quant2", "seq2", "prop2", "total2", "rate2", "events")
 
 
-def _steps(T: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.arange(1, T + 1, dtype=like.dtype, device=like.device).view(T, *[1] * (like.dim() - 1))
-
-
 def step_sums(z: torch.Tensor, u: torch.Tensor, r: torch.Tensor, A: torch.Tensor, theta: torch.Tensor,
               fired: torch.Tensor) -> torch.Tensor:
     """The `SUMS` per step ``[T, 9]`` (float64) from ``[T, B, N]`` tensors of one layer after t = 1..T steps.
@@ -93,7 +93,7 @@ def step_sums(z: torch.Tensor, u: torch.Tensor, r: torch.Tensor, A: torch.Tensor
     total^2 = (r - A)^2, r^2 and the number of spikes.
     """
     T = z.shape[0]
-    t = _steps(T, z)
+    t = step_counts(T, z)
     q = theta * (1.0 / t) * torch.clamp(torch.floor(u + 0.5), min=0.0).minimum(t)
     a = clamp_activation(z, theta)
     e_q, e_s, e_p, e_t = q - a, r - q, a - A, r - A
@@ -115,7 +115,7 @@ def propagated_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torc
     """`step_sums` of the SNN as it ran: ``x``, ``out`` the neuron's input and output ``[T, B, N]``; ``Z``,
     ``A`` the twin's pre-activation and activation ``[Tt, B, N]`` (A None: the clamp of Z). The running
     sums ``S = sum_{tau<=t} x``, ``C = sum_{tau<=t} out`` give ``z = S/t``, ``u = S/theta``, ``r = C/t``."""
-    inv_t = 1.0 / _steps(x.shape[0], x)
+    inv_t = 1.0 / step_counts(x.shape[0], x)
     S = x.cumsum(0)
     return step_sums(S * inv_t, S * (1.0 / theta), out.cumsum(0) * inv_t, twin_activation(Z, A, theta), theta,
                      out != 0)
@@ -125,7 +125,7 @@ def isolated_sums(Z: torch.Tensor, A: torch.Tensor | None, theta: torch.Tensor, 
     """`step_sums` of the layer fed the twin's input (isolated mode): ``out_iso [T, B, N]`` is the neuron's
     output on an input whose running mean is the twin's ``Z`` (`qnoise.probe.kernel.isolated_input`), so the
     layer's mean input is Z itself: ``z = Z``, ``u = t Z / theta``."""
-    t = _steps(out_iso.shape[0], out_iso)
+    t = step_counts(out_iso.shape[0], out_iso)
     z = Z.expand_as(out_iso)
     return step_sums(z, t * z * (1.0 / theta), out_iso.cumsum(0) * (1.0 / t), twin_activation(Z, A, theta), theta,
                      out_iso != 0)

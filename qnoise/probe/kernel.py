@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .functional import ISO_GIVEN, isolated_sums, propagated_sums, reference_sums
+from .functional import ISO_GIVEN, isolated_sums, propagated_sums, reference_sums, step_counts
 
 TORCH_FUNCTIONS = {"propagated": propagated_sums, "isolated": isolated_sums}
 COMPILE_MIN_ELEMENTS = {"cpu": 1 << 20, "torch": 1 << 22}
@@ -109,8 +109,7 @@ def isolated_input(Z: torch.Tensor, T: int) -> torch.Tensor:
     ``t Z(t) - (t-1) Z(t-1)`` (cumulative twin, ``Z [T, ...]``)."""
     if Z.shape[0] == 1:
         return Z.expand(T, *Z.shape[1:])
-    steps = torch.arange(1, T + 1, dtype=Z.dtype, device=Z.device).view(-1, *[1] * (Z.dim() - 1))
-    total = Z * steps
+    total = Z * step_counts(T, Z)
     return torch.cat([total[:1], total[1:] - total[:-1]])
 
 
