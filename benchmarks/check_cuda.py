@@ -1,7 +1,7 @@
 """The probe on a CUDA GPU: the same table as on the CPU, and its cost against a plain forward there.
 
 1. `qnoise.analyze` of the reference network (`bench_probe.py`) on random binary spikes, on the CPU (fused
-   numba kernel) and on the GPU with the per-step functions eager and fused by ``torch.compile`` (Triton):
+   numba kernel) and on the GPU with the torch functions eager and fused by ``torch.compile`` (Triton):
    every value must agree (rtol 1e-4, atol 1e-6).
 2. probe / plain forward on the GPU (T=8, batches of 64 and 512), timed with CUDA synchronisation, as the
    median of per-round ratios.
@@ -18,16 +18,10 @@ import time
 import numpy as np
 import torch
 
+from bench_probe import T, spikes  # the reference network's input: random binary spikes
+
 from qnoise.models import build_model
 from qnoise.probe import Probe, analyze
-
-T = 8
-
-
-def spikes(batch: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    x = (torch.rand(batch, T, 2, 34, 34, generator=g) < 0.15).float()
-    return x, torch.randint(0, 10, (batch,), generator=g)
 
 
 def agree(a, b) -> bool:
@@ -49,7 +43,7 @@ def main() -> int:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
     torch.manual_seed(0)
     model = build_model("cnn", (2, 34, 34), 10).eval()
-    data = spikes(128)
+    data = spikes(T, 128)
     tables = {
         "cpu fused": analyze(model, data, device="cpu", compile=True),
         "cuda eager": analyze(model, data, device="cuda", compile=False),
@@ -64,7 +58,7 @@ def main() -> int:
     gpu = copy.deepcopy(model).cuda()
     plain = copy.deepcopy(model).cuda()
     for batch in (64, 512):
-        X, y = spikes(batch, seed=1)
+        X, y = spikes(T, batch)
         x, y = X.transpose(0, 1).contiguous().cuda(), y.cuda()
         with torch.no_grad(), Probe(gpu, compile=True) as probe:
             for _ in range(3):  # warm-up: structure, compilation
