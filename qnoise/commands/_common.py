@@ -1,53 +1,11 @@
-"""Helpers shared by the probe's commands (analyze, sweep, report): the bundled sample model and the
-parsing of comma-separated grids."""
+"""Helpers shared by the probe's commands (analyze, sweep, report): the bundled sample model (re-exported
+from `qnoise.samples`, where it lives) and the parsing of comma-separated grids."""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
+from ..samples import sample_checkpoint, sample_checkpoints, sample_dir
 
-
-def sample_dir() -> Path:
-    """``$QNOISE_SAMPLE_DIR``, else the repository's ``sample_data/`` (made by ``qnoise sample-data``)."""
-    env = os.environ.get("QNOISE_SAMPLE_DIR")
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "sample_data"
-
-
-def sample_checkpoints(root: Path | None = None) -> list[Path]:
-    """Checkpoint folders under the sample folder, SNNs first: in the order of its ``index.json`` (written
-    by ``qnoise sample-data``) when there is one, else every folder with a qnoise ``config.json``."""
-    root = sample_dir() if root is None else root
-    index = root / "index.json"
-    if index.is_file():
-        try:
-            doc = json.loads(index.read_text())
-        except (OSError, ValueError):
-            doc = {}
-        entries = doc.get("models", doc.get("entries", [])) if isinstance(doc, dict) else doc
-        listed = [(e.get("kind", "snn") != "snn", i, root / e["path"]) for i, e in enumerate(entries or [])
-                  if isinstance(e, dict) and e.get("path") and (root / e["path"] / "config.json").is_file()]
-        if listed:
-            return [p for _, _, p in sorted(listed)]
-    found = []
-    for cfg in sorted(root.rglob("config.json")) if root.is_dir() else []:
-        try:
-            doc = json.loads(cfg.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(doc, dict) and doc.get("format") == "qnoise-checkpoint":
-            kind = (doc.get("model") or {}).get("kind", "snn")
-            found.append((kind != "snn", str(cfg.parent), cfg.parent))
-    return [p for _, _, p in sorted(found)]
-
-
-def sample_checkpoint() -> Path:
-    """The bundled sample model: the first SNN checkpoint in `sample_dir`."""
-    found = sample_checkpoints()
-    if not found:
-        raise FileNotFoundError(f"no sample model in {sample_dir()}: run `qnoise sample-data` first, or pass "
-                                f"--checkpoint DIR")
-    return found[0]
+__all__ = ["add_analysis_options", "int_list", "sample_checkpoint", "sample_checkpoints", "sample_dir", "str_list"]
 
 
 def int_list(text: str | None, what: str) -> list[int | None] | None:
