@@ -43,8 +43,43 @@ from .split import SPLITS, split_indices, stratified_subset
 
 DATASETS = ("digits", *SOURCES)
 
-__all__ = ["DATASETS", "BadEventFile", "DigitsDataset", "EventFrames", "collate_time_first", "dataset_tensors",
-           "default_cache_dir", "default_data_root", "events_to_frames", "load_dataset"]
+__all__ = ["DATASETS", "RECORDABLE_OPTIONS", "BadEventFile", "DigitsDataset", "EventFrames", "check_data_options",
+           "collate_time_first", "dataset_tensors", "default_cache_dir", "default_data_root", "events_to_frames",
+           "load_dataset"]
+
+# The loader options a checkpoint (or --data-options) may carry, with the types each accepts. An allow-list:
+# where data is read from (root), whether it is downloaded (download) and where frames are cached (cache_dir)
+# are the caller's choice, never the choice of a file the caller merely opened.
+RECORDABLE_OPTIONS: dict[str, tuple[type, ...]] = {
+    "encoding": (str,), "cache": (bool,), "skip_bad": (bool,), "seed": (int,), "val_fraction": (int, float),
+    "test_fraction": (int, float), "limit": (int, type(None)), "downsample": (int,),
+    "duration_us": (int, float, type(None)), "clip": (int, float, type(None)),
+}
+CALLER_ONLY_OPTIONS = ("root", "download", "cache_dir")
+
+
+def check_data_options(options, where: str = "data options") -> dict:
+    """Validate loader options against `RECORDABLE_OPTIONS` (names and value types); return them as a dict.
+
+    Raises ``ValueError`` naming ``where``, the option and what was expected: ``root``, ``download`` and
+    ``cache_dir`` are refused (they decide what is read, fetched or written, so only the caller sets them).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise ValueError(f"{where} must be a JSON object of loader options, got {options!r:.100}")
+    for key, value in options.items():
+        if key in CALLER_ONLY_OPTIONS:
+            raise ValueError(f"{where}: {key!r} is not allowed here (it decides where data is read, downloaded or "
+                             f"cached: pass it to load_dataset / on the command line yourself); allowed: "
+                             f"{', '.join(RECORDABLE_OPTIONS)}")
+        if key not in RECORDABLE_OPTIONS:
+            raise ValueError(f"{where}: unknown option {key!r}; allowed: {', '.join(RECORDABLE_OPTIONS)}")
+        types = RECORDABLE_OPTIONS[key]
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise ValueError(f"{where}: {key}={value!r:.60} must be {names}")
+    return dict(options)
 
 
 def default_data_root() -> Path:
