@@ -169,3 +169,70 @@ def test_parquet_with_sidecar(tmp_path):
 
     assert json.loads(pq.read_schema(path).metadata[b"qnoise"])["seed"] == 3
     assert sorted(p.name for p in path.parent.iterdir()) == ["results.parquet", "results.parquet.json"]
+
+
+# ---------------------------------------------------------------- hardening (issue 12)
+
+def test_dumps_json_writes_null_for_non_finite_floats():
+    from qnoise.io import dumps_json, json_safe
+
+    obj = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": "NaN", "d": 3}
+    assert json_safe(obj) == {"a": None, "b": [1.5, None, [None, 2]], "c": "NaN", "d": 3}
+    text = dumps_json(obj, sort_keys=True)
+    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(c))
+
+
+def test_tensor_header_reads_no_tensor_data(tmp_path):
+    from qnoise.io import save_tensors, tensor_header
+
+    save_tensors(tmp_path / "t.safetensors", {"w": torch.zeros(3, 4), "n": torch.zeros(2, dtype=torch.int64)})
+    assert tensor_header(tmp_path / "t.safetensors") == {"w": ((3, 4), torch.float32), "n": ((2,), torch.int64)}
+    (tmp_path / "bad.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    with pytest.raises(ValueError, match="bad.safetensors is not a readable safetensors file"):
+        tensor_header(tmp_path / "bad.safetensors")
+
+
+def test_check_header_compares_plain_and_parametrized_names(tmp_path):
+    from qnoise.io import check_header
+
+    model = build_model("mlp", (1, 8, 8), 10, hidden=[16], quantization={"weights": {"bits": 4}})
+    save_checkpoint(model, tmp_path / "ck")
+    doc = read_checkpoint_config(tmp_path / "ck")
+    header = check_header(tmp_path / "ck" / "config.json", doc["model"], tmp_path / "ck" / "model.safetensors")
+    assert "fc1.body.1.parametrizations.weight.original" in header
+    wider = {**doc["model"], "hidden": [17]}
+    with pytest.raises(ValueError, match=r"'fc1.body.1.parametrizations.weight.original' has shape \(16, 64\)"):
+        check_header(tmp_path / "ck" / "config.json", wider, tmp_path / "ck" / "model.safetensors")
+
+
+def test_file_inside_gives_one_message_for_missing_and_outside(tmp_path):
+    from qnoise.io import file_inside
+
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "model.safetensors").write_bytes(b"x")
+    (tmp_path / "outside.bin").write_bytes(b"x")
+    assert file_inside(tmp_path / "ck", "model.safetensors", "tensors.file") == tmp_path / "ck" / "model.safetensors"
+    for name in ("../outside.bin", str(tmp_path / "outside.bin"), "missing.bin", "../missing.bin", None, 3, "."):
+        with pytest.raises(FileNotFoundError) as err:
+            file_inside(tmp_path / "ck", name, "tensors.file")
+        assert str(err.value) == f"tensors.file {name!r} is not a file inside {tmp_path / 'ck'}"
+
+
+def test_a_cut_off_file_is_reported_by_its_sha_before_its_header(tmp_path):
+    save_checkpoint(build_model("mlp", (1, 8, 8), 10), tmp_path / "ck")
+    f = tmp_path / "ck" / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:100])  # the header itself is cut off
+    with pytest.raises(ValueError, match="does not match the SHA-256"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_is_results_table(tmp_path):
+    from qnoise.io import is_results_table
+
+    write_parquet_atomic(pd.DataFrame({"value": [1.0]}), tmp_path / "mine.parquet")
+    pd.DataFrame({"value": [1.0]}).to_parquet(tmp_path / "theirs.parquet")
+    (tmp_path / "text.parquet").write_text("hello")
+    assert is_results_table(tmp_path / "mine.parquet")
+    assert not is_results_table(tmp_path / "theirs.parquet") and not is_results_table(tmp_path / "text.parquet")
+    assert not is_results_table(tmp_path / "missing.parquet")

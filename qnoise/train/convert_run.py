@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..device import resolve_device
-from ..io import load_checkpoint, read_checkpoint_config, save_checkpoint
+from ..io import check_output_folder, load_checkpoint, read_checkpoint_config, save_checkpoint, value_problems
 from .convert import convert_to_snn, timesteps_for
 from .evaluation import data_settings, evaluate_model
 from .finetune import layerwise_finetune
@@ -29,6 +29,7 @@ def convert_checkpoint(ann_path: str | Path, out: str | Path, signed: bool = Fal
 
     ``source`` is what the checkpoint records as its origin (default: ``ann_path``).
     """
+    check_output_folder(out, source=ann_path)  # before any work: saving into it must not fail at the end
     dev = resolve_device(device)
     ann = load_checkpoint(ann_path, dev)
     ann_doc = ann.qnoise_checkpoint
@@ -63,6 +64,9 @@ def convert_checkpoint(ann_path: str | Path, out: str | Path, signed: bool = Fal
     conversion = {"source": source or str(ann_path), "signed": signed, "finetune_epochs": finetune_epochs,
                   "finetune_lr": finetune_lr, "force": force, "seed": seed, "act_bits": ann.qnoise_config["act_bits"],
                   "source_training": training}
+    problems = value_problems(snn, snn.state_dict())
+    if problems:  # an SNN that loading would refuse is not saved
+        raise ValueError(f"the SNN converted from {ann_path} is not valid: " + "; ".join(problems[:5]))
     save_checkpoint(snn, out, dataset=record, timesteps=steps, history=history, metrics=metrics,
                     extra={"conversion": conversion})
     snn.qnoise_checkpoint = read_checkpoint_config(out)

@@ -12,6 +12,7 @@ from torch import nn
 from ..io import (
     CONFIG_FILE,
     MODEL_FILE,
+    file_inside,
     load_tensors,
     read_checkpoint_config,
     read_tensor_metadata,
@@ -74,7 +75,10 @@ def load_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, co
         shown = ", ".join(f"{k}: {b!r} there, {a!r} now" for k, (a, b) in sorted(diff.items()))
         raise ValueError(f"{out} holds a run with other options ({shown}); use another --out, or delete {last} "
                          f"to start over")
-    model.load_state_dict(load_tensors(last / MODEL_FILE, doc["tensors"]["sha256"]))
-    opt_path = last / doc["optimizer"]["file"]
-    restore_optimizer(optimizer, load_tensors(opt_path, doc["optimizer"]["sha256"]), read_tensor_metadata(opt_path))
+    record = doc.get("optimizer")
+    if not isinstance(record, dict):
+        raise ValueError(f"{last / CONFIG_FILE} has no 'optimizer' record; delete {last} to start over")
+    model.load_state_dict(load_tensors(last / MODEL_FILE, doc["tensors"].get("sha256")))
+    opt_path = file_inside(last, record.get("file"), f"{last / CONFIG_FILE}: optimizer.file")
+    restore_optimizer(optimizer, load_tensors(opt_path, record.get("sha256")), read_tensor_metadata(opt_path))
     return list(doc.get("history") or [])
