@@ -42,8 +42,8 @@ def check_int(value, name: str, low: int = 1, high: int | None = None, hint: str
     """``value`` as an int in ``low..high``; else ``ValueError`` naming ``name``, the value and the range."""
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= low and (high is None or value <= high)
     if not ok:
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer in {bound}, got {value!r}{hint}")
+        bound = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be an integer {bound}, got {value!r}{hint}")
     return value
 
 
@@ -58,7 +58,8 @@ def check_batch_size(value, name: str = "batch_size") -> int:
 
 
 def gib(nbytes: float) -> str:
-    return f"{nbytes / 2**30:.2f} GiB"
+    """``nbytes`` in GiB, or in MiB below 1 GiB."""
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def check_bytes(nbytes: float, what: str, hint: str = "") -> None:

@@ -58,13 +58,9 @@ def build_model(
         quantization: weight / threshold / membrane quantization spec (`apply_quantization`).
         **options: architecture options (e.g. ``channels=[32, 64], hidden=256`` for ``cnn``).
     """
-    if not isinstance(arch, str) or arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHS)}")
+    opts = check_arch_options(arch, options)
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not one of {KINDS}")
-    unknown = set(options) - set(ARCH_DEFAULTS[arch])
-    if unknown:
-        raise ValueError(f"unknown {arch} option(s) {sorted(unknown)}; known: {sorted(ARCH_DEFAULTS[arch])}")
     if act_bits is not None and not (isinstance(act_bits, int) and not isinstance(act_bits, bool)
                                      and 1 <= act_bits <= 16):
         raise ValueError(f"act_bits must be an int in 1..16 or None, got {act_bits!r}")
@@ -76,9 +72,6 @@ def build_model(
     if quantization is not None and not isinstance(quantization, dict):
         raise ValueError(f"quantization must be a dict of parts (weights, thresholds, membrane) or None, got "
                          f"{quantization!r:.100}")
-    opts = {**copy.deepcopy(ARCH_DEFAULTS[arch]), **copy.deepcopy(options)}
-    for key, value in opts.items():
-        _check_option(arch, key, value, ARCH_DEFAULTS[arch][key])
     if kind == "snn":
         spec, activation = neuron_spec(neuron), None
         for key, value in spec.items():
@@ -146,6 +139,22 @@ def _check_option(where: str, key: str, value, default) -> None:
         raise ValueError(f"{name} must be {expected}, got {value!r:.100}")
 
 
+def check_arch_options(arch: str, options: dict) -> dict:
+    """Validate an architecture name and its options (names and types) without building anything; returns
+    the completed options. What `build_model` checks first, available before the data is loaded."""
+    if not isinstance(arch, str) or arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHS)}")
+    if not isinstance(options, dict):
+        raise ValueError(f"{arch} options must be a dict, got {options!r:.100}")
+    unknown = set(options) - set(ARCH_DEFAULTS[arch])
+    if unknown:
+        raise ValueError(f"unknown {arch} option(s) {sorted(unknown)}; known: {sorted(ARCH_DEFAULTS[arch])}")
+    opts = {**copy.deepcopy(ARCH_DEFAULTS[arch]), **copy.deepcopy(options)}
+    for key, value in opts.items():
+        _check_option(arch, key, value, ARCH_DEFAULTS[arch][key])
+    return opts
+
+
 def model_from_config(config: dict) -> Network:
     """``build_model(**config)``, with a message naming what is wrong when the config is not one."""
     if not isinstance(config, dict) or "arch" not in config:
@@ -183,6 +192,6 @@ def set_act_bits(model: nn.Module, bits: int | None) -> int:
 
 
 __all__ = ["ARCHS", "ARCH_DEFAULTS", "KINDS", "NEURON_DEFAULTS", "QUANT_DEFAULTS", "Network", "ResidualBlock",
-           "ThresholdQuantizer", "apply_quantization", "build_model", "make_neuron", "model_from_config",
-           "neuron_spec", "quantization_spec", "set_act_bits", "state_shapes", "sync_threshold_step",
-           "threshold_quantizers"]
+           "ThresholdQuantizer", "apply_quantization", "build_model", "check_arch_options", "make_neuron",
+           "model_from_config", "neuron_spec", "quantization_spec", "set_act_bits", "state_shapes",
+           "sync_threshold_step", "threshold_quantizers"]

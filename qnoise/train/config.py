@@ -18,6 +18,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..data import check_data_options
+from ..limits import check_batch_size, check_int, check_timesteps
+
 MODES = ("direct", "ann")
 # keys that may change between a run and its resumption without invalidating it
 RESUMABLE_KEYS = ("device", "epochs", "progress", "data_root")
@@ -77,10 +80,15 @@ class TrainConfig:
             raise ValueError("threshold_bits/state_bits need spiking neurons (mode='direct')")
         if self.progressive and self.act_bits is None:
             raise ValueError("progressive=True needs act_bits (the final bit width)")
-        for name in ("timesteps", "epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "epochs" else 1):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_timesteps(self.timesteps)
+        check_batch_size(self.batch_size)
+        check_int(self.epochs, "epochs", 1, hint=" (it would save an untrained model)" if self.epochs == 0 else "")
+        for name in ("weight_bits", "threshold_bits", "state_bits", "act_bits"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, 1, 32)
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"model_options must be a dict of architecture options, got {self.model_options!r:.100}")
+        check_data_options(self.data_options, "data_options")
         if self.weight_method == "sigmoid" and self.weight_bits is None:
             raise ValueError("weight_method='sigmoid' needs weight_bits (1 = binary, 2 = ternary, k bits)")
         if self.augment not in (None, "shift"):

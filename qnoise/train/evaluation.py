@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..limits import check_batch_size, check_timesteps
+from .budget import fit_batch
 from .loop import evaluate
 from .splits import batches, load_split
 
@@ -36,6 +38,8 @@ def data_plan(checkpoint_config: dict, timesteps: int | None, input_mode: str | 
     model's ``steps``). ``timesteps`` overrides the steps; ``input_mode`` overrides the record. None where
     nothing is recorded (the data's own frames are then used as they are).
     """
+    if timesteps is not None:  # 0 is refused, not read as "the checkpoint's T"
+        check_timesteps(timesteps)
     record = checkpoint_config.get("dataset") or {}
     mode = input_mode or record.get("input_mode") or "sequence"
     if mode not in INPUT_MODES:
@@ -52,7 +56,9 @@ def evaluate_model(model: nn.Module, dataset: str | None = None, split: str = "t
     """``{"accuracy", "loss", "samples", "dataset", "split", "timesteps"}`` of ``model`` on one split.
 
     ``data`` may pass an already loaded split ``(X, y, info)`` (then ``dataset``/``split`` only label it).
+    The batch is made smaller when a forward over T steps would not fit the memory budget (same numbers).
     """
+    check_batch_size(batch_size)
     s = data_settings(model)
     name = dataset or s["name"]
     if name is None:
@@ -61,5 +67,7 @@ def evaluate_model(model: nn.Module, dataset: str | None = None, split: str = "t
     steps = steps or 1
     if data is None:
         data = load_split(name, split, bins or 1, root, s["options"] if name == s["name"] else {})
+    run_steps = 1 if model.qnoise_config.get("kind") == "ann" else steps  # an ANN sees the time average
+    batch_size = fit_batch(model, run_steps, batch_size)
     r = evaluate(model, batches(data, batch_size), device, static=static, timesteps=steps)
     return {**r, "dataset": name, "split": split, "timesteps": steps}

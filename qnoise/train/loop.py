@@ -21,7 +21,9 @@ class Batches:
     """Mini-batches ``(x [T, B, ...], y [B])`` from sample-major tensors ``X [N, T, ...]``, ``y [N]``.
 
     ``shuffle`` draws a permutation from ``torch.Generator().manual_seed(seed)`` on each pass, where the
-    caller sets ``seed`` per epoch: the order is a function of (seed, epoch) alone.
+    caller sets ``seed`` per epoch: the order is a function of (seed, epoch) alone. A last batch of one
+    sample joins the batch before it (BatchNorm cannot train on one sample), so that batch holds
+    ``batch_size + 1``.
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0):
@@ -29,16 +31,33 @@ class Batches:
             raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
         self.x, self.y, self.batch_size, self.shuffle, self.seed = x, y, batch_size, shuffle, seed
 
+    def _bounds(self) -> list[int]:
+        n = len(self.y)
+        starts = list(range(0, n, self.batch_size))
+        if len(starts) > 1 and n - starts[-1] == 1:
+            starts.pop()  # merge a trailing single sample into the previous batch
+        return [*starts, n]
+
     def __len__(self) -> int:
-        return (len(self.y) + self.batch_size - 1) // self.batch_size
+        return len(self._bounds()) - 1
 
     def __iter__(self):
         n = len(self.y)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)) if self.shuffle \
             else torch.arange(n)
-        for i in range(0, n, self.batch_size):
-            idx = order[i:i + self.batch_size]
+        bounds = self._bounds()
+        for a, b in zip(bounds, bounds[1:]):
+            idx = order[a:b]
             yield self.x[idx].transpose(0, 1).contiguous(), self.y[idx]
+
+
+def check_trainable(model: nn.Module, batches: Batches) -> None:
+    """Refuse up front what BatchNorm1d cannot train on: batches of one sample (``batch_size=1``, or a
+    training split of one sample), instead of failing inside the first batch."""
+    if any(isinstance(m, nn.BatchNorm1d) for m in model.modules()) and min(batches.batch_size, len(batches.y)) < 2:
+        raise ValueError(f"the model has BatchNorm1d layers, which cannot train on batches of one sample "
+                         f"(batch_size={batches.batch_size}, {len(batches.y)} training sample(s)): use batch_size >= 2 "
+                         f"and at least 2 samples, or the model option batchnorm=false")
 
 
 def model_input(model: nn.Module, x: torch.Tensor, static: bool = False, timesteps: int | None = None) -> torch.Tensor:

@@ -17,12 +17,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..device import resolve_device
-from ..io import CONFIG_FILE, load_checkpoint, read_checkpoint_config, save_checkpoint
+from ..io import CONFIG_FILE, check_output_folder, load_checkpoint, read_checkpoint_config, save_checkpoint
 from ..models import build_model, set_act_bits
 from ..quant import SigmoidSumQuantizer, set_temperature
 from . import schedule
 from .config import TrainConfig
-from .loop import Batches, evaluate, train_epoch
+from .budget import check_training
+from .loop import Batches, check_trainable, evaluate, train_epoch
 from .resume import load_epoch, save_epoch
 from .splits import batches, dataset_record, load_split, optional_split
 
@@ -55,7 +56,7 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
     ``record_time=False`` leaves wall times out of the history (byte-identical reruns).
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    out = Path(out)
+    out = check_output_folder(out)  # before any work: saving into it must not fail at the end
     if (out / CONFIG_FILE).is_file():
         doc = read_checkpoint_config(out)
         done = TrainConfig.from_dict(doc.get("training") or {})
@@ -78,6 +79,8 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
         raise ValueError(f"{out} already holds {len(history)} epochs, more than epochs={cfg.epochs}")
     sigmoid = any(isinstance(m, SigmoidSumQuantizer) for m in model.modules())
     loader = Batches(train_split[0], train_split[1], cfg.batch_size, shuffle=True)
+    check_trainable(model, loader)
+    check_training(model, 1 if cfg.mode == "ann" else steps, cfg.batch_size)
     bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), disable=not cfg.progress, unit="batch",
                desc=f"{cfg.dataset}/{cfg.model}/{cfg.mode}")
     for epoch in range(len(history), cfg.epochs):

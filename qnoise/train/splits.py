@@ -10,15 +10,17 @@ import warnings
 
 import torch
 
+from .budget import check_split
 from .loop import Batches
 
 
 def load_split(name: str, split: str, timesteps: int, root=None, options: dict | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """``(X [N, T, ...], y [N], info)`` of one split; ``info`` has ``input_shape``, ``num_classes``, ``samples``."""
-    from ..data import dataset_tensors, load_dataset
+    from ..data import check_data_options, dataset_tensors, load_dataset
 
-    ds = load_dataset(name, split, root=root, timesteps=timesteps, **(options or {}))
+    ds = load_dataset(name, split, root=root, timesteps=timesteps, **check_data_options(options, "data options"))
+    check_split(name, split, len(ds), timesteps, ds.input_shape)  # before the frames are made
     x, y = dataset_tensors(ds)
     return x, y, {"input_shape": list(ds.input_shape), "num_classes": int(ds.num_classes), "samples": len(y)}
 
