@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import _args
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("convert", help="convert a quantized ANN checkpoint into an SNN checkpoint",
@@ -12,8 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="ANN checkpoint directory (LearnableClip activations)")
     p.add_argument("--out", required=True, help="SNN checkpoint directory to write")
     p.add_argument("--signed", action="store_true", help="signed IF neurons (negative spikes undo early ones)")
-    p.add_argument("--finetune-epochs", type=int, default=0, help="layer-wise fine-tuning epochs per layer")
-    p.add_argument("--finetune-lr", type=float, default=1e-4)
+    p.add_argument("--finetune-epochs", type=_args.int_in(0, 1_000_000, "a number of epochs"), default=0,
+                   help="layer-wise fine-tuning epochs per layer")
+    p.add_argument("--finetune-lr", type=_args.float_positive("a learning rate"), default=1e-4)
     p.add_argument("--force", action="store_true", help="keep fine-tuning updates even if not better")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")

@@ -1,7 +1,8 @@
 """``qnoise dashboard``: start the Streamlit dashboard (``streamlit run dashboard/app.py``) on this machine.
 
 The app lives in the repository's top-level ``dashboard/`` folder (beside the ``qnoise`` package of an
-editable install); ``$QNOISE_DASHBOARD`` may point at another ``app.py``.
+editable install); ``$QNOISE_DASHBOARD`` may point at another ``app.py``. It opens only the sample folder,
+the folders given with ``--data`` (passed on in ``$QNOISE_DASHBOARD_DATA``) and its sessions' uploads.
 """
 
 from __future__ import annotations
@@ -12,16 +13,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import _args
+
 APP_ENV = "QNOISE_DASHBOARD"
+DATA_ENV = "QNOISE_DASHBOARD_DATA"  # read by dashboard/sources.py
+# Streamlit's own upload limit, twice the app's 64 MiB (dashboard/sources.py, MAX_UPLOAD_BYTES): a file a
+# little over the app's limit still reaches the app, which names it and the limit in MiB, instead of being
+# dropped by the browser (and the upload then reported as lacking that file).
+SERVER_UPLOAD_MB = 128
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("dashboard", help="open the Streamlit dashboard (sample models by default)",
                        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--port", type=int, default=8501, help="port to serve on")
+    p.add_argument("--port", type=_args.int_in(1, 65535, "a port"), default=8501, help="port to serve on")
     p.add_argument("--address", default="localhost", help="address to bind (localhost: this machine only)")
     p.add_argument("--sample-dir", default=None,
                    help="folder the dashboard opens on (default: the repository's sample_data/)")
+    p.add_argument("--data", action="append", default=[], metavar="DIR",
+                   help="another folder the dashboard may open (repeatable); nothing outside the sample folder, "
+                        "these folders and uploads can be opened")
     p.add_argument("--open-browser", action="store_true",
                    help="also open a browser window (default: only print the URL; headless, so Streamlit's "
                         "first-run e-mail prompt never blocks)")
@@ -45,7 +56,8 @@ def app_path() -> Path:
 def command(args: argparse.Namespace) -> list[str]:
     return [sys.executable, "-m", "streamlit", "run", str(app_path()), "--server.port", str(args.port),
             "--server.address", args.address, "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", "64", "--client.toolbarMode", "viewer", "--server.headless", "false" if args.open_browser else "true"]
+            "--server.maxUploadSize", str(SERVER_UPLOAD_MB), "--client.toolbarMode", "viewer",
+            "--server.headless", "false" if args.open_browser else "true"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
         if not folder.exists():
             raise FileNotFoundError(f"--sample-dir {folder} does not exist")
         env["QNOISE_SAMPLE_DIR"] = str(folder.resolve())
+    folders = []
+    for d in args.data:
+        folder = Path(d).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--data {folder} is not a folder")
+        folders.append(str(folder.resolve()))
+    if folders:  # else $QNOISE_DASHBOARD_DATA stays as the environment has it
+        env[DATA_ENV] = os.pathsep.join(folders)
     cmd = command(args)
     print(f"qnoise dashboard: http://{args.address}:{args.port}  (Ctrl+C to stop)", flush=True)
     try:

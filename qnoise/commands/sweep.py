@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_analysis_options, int_list, str_list
+from . import _args
+from ._common import add_analysis_options, check_probe_memory, int_list, sample_checkpoint, str_list
+
+ROUNDINGS = ("nearest", "truncate", "stochastic")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -13,14 +16,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run qnoise.sweep: one analysis per grid cell, stored in --out; rerun the "
                                    "same command to resume.")
     add_analysis_options(p)
-    p.add_argument("--weight-bits", default="1,2,4,8,32", help="comma-separated (32 = float, 1 = binary)")
-    p.add_argument("--timesteps", default="1,2,4,8,16,32", help="comma-separated T values")
-    p.add_argument("--rounding", default="nearest", help="comma-separated: nearest, truncate, stochastic")
-    p.add_argument("--state-bits", default="model", help="comma-separated membrane bits (32 = float; model = as saved)")
-    p.add_argument("--neuron", default="model", help="comma-separated: if, signed (model = as saved)")
+    p.add_argument("--weight-bits", default="1,2,4,8,32", type=_args.grid(_args.bits, "--weight-bits"),
+                   help="comma-separated (32 = float, 1 = binary)")
+    p.add_argument("--timesteps", default="1,2,4,8,16,32", type=_args.grid(_args.timesteps, "--timesteps"),
+                   help="comma-separated T values")
+    p.add_argument("--rounding", default="nearest", type=_args.choice_grid(ROUNDINGS, "--rounding"),
+                   help="comma-separated: nearest, truncate, stochastic")
+    p.add_argument("--state-bits", default="model", type=_args.grid(_args.state_bits, "--state-bits"),
+                   help="comma-separated membrane bits (32 = float; model = as saved)")
+    p.add_argument("--neuron", default="model", type=_args.choice_grid(("if", "signed"), "--neuron", ("model",)),
+                   help="comma-separated: if, signed (model = as saved)")
     p.add_argument("--out", required=True, help="run folder (manifest.json + cells/*.parquet)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
-    p.add_argument("--workers", type=int, default=None, help="parallel workers (default: one per core)")
+    p.add_argument("--workers", type=_args.workers, default=None, help="parallel workers (default: one per core)")
     p.set_defaults(func=run)
 
 
@@ -28,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report import accuracy_table
     from ..sweep import sweep
 
+    check_probe_memory(args.checkpoint or sample_checkpoint(), int_list(args.timesteps, "timesteps"),
+                       args.batch_size)
     df = sweep(args.checkpoint, args.dataset, weight_bits=int_list(args.weight_bits, "weight-bits"),
                timesteps=int_list(args.timesteps, "timesteps"), rounding=str_list(args.rounding),
                state_bits=int_list(args.state_bits, "state-bits"), neuron=str_list(args.neuron), out=args.out,

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 
+from . import _args
+
 
 def _bits(text: str) -> int | None:
-    return None if text.lower() in ("none", "float", "32") else int(text)
+    """Bits 1..31, or none / float / 32: float."""
+    return None if text.lower() in ("none", "float", "32") else _args.int_in(1, 32, "a bit width (or none)")(text)
 
 
 def _split(text: str) -> str | None:
@@ -27,13 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="checkpoint directory to write")
     g = p.add_argument_group("SNN neurons (mode direct)")
     g.add_argument("--neuron", default="if", choices=("if", "lif"))
-    g.add_argument("--threshold", type=float, default=1.0)
+    g.add_argument("--threshold", type=_args.float_positive("a threshold"), default=1.0)
     g.add_argument("--fixed-threshold", action="store_true", help="do not learn thresholds")
     g.add_argument("--v-init", default="zero", choices=("zero", "half"))
     g.add_argument("--surrogate", default="atan", choices=("atan", "sigmoid", "rectangle"))
     g = p.add_argument_group("ANN activations (mode ann)")
     g.add_argument("--act-bits", type=_bits, default=None, help="LearnableClip bits (none: ReLU)")
-    g.add_argument("--act-alpha", type=float, default=1.0, help="initial clip level")
+    g.add_argument("--act-alpha", type=_args.float_positive("a clip level"), default=1.0, help="initial clip level")
     g.add_argument("--progressive", action="store_true", help="train float -> 4 -> 3 -> 2 bits down to --act-bits")
     g = p.add_argument_group("quantization during training")
     g.add_argument("--weight-bits", type=_bits, default=None, help="bits per weight (none: float)")
@@ -48,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--temperature-start", type=float, default=1.0)
     g.add_argument("--temperature-cap", type=float, default=1000.0)
     g = p.add_argument_group("data and optimisation")
-    g.add_argument("--timesteps", type=int, default=4, help="T: time bins of the input")
+    g.add_argument("--timesteps", type=_args.timesteps, default=4, help="T: time bins of the input")
     g.add_argument("--data-root", default=None,
                    help="folder holding the dataset release (e.g. ../shared/data/nmnist-1k)")
     g.add_argument("--data-options", default="{}",
@@ -57,9 +60,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--val-split", type=_split, default="val", help="'none' to skip")
     g.add_argument("--test-split", type=_split, default="test", help="'none' to skip")
     g.add_argument("--augment", default=None, choices=("shift",), help="random +-2 px translation")
-    g.add_argument("--epochs", type=int, default=10)
-    g.add_argument("--batch-size", type=int, default=64)
-    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--epochs", type=_args.epochs, default=10)
+    g.add_argument("--batch-size", type=_args.batch_size, default=64)
+    g.add_argument("--lr", type=_args.float_positive("a learning rate"), default=1e-3)
     g.add_argument("--weight-decay", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, ...")
@@ -78,7 +81,13 @@ def _json(text: str, flag: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models import check_arch_options
     from ..train import TrainConfig, train
+
+    try:  # before the data is loaded
+        check_arch_options(args.model, _json(args.model_options, "--model-options"))
+    except ValueError as err:
+        raise ValueError(f"--model / --model-options: {err}") from err
 
     cfg = TrainConfig(
         dataset=args.dataset, model=args.model, mode=args.mode,
