@@ -115,7 +115,8 @@ def test_overview_analyses_a_grid_without_a_sweep(bare_dir, grid_cache):
     assert [s for s in specs(again) if '"heatmap"' in s] == heat
 
 
-def test_a_bad_folder_shows_a_message_and_the_app_keeps_running(data_dir, tmp_path):
+def test_a_bad_folder_shows_a_message_and_the_app_keeps_running(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("QNOISE_DASHBOARD_DATA", str(tmp_path))  # allowed, as `qnoise dashboard --data` does
     at = open_app(data_dir)
     at.sidebar.text_input(key="folder").set_value(str(tmp_path / "nowhere")).run()
     assert not at.exception
