@@ -25,7 +25,8 @@ from torch import nn
 
 from .quant.state import quantize_membrane
 from .quant.uniform import check_rounding, straight_through
-from .surrogate import SURROGATES, spike
+from .neuron_fused import fused_neuron
+from .surrogate import DEFAULT_ALPHA, SURROGATES, spike
 
 V_INITS = ("zero", "half")
 RESETS = ("subtract", "zero")
@@ -60,7 +61,10 @@ def neuron_multistep(
 ) -> torch.Tensor | NeuronTrace:
     """Run IF/LIF dynamics over ``x`` of shape ``[T, B, ...]``; ``theta`` broadcasts against ``x[t]``.
 
-    Returns ``out`` (``[T, B, ...]``), or a `NeuronTrace` when ``record`` is True.
+    Returns ``out`` (``[T, B, ...]``), or a `NeuronTrace` when ``record`` is True. Three paths, one semantics:
+    without autograd, in-place steps (`_fast_inference`); with autograd, an unsigned neuron without state
+    quantization runs as one autograd node with a hand-written backward (`qnoise.neuron_fused`); signed or
+    state-quantized neurons, and ``record``, unroll the loop for autograd.
     """
     if v_init == "zero":
         v = torch.zeros_like(x[0])
@@ -70,14 +74,19 @@ def neuron_multistep(
         raise ValueError(f"v_init={v_init!r} is not one of {V_INITS}")
     if reset not in RESETS:
         raise ValueError(f"reset={reset!r} is not one of {RESETS}")
+    if surrogate not in SURROGATES:
+        raise ValueError(f"surrogate={surrogate!r} is not one of {SURROGATES}")
     leaky = not (isinstance(beta, float) and beta == 1.0)
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or (torch.is_tensor(theta) and theta.requires_grad))
-    if not (needs_grad or record or signed or state_bits is not None):
+    plain = not (record or signed or state_bits is not None)
+    if plain and not needs_grad:
         return _fast_inference(x, v, theta, beta if leaky else None, reset)
+    if plain:
+        return fused_neuron(x, theta, beta if leaky else None, v_init, reset, surrogate, DEFAULT_ALPHA[surrogate])
     count = torch.zeros_like(x[0]) if signed else None
     outs, membranes, spikes = [], [], []
-    for t in range(x.shape[0]):
-        v = beta * v + x[t] if leaky else v + x[t]
+    for xt in x.unbind(0):  # unbind, not x[t]: each select's backward would zero-fill a [T, ...] gradient
+        v = beta * v + xt if leaky else v + xt
         if state_bits is not None:
             v = quantize_membrane(v, theta, state_bits, state_rounding)
         s = spike(v - theta, surrogate)

@@ -245,3 +245,39 @@ def test_quantize_neurons_puts_all_thresholds_on_one_grid_and_sets_state_bits():
     assert all(m.state_bits == 6 and m.state_rounding == "truncate" for m in model)
     with pytest.raises(ValueError, match="no qnoise neuron"):
         quantize_neurons(torch.nn.Linear(2, 2), threshold_bits=4)
+
+
+@given(st.integers(1, 10), st.sampled_from(["zero", "half"]), st.sampled_from(["subtract", "zero"]),
+       st.sampled_from(["atan", "sigmoid", "rectangle"]), st.booleans(), st.booleans(), st.integers(0, 2**16),
+       st.sampled_from([torch.float32, torch.float64]), st.booleans())
+def test_fused_training_path_equals_the_unrolled_autograd_path(t, v_init, reset, surrogate, leaky, per_channel,
+                                                                seed, dtype, kernel):
+    """The one-node neuron (hand-written backward; numba kernel on the CPU, or the torch version other devices
+    use) gives the unrolled loop's outputs bit for bit and its gradients for x, theta (per layer or per
+    channel) and a learned LIF beta."""
+    from unittest import mock
+
+    from qnoise import neuron_fused
+
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.rand(t, 3, 2, 5, generator=gen, dtype=torch.float64) * 1.6 - 0.3).to(dtype)
+    kwargs = {"v_init": v_init, "reset": reset, "surrogate": surrogate, "learn_threshold": True,
+              "per_channel": per_channel, "channels": 2 if per_channel else None, "threshold": 0.7}
+    n = LIF(beta=0.85, learn_beta=True, **kwargs) if leaky else IF(**kwargs)
+    weight = (torch.rand(x.shape, generator=gen, dtype=torch.float64) - 0.5).to(dtype)
+    grads = []
+    for record in (False, True):
+        xi = x.clone().requires_grad_()
+        n.zero_grad()
+        with mock.patch.object(neuron_fused, "_use_kernel", lambda _x: kernel):
+            out = neuron_multistep(xi, n.broadcast_threshold(xi), n.beta, v_init, reset, surrogate=surrogate,
+                                   record=record)
+        out = out.out if record else out
+        (out * weight).sum().backward()
+        params = [xi.grad, n.raw_threshold.grad] + ([n.raw_beta.grad] if leaky else [])
+        grads.append((out.detach(), [p.clone() for p in params]))
+    (fused, g_fused), (unrolled, g_unrolled) = grads
+    assert torch.equal(fused, unrolled)
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
+    for a, b in zip(g_fused, g_unrolled, strict=True):
+        assert torch.allclose(a.double(), b.double(), **tol), (a, b)
