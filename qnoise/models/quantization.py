@@ -1,10 +1,12 @@
 """A model's quantization as one JSON-able spec, applied the same way before training (QAT) or after it (PTQ).
 
-    {"weights":    {"bits", "method", "rounding", "keep_first_last", "per_channel", "levels", "skip"},
+    {"weights":    {"bits", "method", "rounding", "keep_first_last", "per_channel", "levels", "skip", "folded"},
      "thresholds": {"bits", "rounding"},
      "membrane":   {"bits", "rounding"}}
 
-- weights: `qnoise.quant.quantize_weights` (a parametrization of every Conv/Linear weight).
+- weights: `qnoise.quant.quantize_weights` (a parametrization of every Conv/Linear weight); ``folded``: each
+  quantizer wrapped in `qnoise.quant.FoldedWeight` (a converted model: batch norm folded into quantized
+  weights, per-channel scales in the state dict).
 - thresholds: a parametrization of each neuron's ``raw_threshold`` onto one unsigned grid shared by the
   whole model, ``Δ = max(theta) / (2^b - 1)`` (`qnoise.quant.quantize_threshold`), straight-through
   gradient; `sync_threshold_step` recomputes Δ from the float thresholds (the training loop calls it
@@ -23,12 +25,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..neurons import spiking_neurons
-from ..quant import METHODS, quantize_threshold, quantize_weights, remove_weight_quantization
+from ..quant import METHODS, fold_quantizers, quantize_threshold, quantize_weights, remove_weight_quantization
 from ..quant.uniform import check_bits, check_rounding
 
 QUANT_DEFAULTS: dict[str, dict] = {
     "weights": {"bits": 8, "method": "uniform", "rounding": "nearest", "keep_first_last": False,
-                "per_channel": False, "levels": "uniform", "skip": []},
+                "per_channel": False, "levels": "uniform", "skip": [], "folded": False},
     "thresholds": {"bits": 8, "rounding": "nearest"},
     "membrane": {"bits": 8, "rounding": "nearest"},
 }
@@ -128,6 +130,8 @@ def _apply_weights(model: nn.Module, spec: dict | None) -> None:
         quantize_weights(model, spec["bits"], spec["method"], spec["rounding"], skip=spec["skip"],
                          keep_first_last=spec["keep_first_last"], per_channel=spec["per_channel"],
                          levels=spec["levels"])
+        if spec["folded"]:
+            fold_quantizers(model)
 
 
 def _apply_thresholds(model: nn.Module, spec: dict | None) -> None:

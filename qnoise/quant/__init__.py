@@ -3,6 +3,7 @@ weight quantization through parametrizations, and fixed-point neuron state."""
 
 from .binary import binarize, ternarize
 from .clip import LearnableClip, learnable_clip
+from .folded import FoldedWeight, base_quantizer, fold_quantizers
 from .sigmoid_sum import SigmoidSumQuantizer, data_levels, linear_temperature, preset_levels, uniform_levels
 from .state import membrane_step, quantize_membrane, quantize_threshold
 from .uniform import ROUNDINGS, integer_range, maxabs_scale, nearest_levels, quantize
@@ -27,5 +28,5 @@ __all__ = [
     "uniform_levels", "LearnableClip", "learnable_clip", "membrane_step", "quantize_membrane",
     "quantize_threshold", "quantize_weights", "remove_weight_quantization", "weight_quantizers",
     "weight_layers", "float_weight", "weight_bits", "set_temperature", "UniformWeight", "BinaryWeight",
-    "TernaryWeight", "QuantizedWeight",
+    "TernaryWeight", "QuantizedWeight", "FoldedWeight", "base_quantizer", "fold_quantizers",
 ]

@@ -10,8 +10,8 @@ Conversion: every ``LearnableClip(bits, alpha)`` becomes ``IF(threshold=alpha, v
 reset="subtract", signed=...)``; run for ``T = 2^b - 1`` steps on the static input, a single layer's mean
 output equals the clip quantizer exactly: ``(alpha/T) * clip(floor(T z/alpha + 1/2), 0, T)``.
 Deeper layers see spike trains instead of constants, which adds the sequential error the probe measures.
-Weights are copied (the ANN's effective weights: quantized ones if it has weight quantizers, then folded);
-the SNN stores them as floats.
+Weights are folded float weights; a layer the ANN quantizes keeps the ANN's quantizer, wrapped so that the
+folded weights stay on its grid (`qnoise.quant.FoldedWeight`): the SNN reports the ANN's weight bits.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..models import model_from_config
 from ..neurons import spiking_neurons
-from ..quant import LearnableClip, weight_layers
+from ..quant import LearnableClip, float_weight, weight_layers
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W', b')`` of a Conv/Linear ``(weight, bias)`` followed by ``bn`` in eval mode (module docstring)."""
+def bn_affine(bn: nn.modules.batchnorm._BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s, shift)`` per channel of ``bn`` in eval mode: ``BN(y) = s * y + shift`` (module docstring)."""
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("fold_bn needs a BatchNorm with running statistics (track_running_stats=True)")
     with torch.no_grad():
@@ -40,6 +40,14 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batc
         shift = -bn.running_mean * scale
         if bn.bias is not None:
             shift = shift + bn.bias
+    return scale.clone(), shift.clone()
+
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.modules.batchnorm._BatchNorm,
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(W', b')`` of a Conv/Linear ``(weight, bias)`` followed by ``bn`` in eval mode (module docstring)."""
+    scale, shift = bn_affine(bn)
+    with torch.no_grad():
         b = shift if bias is None else bias * scale + shift
         w = weight * scale.view(-1, *([1] * (weight.dim() - 1)))
     return w.clone(), b.clone()
@@ -57,18 +65,6 @@ def batchnorm_after(model: nn.Module) -> dict[int, nn.Module]:
     return pairs
 
 
-def folded_weights(model: nn.Module) -> list[tuple[str, torch.Tensor, torch.Tensor | None]]:
-    """``(name, W, b)`` for each Conv/Linear in order, with its following BN (if any) folded in."""
-    bns = batchnorm_after(model)
-    out = []
-    for name, m in weight_layers(model):
-        w, b = m.weight.detach(), None if m.bias is None else m.bias.detach()
-        if id(m) in bns:
-            w, b = fold_bn(w, b, bns[id(m)])
-        out.append((name, w.clone(), None if b is None else b.clone()))
-    return out
-
-
 def clip_layers(model: nn.Module) -> list[LearnableClip]:
     return [m for m in model.modules() if isinstance(m, LearnableClip)]
 
@@ -77,7 +73,9 @@ def convert_to_snn(ann: nn.Module, signed: bool = False) -> nn.Module:
     """The SNN of a quantized ANN (`qnoise.models.Network`, ``kind="ann"``, LearnableClip activations).
 
     Returns a new model: same architecture without BN, ``IF(theta = alpha, v_init="half",
-    reset="subtract", signed)``; run it for ``timesteps_for(ann)`` steps on the static input.
+    reset="subtract", signed)``; run it for ``timesteps_for(ann)`` steps on the static input. Layers whose
+    weights the ANN quantizes keep its quantizer inside a `qnoise.quant.FoldedWeight` (batch norm folded in
+    as a per-channel scale), so their weights stay on the ANN's grid at the ANN's bits.
     """
     cfg = copy.deepcopy(getattr(ann, "qnoise_config", None) or {})
     if cfg.get("kind") != "ann" or cfg.get("activation") != "clip":
@@ -87,19 +85,30 @@ def convert_to_snn(ann: nn.Module, signed: bool = False) -> nn.Module:
     bits = {m.bits for m in clips}
     if None in bits or len(bits) != 1:
         raise ValueError(f"convert_to_snn needs every LearnableClip at one bit width, got {sorted(map(str, bits))}")
+    weight_spec = (cfg.get("quantization") or {}).get("weights")
     cfg.update(kind="snn", activation=None, batchnorm=False, act_bits=bits.pop(),
                neuron={"type": "if", "threshold": 1.0, "v_init": "half", "reset": "subtract", "signed": signed},
-               quantization=None)
+               quantization={"weights": {**weight_spec, "folded": True}} if weight_spec else None)
     snn = model_from_config(cfg)
-    targets = weight_layers(snn)
-    sources = folded_weights(ann)
-    if [n for n, _ in targets] != [n for n, _, _ in sources]:
+    targets, sources = weight_layers(snn), weight_layers(ann)
+    if [n for n, _ in targets] != [n for n, _ in sources]:
         raise ValueError("convert_to_snn: the ANN's and the SNN's weight layers differ: "
-                         f"{[n for n, _, _ in sources]} vs {[n for n, _ in targets]}")
+                         f"{[n for n, _ in sources]} vs {[n for n, _ in targets]}")
+    bns = batchnorm_after(ann)
     with torch.no_grad():
-        for (_, m), (_, w, b) in zip(targets, sources, strict=True):
-            m.weight.copy_(w)
-            m.bias.copy_(torch.zeros(w.shape[0]) if b is None else b)
+        for (_, m), (_, a) in zip(targets, sources, strict=True):
+            w = float_weight(a).detach()
+            scale, shift = bn_affine(bns[id(a)]) if id(a) in bns else (torch.ones(w.shape[0]), torch.zeros(w.shape[0]))
+            bias = shift if a.bias is None else a.bias.detach() * scale + shift
+            folded = w * scale.view(-1, *[1] * (w.dim() - 1))
+            if parametrize.is_parametrized(a, "weight"):
+                q = m.parametrizations.weight[0]  # a FoldedWeight around a quantizer like the ANN's
+                q.quantizer.load_state_dict(a.parametrizations.weight[0].state_dict())
+                q.scale.copy_(torch.where(scale == 0, torch.ones_like(scale), scale))
+                m.parametrizations.weight.original.copy_(folded)
+            else:
+                m.weight.copy_(folded)
+            m.bias.copy_(bias)
         for (_, neuron), clip in zip(spiking_neurons(snn), clips, strict=True):
             neuron.set_threshold(clip.alpha.detach().clamp_min(1e-4))
     return snn.eval()
