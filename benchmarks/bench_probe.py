@@ -4,8 +4,11 @@ Reference network (`qnoise.models.build_model("cnn", (2, 34, 34), 10)`): conv 2-
 IF, 2x2 average pooling each), linear 4096->256, IF, linear 256->10; input random binary spikes 2x34x34.
 
 1. probe / plain: one batch (T=8, B=64) through `qnoise.Probe` (all layers, all timesteps, all metrics:
-   ANN twin, error decomposition, isolated mode, firing rates, synaptic operations) against the plain SNN
-   forward, both under ``torch.no_grad``. Target <= 1.25.
+   ANN twin, four-term error decomposition, isolated mode, firing rates, synaptic operations) against the
+   plain SNN forward, both under ``torch.no_grad``. Target <= 1.25. Also reported: without isolated mode;
+   with 4-bit weights (the twin with float weights then needs one more T = 1 pass for z_hat, and the plain
+   forward runs at 4 bits too); against the float SNN (``reference="snn"``: a second SNN forward and the pass
+   that feeds each quantized layer the float SNN's spikes).
 2. sweep / plain: `qnoise.sweep` over weight bits {1, 2, 4, 8, 32} x T {1, 2, 4, 8, 16, 32} (30 cells, one
    batch of B samples each, serial, parquet files written) against the sum of the 30 plain evaluations
    (weights quantized, SNN forward). Target <= 1.3.
@@ -19,6 +22,7 @@ Run: ``.venv/bin/python benchmarks/bench_probe.py [--rounds 9] [--sweep-rounds 3
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import statistics
 import tempfile
@@ -29,7 +33,7 @@ from torch.nn.utils import parametrize
 
 import qnoise
 from qnoise.models import build_model
-from qnoise.probe import Probe, configured
+from qnoise.probe import Compare, Probe, configured
 
 T, B = 8, 64
 BITS = [1, 2, 4, 8, 32]
@@ -83,23 +87,35 @@ def main() -> None:
     x = X.transpose(0, 1).contiguous()
 
     # 1. probe vs plain forward --------------------------------------------------------------------
-    plain_model = copy.deepcopy(model)  # hooks live on `model` only: the plain forward runs unprobed
-    propagated_model = copy.deepcopy(model)
-    with torch.no_grad(), Probe(model) as probe, Probe(propagated_model, isolate=False) as propagated:
-        start = time.perf_counter()
-        probe.step(x, y)  # first call: builds the structure and compiles the fused kernels
-        first = time.perf_counter() - start
-        propagated.step(x, y)
-        times = interleaved({"plain": lambda: plain_model(x), "probe": lambda: probe.step(x, y),
-                             "propagated": lambda: propagated.step(x, y)}, args.rounds)
+    plain_model = copy.deepcopy(model)  # hooks live on the probed copies only: the plain forward runs unprobed
+    probed = {"probe": (copy.deepcopy(model), Compare()), "propagated": (copy.deepcopy(model), Compare(isolate=False)),
+              "snn": (copy.deepcopy(model), Compare(reference="snn"))}
+    first = {}
+    with torch.no_grad(), contextlib.ExitStack() as stack:
+        probes = {name: stack.enter_context(Probe(m, c)) for name, (m, c) in probed.items()}
+        for name, p in probes.items():
+            start = time.perf_counter()
+            p.step(x, y)  # first call: builds the structure and compiles the fused kernels
+            first[name] = time.perf_counter() - start
+        times = interleaved({"plain": lambda: plain_model(x), **{n: (lambda p=p: p.step(x, y))
+                                                                 for n, p in probes.items()}}, args.rounds)
     print(f"reference network, T={T}, B={B}, {args.threads} threads, {args.rounds} interleaved rounds "
           f"(median of the ratios within a round)")
-    print(f"first probed batch (structure + kernel compile or cache load): {first:.1f} s")
+    print(f"first probed batch (structure + kernel compile or cache load): {first['probe']:.1f} s")
     wall, cpu = paired_ratio(times, "probe", "plain")
     print(f"plain forward {median_time(times['plain']) * 1e3:.0f} ms; probe / plain forward = {wall:.3f} wall, "
           f"{cpu:.3f} CPU time  (target <= 1.25)")
     wall, cpu = paired_ratio(times, "propagated", "plain")
     print(f"  without isolated mode (propagated rows only): {wall:.3f} wall, {cpu:.3f} CPU time")
+    wall, cpu = paired_ratio(times, "snn", "plain")
+    print(f"  against the float SNN (reference='snn'): {wall:.3f} wall, {cpu:.3f} CPU time")
+    q_model, q_plain = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad(), configured(q_model, weight_bits=4), configured(q_plain, weight_bits=4), \
+            parametrize.cached(), Probe(q_model) as q_probe:
+        q_probe.step(x, y)
+        times = interleaved({"plain": lambda: q_plain(x), "probe": lambda: q_probe.step(x, y)}, args.rounds)
+    wall, cpu = paired_ratio(times, "probe", "plain")
+    print(f"  4-bit weights (z_hat pass), against a 4-bit plain forward: {wall:.3f} wall, {cpu:.3f} CPU time")
 
     # 2. sweep vs the sum of its plain evaluations -----------------------------------------------------
     data = {t: spikes(t, args.batch) for t in STEPS}

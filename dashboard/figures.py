@@ -18,28 +18,32 @@ from plotly.subplots import make_subplots
 
 COLUMNS = ("model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "layer", "t",
            "metric", "value")
-CONFIG_COLUMNS = ("model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron")
+CONFIG_COLUMNS = ("model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference")
 OUTPUT = "<output>"
 TEMPLATE = "plotly_white"
+
+# the error terms (qnoise.probe.terms), in the order they stack
+ERROR_PARTS = ("weight", "own", "prop", "quant", "seq")
+ERROR_NAMES = {"weight": "weight", "own": "own precision", "prop": "propagated", "quant": "quantization",
+               "seq": "sequential"}
+ERROR_COLORS = {"weight": "#B279A2", "own": "#B279A2", "prop": "#54A24B", "quant": "#4C78A8", "seq": "#F58518"}
 
 # DESIGN.md, "Metric names": readable labels for axes and legends
 LABELS = {
     "sqnr_db": "SQNR (dB)", "mse": "MSE", "nmse": "NMSE", "cosine": "cosine similarity",
-    "err_quant_mse": "quantization error (MSE)", "err_seq_mse": "sequential error (MSE)",
-    "err_prop_mse": "propagated error (MSE)", "err_total_mse": "total error (MSE)",
-    "err_quant_mean": "quantization error (mean)", "err_seq_mean": "sequential error (mean)",
-    "err_prop_mean": "propagated error (mean)", "err_total_mean": "total error (mean)",
+    **{f"err_{k}_mse": f"{n} error (MSE)" for k, n in ERROR_NAMES.items()},
+    **{f"err_{k}_mean": f"{n} error (mean)" for k, n in ERROR_NAMES.items()},
+    **{f"err_{k}_contrib": f"{n} error (share of the MSE)" for k, n in ERROR_NAMES.items()},
+    "err_total_mse": "total error (MSE)", "err_total_mean": "total error (mean)",
     "firing_rate": "firing rate", "membrane_sqnr_db": "membrane SQNR (dB)", "weight_sqnr_db": "weight SQNR (dB)",
     "weight_bits": "weight bits", "params": "parameters", "synops": "synaptic operations", "macs": "MACs",
-    "accuracy": "SNN accuracy", "ann_accuracy": "ANN accuracy", "agreement": "SNN/ANN agreement",
+    "accuracy": "SNN accuracy", "ann_accuracy": "ANN accuracy", "agreement": "SNN/reference agreement",
+    "float_snn_accuracy": "float SNN accuracy", "source_accuracy": "source ANN accuracy",
     "energy_pj": "energy (pJ)", "ann_energy_pj": "ANN energy (pJ)", "memory_bits": "memory (bits)",
 }
-LAYER_TIME_METRICS = ("sqnr_db", "mse", "nmse", "cosine", "err_quant_mse", "err_seq_mse", "err_prop_mse",
-                      "err_total_mse", "err_quant_mean", "err_seq_mean", "err_prop_mean", "err_total_mean",
+LAYER_TIME_METRICS = ("sqnr_db", "mse", "nmse", "cosine", "err_total_mse", "err_total_mean",
+                      *(f"err_{k}_{s}" for k in ERROR_PARTS for s in ("contrib", "mean", "mse")),
                       "firing_rate", "membrane_sqnr_db")
-ERROR_PARTS = ("quant", "seq", "prop")
-ERROR_NAMES = {"quant": "quantization", "seq": "sequential", "prop": "propagated"}
-ERROR_COLORS = {"quant": "#4C78A8", "seq": "#F58518", "prop": "#54A24B"}
 
 
 def label(metric: str) -> str:
@@ -254,33 +258,36 @@ def layer_time_heatmap(df: pd.DataFrame, metric: str = "sqnr_db") -> go.Figure:
     return _base(fig, f"{label(metric)} per layer and timestep", height=max(320, 60 + 40 * len(layers)))
 
 
-def error_decomposition(df: pd.DataFrame, t: int | None = None, kind: str = "mse") -> go.Figure:
-    """Per-layer stacked bars of quantization, sequential and propagated error at timestep ``t`` (default:
-    the last). ``kind="mean"`` stacks the signed means (they add up to the total, drawn as a marker);
-    ``kind="mse"`` stacks the MSEs (which need not add up; the total MSE is the marker)."""
-    if kind not in ("mse", "mean"):
-        raise ValueError(f"kind must be 'mse' or 'mean', got {kind!r}")
-    names = [f"err_{p}_{kind}" for p in ERROR_PARTS]
-    check_frame(df, metrics=names, what="error decomposition")
-    part = df[df["metric"].isin([*names, f"err_total_{kind}"]) & (df["layer"] != OUTPUT)]
+def error_decomposition(df: pd.DataFrame, t: int | None = None, kind: str = "contrib") -> go.Figure:
+    """Per-layer stacked bars of the error terms at timestep ``t`` (default: the last): their contributions
+    ``err_k_contrib`` (``kind="contrib"``: each term's share of the squared error; they add up to the total
+    MSE, drawn as a marker) or their signed means (``kind="mean"``; they add up to the total mean). The
+    terms' own MSEs do not add up, so they are never stacked."""
+    if kind not in ("contrib", "mean"):
+        raise ValueError(f"kind must be 'contrib' or 'mean', got {kind!r}")
+    check_frame(df, metrics=[f"err_{p}_{kind}" for p in ERROR_PARTS], what="error decomposition")
+    present = [p for p in ERROR_PARTS if (df["metric"] == f"err_{p}_{kind}").any()]
+    names = [f"err_{p}_{kind}" for p in present]
+    total = "err_total_mse" if kind == "contrib" else "err_total_mean"
+    part = df[df["metric"].isin([*names, total]) & (df["layer"] != OUTPUT)]
+    if "mode" in part.columns:
+        part = part[part["mode"] != "isolated"]
     part = final_t(part) if t is None else part[part["t"] == t]
     if part.empty:
         raise ValueError(f"no error-decomposition rows at t={t}")
     layers = layers_in_order(part)
     wide = part.pivot_table(index="layer", columns="metric", values="value", aggfunc="mean").reindex(layers)
     fig = go.Figure()
-    for p, name in zip(ERROR_PARTS, names):
-        if name in wide:
-            fig.add_trace(go.Bar(x=layers, y=wide[name], name=ERROR_NAMES[p], marker_color=ERROR_COLORS[p]))
-    total = f"err_total_{kind}"
+    for p, name in zip(present, names, strict=True):
+        fig.add_trace(go.Bar(x=layers, y=wide[name], name=ERROR_NAMES[p], marker_color=ERROR_COLORS[p]))
     if total in wide:
         fig.add_trace(go.Scatter(x=layers, y=wide[total], mode="markers", name="total",
                                  marker=dict(symbol="diamond", size=11, color="black")))
     fig.update_layout(barmode="relative")
     fig.update_xaxes(title="layer", type="category")
-    fig.update_yaxes(title="signed mean error" if kind == "mean" else "MSE")
+    fig.update_yaxes(title="signed mean error" if kind == "mean" else "share of the squared error (sums to the MSE)")
     when = "last timestep" if t is None else f"t = {t}"
-    return _base(fig, f"Error per layer ({kind}), {when}")
+    return _base(fig, f"Error terms per layer ({'signed means' if kind == 'mean' else 'contributions'}), {when}")
 
 
 def per_layer_bars(df: pd.DataFrame, metric: str = "weight_sqnr_db") -> go.Figure:

@@ -33,7 +33,7 @@ class Config:
     rounding: str = "nearest"
     neuron: str | None = None        # None: as the model is; "if" or "signed"
     threshold_scale: float = 1.0
-    reference: str = "float"         # "float" or "quantized"
+    reference: str = "ann"           # what the SNN is compared with: "ann", "ann-quantized" or "snn"
     samples: int = ANALYSIS_SAMPLES
 
     def label(self) -> str:

@@ -4,8 +4,9 @@ is born, and plain-language hints. Pure pandas functions, shared by the dashboar
 - `config_table`: one row per configuration after all its T steps, run-level metrics as columns.
 - `pareto_front`: configurations no other beats on both accuracy and a cost.
 - `smallest_within`: the cheapest configuration whose accuracy is within a tolerance of a reference.
-- `drop_birth`: the layer where the SNN's agreement with its ANN twin is lost.
-- `hints`: short advice drawn from the error decomposition, firing rates and weight SQNR.
+- `layer_verdicts`: per layer, each error term's share of its squared error and the dominant term.
+- `drop_birth`: the first layer whose own error terms dominate: where the noise is born.
+- `hints`: short advice drawn from those shares (so the lines cannot contradict each other).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import math
 import pandas as pd
 
 OUTPUT = "<output>"
-CONFIG_KEYS = ("model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "mode")
+CONFIG_KEYS = ("model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference",
+               "mode")
 
 
 def _check(df, columns, what: str) -> None:
@@ -86,113 +88,160 @@ def _per_layer(df: pd.DataFrame, metrics) -> pd.DataFrame:
     return part.pivot_table(index="layer", columns="metric", values="value", aggfunc="mean").reindex(layers)
 
 
-def drop_birth(df: pd.DataFrame) -> dict | None:
-    """Where the SNN parts from its ANN twin, for one configuration.
+# the error terms (`qnoise.probe.terms`), what each means and the knob that fixes it
+TERMS = {
+    "weight": ("weight", "this layer's own weight quantization", "give this layer more weight bits (or keep it at "
+               "full precision)"),
+    "quant": ("quantization", "too few levels: a t-step neuron has t + 1", "raise the timesteps T (or train at "
+              "fewer activation bits so T = 2^b - 1 matches)"),
+    "seq": ("sequential", "spike timing: the input arrives unevenly over the steps", "use signed IF neurons or "
+            "layer-wise fine-tuning"),
+    "own": ("own precision", "this layer's quantized weights, threshold and membrane", "give this layer more "
+            "weight, threshold or membrane bits"),
+    "prop": ("propagated", "inherited from the layers below", "fix the layer where the noise is born first"),
+}
 
-    With isolated-mode rows (each layer fed the ANN twin's input) the answer is the layer with the lowest
-    isolated SQNR: the one that adds the most noise by itself. Otherwise it is the layer whose SQNR
-    (SNN rate vs ANN twin, last timestep) falls most below the previous layer's, the first layer counting
-    its own SQNR's distance from the best layer's. Returns ``{"layer", "sqnr_db", "fall_db", "basis"}``
-    or ``None`` when the table has no per-layer SQNR.
-    """
-    _check(df, ("layer", "t", "metric", "value"), "drop_birth")
-    if "mode" in df.columns and (df["mode"] == "isolated").any():
-        iso = _per_layer(df[df["mode"] == "isolated"], ["sqnr_db"])
-        if "sqnr_db" in iso and iso["sqnr_db"].notna().any():
-            layer = iso["sqnr_db"].idxmin()
-            return {"layer": str(layer), "sqnr_db": float(iso.loc[layer, "sqnr_db"]),
-                    "fall_db": float(iso["sqnr_db"].max() - iso.loc[layer, "sqnr_db"]), "basis": "isolated"}
-    prop = df[df["mode"] != "isolated"] if "mode" in df.columns else df
-    wide = _per_layer(prop, ["sqnr_db"])
-    if "sqnr_db" not in wide or wide["sqnr_db"].notna().sum() == 0:
+
+def _propagated(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["mode"] != "isolated"] if "mode" in df.columns else df
+
+
+def layer_verdicts(df: pd.DataFrame) -> pd.DataFrame:
+    """One verdict per layer of one configuration, from the error terms at the last timestep (propagated).
+
+    Columns: ``layer``, ``err_total_mse``, ``nmse``, ``share_<k>`` for each term k (``err_k_contrib /
+    err_total_mse``: the shares add up to 1, a term that cancels others may be negative), ``own_share`` (every
+    term but the propagated one: what the layer adds itself), ``dominant`` (the term with the largest share)
+    and ``dominant_share``. Empty when the table has no error terms (e.g. no ANN twin)."""
+    _check(df, ("layer", "t", "metric", "value"), "layer_verdicts")
+    names = [k for k in TERMS if (df["metric"] == f"err_{k}_contrib").any()]
+    cols = ["layer", "err_total_mse", "nmse", *(f"share_{k}" for k in names), "own_share", "dominant",
+            "dominant_share"]
+    if not names:
+        return pd.DataFrame(columns=cols)
+    wide = _per_layer(_propagated(df), [*(f"err_{k}_contrib" for k in names), "err_total_mse", "nmse"])
+    out = pd.DataFrame({"layer": wide.index, "err_total_mse": wide["err_total_mse"].to_numpy(),
+                        "nmse": wide["nmse"].to_numpy() if "nmse" in wide else math.nan})
+    total = wide["err_total_mse"].to_numpy()
+    for k in names:
+        out[f"share_{k}"] = [c / t if t > 0 else 0.0 for c, t in zip(wide[f"err_{k}_contrib"], total, strict=True)]
+    out["own_share"] = out[[f"share_{k}" for k in names if k != "prop"]].sum(axis=1)
+    shares = out[[f"share_{k}" for k in names]]
+    out["dominant"] = [names[i] for i in shares.to_numpy().argmax(axis=1)]
+    out["dominant_share"] = shares.max(axis=1)
+    out.loc[out["err_total_mse"] <= 0, ["dominant", "dominant_share"]] = (None, 0.0)
+    return out[cols].reset_index(drop=True)
+
+
+def drop_birth(df: pd.DataFrame, significant: float = 0.1) -> dict | None:
+    """Where the noise is born, for one configuration: the first layer (in execution order) whose own terms
+    (every term but the propagated one) make up at least half of its squared error, among the layers whose
+    relative error (NMSE) is at least ``significant`` times the largest layer's (a layer with next to no
+    error is not where anything is born). Returns ``{"layer", "own_share", "dominant", "dominant_share",
+    "nmse"}`` or None (no error terms, or no error at all)."""
+    v = layer_verdicts(df)
+    if v.empty:
         return None
-    s = wide["sqnr_db"].dropna()
-    falls = s.shift(1) - s
-    falls.iloc[0] = s.max() - s.iloc[0]
-    layer = falls.idxmax()
-    return {"layer": str(layer), "sqnr_db": float(s[layer]), "fall_db": float(falls[layer]), "basis": "propagated"}
+    nmse = v["nmse"].fillna(0.0)
+    top = float(nmse.max())
+    if not top > 0:
+        return None
+    for _, row in v.iterrows():
+        if row["err_total_mse"] > 0 and row["nmse"] >= significant * top and row["own_share"] >= 0.5:
+            return {"layer": str(row["layer"]), "own_share": float(row["own_share"]), "dominant": row["dominant"],
+                    "dominant_share": float(row["dominant_share"]), "nmse": float(row["nmse"])}
+    return None
 
 
-def hints(df: pd.DataFrame, *, share: float = 0.5, saturated_rate: float = 0.6, weight_sqnr_db: float = 12.0,
-          close_points: float = 0.01) -> list[str]:
-    """Plain-language advice for one configuration, each line drawn from a number in the table.
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
 
-    Rules: the SNN is within ``close_points`` of its ANN twin; in a layer, sequential error above ``share``
-    of the error parts (spike timing: signed IF or layer-wise fine-tuning), quantization error above it
-    (too few timesteps: raise T or train at lower activation bits), propagated error above it (fix the
-    layers below first); a firing rate above ``saturated_rate`` (neurons clip at the threshold: raise it);
-    weight SQNR below ``weight_sqnr_db`` (keep that layer's weights at more bits).
+
+def accuracy_hint(df: pd.DataFrame, close_points: float = 0.01) -> str | None:
+    """How the SNN's accuracy compares with its reference's (absolute gap, and which is ahead)."""
+    run = last_timestep(_propagated(df)[_propagated(df)["layer"] == OUTPUT])
+    get = {m: run.loc[run["metric"] == m, "value"] for m in ("accuracy", "ann_accuracy", "float_snn_accuracy",
+                                                            "source_accuracy")}
+    if not len(get["accuracy"]):
+        return None
+    acc = float(get["accuracy"].mean())
+    ref_metric, ref_name = ("ann_accuracy", "its ANN twin") if len(get["ann_accuracy"]) else \
+        ("float_snn_accuracy", "the same SNN at full precision")
+    if not len(get[ref_metric]):
+        return None
+    ref = float(get[ref_metric].mean())
+    gap = acc - ref
+    if abs(gap) <= close_points:
+        line = (f"The SNN ({_pct(acc)}) is within {100 * close_points:.0f} point(s) of {ref_name} ({_pct(ref)}): "
+                f"little left to gain here.")
+    elif gap < 0:
+        line = f"The SNN ({_pct(acc)}) is {100 * -gap:.1f} points behind {ref_name} ({_pct(ref)})."
+    else:
+        line = (f"The SNN ({_pct(acc)}) is {100 * gap:.1f} points ahead of {ref_name} ({_pct(ref)}): the reference is "
+                f"not the network the SNN learned to imitate, so its error terms measure a distance, not lost accuracy.")
+    if len(get["source_accuracy"]):
+        src = float(get["source_accuracy"].mean())
+        line += f" The quantized ANN it was converted from scores {_pct(src)}."
+    return line
+
+
+def hints(df: pd.DataFrame, *, saturated_rate: float = 0.6, close_points: float = 0.01,
+          significant: float = 0.1) -> list[str]:
+    """Plain-language advice for one configuration, each line drawn from numbers in the table.
+
+    The accuracy gap against the reference (absolute, saying which is ahead); where the noise is born
+    (`drop_birth`); one verdict per layer: the term with the largest share of its squared error
+    (`layer_verdicts`) and the knob that fixes it, with the layer's weight SQNR when weights dominate and a
+    note when its neurons saturate (firing rate at least ``saturated_rate``). The verdicts and the birth come
+    from the same shares, so they cannot contradict each other.
     """
     _check(df, ("layer", "t", "metric", "value"), "hints")
-    prop = df[df["mode"] != "isolated"] if "mode" in df.columns else df
     out: list[str] = []
-    run = last_timestep(prop[prop["layer"] == OUTPUT])
-    acc = run.loc[run["metric"] == "accuracy", "value"]
-    ann = run.loc[run["metric"] == "ann_accuracy", "value"]
-    if len(acc) and len(ann):
-        gap = float(ann.mean() - acc.mean())
-        if gap <= close_points:
-            out.append(f"The SNN is within {100 * close_points:.0f} point(s) of its ANN twin "
-                       f"({100 * acc.mean():.1f}% vs {100 * ann.mean():.1f}%): little left to gain here.")
-        else:
-            out.append(f"The SNN loses {100 * gap:.1f} points against its ANN twin "
-                       f"({100 * acc.mean():.1f}% vs {100 * ann.mean():.1f}%).")
-    parts = ["err_quant_mse", "err_seq_mse", "err_prop_mse"]
-    wide = _per_layer(prop, [*parts, "firing_rate", "weight_sqnr_db", "weight_bits"])
-    if all(p in wide for p in parts):
-        sums = wide[parts].sum(axis=1)
-        for layer, row in wide.iterrows():
-            if not sums[layer] > 0:
-                continue
-            q, s, p = (row[x] / sums[layer] for x in parts)
-            if s >= share:
-                out.append(f"Sequential error (spike timing) dominates layer {layer} ({100 * s:.0f}% of its error): "
-                           f"try signed IF neurons or layer-wise fine-tuning.")
-            elif q >= share:
-                out.append(f"Quantization error dominates layer {layer} ({100 * q:.0f}%): more timesteps T give "
-                           f"its neurons more levels (T + 1).")
-            elif p >= share and layer != wide.index[0]:
-                out.append(f"Most of layer {layer}'s error ({100 * p:.0f}%) is inherited from the layers below: "
-                           f"fix those first.")
-    if "firing_rate" in wide:
-        for layer, rate in wide["firing_rate"].dropna().items():
+    line = accuracy_hint(df, close_points)
+    if line:
+        out.append(line)
+    born = drop_birth(df, significant)
+    if born is not None:
+        name, meaning, knob = TERMS[born["dominant"]]
+        out.append(f"The noise is born in layer {born['layer']}: {_pct(born['own_share'])} of its squared error is "
+                   f"its own, mostly {name} error ({_pct(born['dominant_share'])}: {meaning}); {knob}.")
+    extra = _per_layer(_propagated(df), ["firing_rate", "weight_sqnr_db", "weight_bits"])
+    for _, v in layer_verdicts(df).iterrows():
+        if pd.isna(v["dominant"]) or (born is not None and v["layer"] == born["layer"]):
+            continue
+        k = v["dominant"]
+        name, meaning, knob = TERMS[k]
+        if k == "prop" and born is not None:
+            knob = f"fix layer {born['layer']} first"
+        detail = ""
+        info = extra.loc[v["layer"]] if v["layer"] in extra.index else None
+        if k == "weight" and info is not None and pd.notna(info.get("weight_sqnr_db")):
+            bits = info.get("weight_bits")
+            detail = f", weight SQNR {info['weight_sqnr_db']:.1f} dB" + (f" at {int(bits)} bits" if pd.notna(bits) else "")
+        out.append(f"Layer {v['layer']}: {name} error dominates ({_pct(v['dominant_share'])} of its squared error"
+                   f"{detail}: {meaning}); {knob}.")
+    if "firing_rate" in extra:
+        for layer, rate in extra["firing_rate"].dropna().items():
             if rate >= saturated_rate:
-                out.append(f"Layer {layer} fires at {rate:.2f} spikes per neuron per step: many neurons clip at "
-                           f"the threshold; raise the threshold (threshold scale) or the timesteps.")
-    if "weight_sqnr_db" in wide:
-        for layer, db in wide["weight_sqnr_db"].dropna().items():
-            if db < weight_sqnr_db:
-                bits = wide.loc[layer, "weight_bits"] if "weight_bits" in wide else float("nan")
-                at = f" at {int(bits)} bits" if bits == bits else ""
-                out.append(f"Weights of layer {layer} are noisy ({db:.1f} dB{at}): keep this layer at more bits "
-                           f"(first and last layers often stay at full precision).")
-    born = drop_birth(df)
-    if born is not None and born["basis"] == "isolated":
-        out.append(f"The drop is born in layer {born['layer']}: fed the ANN twin's own input, it is the noisiest "
-                   f"layer (SQNR {born['sqnr_db']:.1f} dB, {born['fall_db']:.1f} dB below the cleanest).")
-    elif born is not None and born["fall_db"] > 0:
-        out.append(f"The drop is born in layer {born['layer']}: its SQNR ({born['sqnr_db']:.1f} dB) falls "
-                   f"{born['fall_db']:.1f} dB below the layer before it.")
+                out.append(f"Layer {layer} fires at {rate:.2f} spikes per neuron per step: many neurons run at the "
+                           f"maximum rate, where the threshold clips them; raise the threshold or the timesteps.")
     return out
 
 
 def kept_rate_vs_twin(kept: dict) -> tuple:
-    """From one layer's kept tensors (``analyze(..., keep_tensors=k).attrs["tensors"][layer]``): the ANN
-    twin's activation ``A = clamp(Z, 0, theta)`` (Z at its last step) and the SNN rate
+    """From one layer's kept tensors (``analyze(..., keep_tensors=k).attrs["tensors"][layer]``): the reference's
+    activation (the ANN's ``A`` at its last step, or the float SNN's rate after all steps) and the SNN rate
     ``r(T) = mean_t theta * s[t]``, both flattened numpy arrays of the same length."""
     import numpy as np
-    import torch
 
-    from .probe.functional import clamp_activation
-
-    for key in ("spikes", "twin_input", "threshold"):
+    ref_key = "ann" if "ann" in kept else "reference_rate"
+    for key in ("spikes", "threshold", ref_key):
         if key not in kept:
             raise ValueError(f"kept tensors need {key!r}; got {sorted(kept)}")
-    spikes = torch.as_tensor(np.asarray(kept["spikes"]), dtype=torch.float32)
-    z = torch.as_tensor(np.asarray(kept["twin_input"]), dtype=torch.float32)
-    theta = torch.as_tensor(np.asarray(kept["threshold"]), dtype=torch.float32)
-    if theta.dim() == 1 and spikes.dim() > 3:  # per channel: [C] against [T, k, C, ...]
-        theta = theta.view(-1, *([1] * (spikes.dim() - 3)))
-    ann = clamp_activation(z[-1], theta)  # the twin after all its steps (one step for a static twin)
+    spikes = np.asarray(kept["spikes"], dtype=np.float64)
+    theta = np.asarray(kept["threshold"], dtype=np.float64)
+    if theta.ndim == 1 and spikes.ndim > 3:  # per channel: [C] against [T, k, C, ...]
+        theta = theta.reshape(-1, *[1] * (spikes.ndim - 3))
+    ref = np.asarray(kept[ref_key], dtype=np.float64)[-1]  # the reference after all its steps
     rate = (spikes * theta).mean(0)
-    return ann.flatten().numpy(), rate.flatten().numpy()
+    return ref.reshape(-1), rate.reshape(-1)

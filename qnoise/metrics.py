@@ -8,13 +8,16 @@ For a reference ``x`` and an approximation ``y``::
     cosine  = <x, y> / (||x|| ||y||)
 
 Spikes and costs (DESIGN.md, Noise): `firing_rate` (spikes per neuron per step), NeuroBench effective synaptic
-operations (`effective_ops`, `conv_fanout`), dense ANN MACs (`dense_macs`), `energy_pj` (4.6 pJ/MAC,
-0.9 pJ/AC) and `memory_bits`. The ``*_from_*`` variants compute the same definitions from running sums.
+operations (`effective_ops`, `conv_fanout`), dense ANN MACs (`dense_macs`), the per-operation energies of
+`EnergyModel` (bit-width dependent, 45 nm) and `memory_bits`. The ``*_from_*`` variants compute the same
+definitions from running sums.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -90,8 +93,70 @@ def firing_rate_from_counts(events: float, neurons: int, steps: int) -> float:
 # or when the weight is binary/ternary (a sign flip, no multiply); it is a multiply-accumulate (MAC) when an
 # analog or multi-level value (a data frame of event counts, a pixel) meets a multi-bit weight.
 
-E_MAC_PJ = 4.6  # pJ per 32-bit MAC, 45 nm (Horowitz, ISSCC 2014)
-E_AC_PJ = 0.9  # pJ per 32-bit accumulate, 45 nm (Horowitz, ISSCC 2014)
+FLOAT_BITS = 32  # a width of 32 bits means a float32 value everywhere in qnoise (weights, membranes, data)
+
+
+@dataclass(frozen=True)
+class EnergyModel:
+    """Energy per operation in pJ, 45 nm CMOS (Horowitz, "Computing's energy problem", ISSCC 2014, Fig. 1.1).
+
+    Measured points: integer add 0.03 pJ (8 bit) and 0.1 pJ (32 bit); integer multiply 0.2 pJ (8 bit) and
+    3.1 pJ (32 bit); float32 add 0.9 pJ and multiply 3.7 pJ; an 8 KB SRAM read of 64 bits 10 pJ. Integer
+    widths between and beyond the two points follow the power law through them, ``E(b) = E_8 (b/8)^k`` with
+    ``k = log(E_32/E_8) / log 4`` (0.87 for add, 1.98 for multiply: an adder grows with its width, a
+    multiplier with its square). A width of 32 bits is a float32 operand (`FLOAT_BITS`).
+
+    ``memory_access`` adds the cost of moving operands, in the manner of Lemaire et al. (ICONIP 2022): each
+    synaptic operation reads its weight, each neuron reads and writes its membrane once per step, and an
+    ANN reads each weight and input activation of a MAC; every bit moved costs ``sram_pj_per_bit``. Every
+    constant can be overridden (``dataclasses.replace(EnergyModel(), float_add=...)``).
+    """
+
+    int_add_8: float = 0.03
+    int_add_32: float = 0.1
+    int_mult_8: float = 0.2
+    int_mult_32: float = 3.1
+    float_add: float = 0.9
+    float_mult: float = 3.7
+    sram_pj_per_bit: float = 10.0 / 64
+    memory_access: bool = False
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name != "memory_access" and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"EnergyModel.{f.name} must be a finite number >= 0 (pJ), got {v!r}")
+        if not (0 < self.int_add_8 <= self.int_add_32 and 0 < self.int_mult_8 <= self.int_mult_32):
+            raise ValueError("EnergyModel: the 8-bit integer costs must be > 0 and at most the 32-bit ones")
+
+    @staticmethod
+    def _power_law(e8: float, e32: float, bits: int) -> float:
+        return e8 * (bits / 8.0) ** (math.log(e32 / e8) / math.log(4.0))
+
+    def add_pj(self, bits: int) -> float:
+        """One addition of ``bits``-bit integers (float32 at 32 bits)."""
+        return self.float_add if bits >= FLOAT_BITS else self._power_law(self.int_add_8, self.int_add_32, bits)
+
+    def mult_pj(self, bits: int) -> float:
+        """One multiplication of ``bits``-bit integers (float32 at 32 bits)."""
+        return self.float_mult if bits >= FLOAT_BITS else self._power_law(self.int_mult_8, self.int_mult_32, bits)
+
+    def ac_pj(self, weight_bits: int, acc_bits: int) -> float:
+        """An accumulate: a weight added to an accumulator (a membrane). Integer at the wider of the two when
+        both are integers, else a float32 add."""
+        return self.add_pj(max(weight_bits, acc_bits))
+
+    def mac_pj(self, weight_bits: int, input_bits: int, acc_bits: int) -> float:
+        """A multiply-accumulate: ``input * weight`` (integer at the wider operand when both are integers,
+        else float32), then the accumulate (`ac_pj`)."""
+        return self.mult_pj(max(weight_bits, input_bits)) + self.ac_pj(weight_bits, acc_bits)
+
+    def bits_moved_pj(self, bits: float) -> float:
+        """Moving ``bits`` bits to or from SRAM (0 unless ``memory_access``)."""
+        return bits * self.sram_pj_per_bit if self.memory_access else 0.0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def effective_ops(inputs: torch.Tensor, fanout: torch.Tensor) -> float:
@@ -163,17 +228,10 @@ def dense_macs(module: torch.nn.Module, output_shape: tuple[int, ...]) -> int:
     raise TypeError(f"dense_macs counts Conv/Linear layers, got {type(module).__name__}")
 
 
-def energy_pj(macs: float, acs: float, e_mac: float = E_MAC_PJ, e_ac: float = E_AC_PJ) -> float:
-    """Energy estimate ``E = macs * e_mac + acs * e_ac`` in pJ (defaults: 45 nm, Horowitz 2014)."""
-    return macs * e_mac + acs * e_ac
-
-
-def memory_bits(weights: list[tuple[int, int]], other_params: int, states: list[tuple[int, int]],
-                float_bits: int = 32) -> int:
-    """Model memory in bits: ``sum(numel * bits)`` over weight tensors, plus every other parameter (biases,
-    folded batch-norm scale and shift, thresholds) at ``float_bits``, plus ``sum(neurons * state_bits)``
-    over neuron layers (one membrane per neuron, for one sample)."""
-    return int(sum(n * b for n, b in weights) + other_params * float_bits + sum(n * b for n, b in states))
+def memory_bits(parts) -> int:
+    """Model memory in bits: ``sum(count * bits)`` over ``(count, bits)`` pairs, every stored quantity at its
+    real width (`qnoise.probe.costs` lists them: weights, scales, biases, thresholds, membranes...)."""
+    return int(sum(int(n) * int(b) for n, b in parts))
 
 
 def weight_sqnr_db(float_weights: list[torch.Tensor], quantized_weights: list[torch.Tensor]) -> float:

@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 OUTPUT = "<output>"
-CONFIG = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron"]
+CONFIG = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference"]
+ERROR_TERMS = ("weight", "own", "prop", "quant", "seq")  # `qnoise.probe.terms`, in the order charts stack them
 
 
 def _final(df: pd.DataFrame) -> pd.DataFrame:
@@ -78,8 +79,8 @@ def summary_text(df: pd.DataFrame) -> str:
                                              "memory_bits") if m in r and pd.notna(r[m])]
         lines.append(f"{cfg}: " + ", ".join(parts))
     layers = layer_table(df)
-    cols = [c for c in ("sqnr_db", "err_quant_mse", "err_seq_mse", "err_prop_mse", "firing_rate", "weight_sqnr_db",
-                        "synops") if c in layers]
+    cols = [c for c in ("sqnr_db", "err_total_mse", *(f"err_{k}_contrib" for k in ERROR_TERMS), "firing_rate",
+                        "weight_sqnr_db", "synops") if c in layers]
     if not layers.empty:
         lines.append(layers[["layer", *cols]].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     return "\n".join(lines)
@@ -120,16 +121,17 @@ def figures(df: pd.DataFrame) -> list[tuple[str, object]]:
         for k, v in cfg.items():
             one = one[one[k] == v]
         label = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("weight_bits", "timesteps", "neuron"))
+        ref = str(best["reference"]) if "reference" in best else "reference"
         sq = one[(one["metric"] == "sqnr_db") & (one["t"] > 0)]
         if not sq.empty:
             fig = px.line(sq, x="t", y="value", color="layer", markers=True,
-                          labels={"value": "SQNR (dB) of SNN rate vs ANN twin", "t": "timestep t"})
+                          labels={"value": f"SQNR (dB) of SNN rate vs {ref}", "t": "timestep t"})
             out.append((f"Layer SQNR over time ({label})", fig))
         fin = one[one["t"] == one["timesteps"]]
-        comp = fin[fin["metric"].isin(["err_quant_mse", "err_seq_mse", "err_prop_mse"])]
-        if not comp.empty:
-            fig = px.bar(comp, x="layer", y="value", color="metric", barmode="stack",
-                         labels={"value": "mean squared error after T steps"})
+        comp = fin[fin["metric"].isin([f"err_{k}_contrib" for k in ERROR_TERMS])]
+        if not comp.empty:  # contributions add up to the total MSE; the terms' own MSEs do not
+            fig = px.bar(comp, x="layer", y="value", color="metric", barmode="relative",
+                         labels={"value": "share of the squared error after T steps (sums to the total MSE)"})
             out.append((f"Error decomposition per layer ({label})", fig))
         fr = one[(one["metric"] == "firing_rate") & (one["t"] > 0)]
         if not fr.empty:

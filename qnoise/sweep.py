@@ -17,23 +17,37 @@ Executors: ``"local"`` runs cells in this process (``workers=1``) or in ``worker
 qnoise[ray]``): to a local Ray started for the sweep, or to the cluster a prior ``ray.init(address=...)``
 connected to, where ``out`` must be a folder every node sees. Cells whose ANN twin is the same (same data
 and T; with ``reference="quantized"`` also the same weights) go to the same worker, which computes the
-twin's activations once per batch and reuses them (up to ``twin_cache_mb`` per worker).
+reference's activations once per batch (the ANN twin's, or the float SNN's spikes) and reuses them (up to
+``reference_cache_mb`` per worker).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
+import multiprocessing as mp
 import os
 import sys
 import time
 import types
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from .io import atomic_write_json, read_json, write_parquet_atomic
+from .probe import Compare, Count, Execution, Setting, analyze
+from .probe.copying import from_portable, to_portable
+from .probe.inputs import resolve_data, resolve_model
+from .probe.options import split_options
+from .samples import sample_checkpoint
+from .train.evaluation import data_plan
 
 MANIFEST = "manifest.json"
 CELLS_DIR = "cells"
@@ -77,11 +91,16 @@ def make_cells(weight_bits, timesteps, rounding, state_bits, neuron) -> list[dic
 
 
 def twin_key(cell: dict, options: dict, data_key: tuple = (), frames_static: bool = False) -> tuple:
-    """Cells with the same key see the same ANN twin activations: same data (and T, unless every step
-    shows the same frame) and, with ``reference="quantized"``, the same weights."""
-    key = (*data_key, None if frames_static else cell["timesteps"])
-    if options["reference"] == "quantized":
+    """Cells with the same key see the same reference activations: same data (and T, unless every step shows
+    the same frame for an ANN reference) and, with ``reference="ann-quantized"``, the same weights; the float
+    SNN (``"snn"``) runs T steps and keeps the neuron kind."""
+    reference = options["compare"]["reference"]
+    static = frames_static and reference != "snn"
+    key = (*data_key, None if static else cell["timesteps"])
+    if reference == "ann-quantized":
         return (*key, cell["weight_bits"], cell["rounding"])
+    if reference == "snn":
+        return (*key, cell["neuron"])
     return key
 
 
@@ -131,14 +150,10 @@ def _data_identity(dataset, split: str, limit: int | None) -> dict:
 # ------------------------------------------------------------------------------------------------ atomic files
 
 def _atomic_json(path: Path, obj) -> None:
-    from .io import atomic_write_json
-
     atomic_write_json(path, obj)
 
 
 def _write_table(df, path: Path, sidecar: dict) -> None:
-    from .io import write_parquet_atomic
-
     write_parquet_atomic(df, path, sidecar)
 
 
@@ -156,12 +171,8 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 600.0) -> None:
 # ------------------------------------------------------------------------------------------------ workers
 
 def _load_model(source) -> nn.Module:
-    from .probe.copying import from_portable
-
     kind, value = source
     if kind == "checkpoint":
-        from .probe.analysis import resolve_model
-
         return resolve_model(value)[0]
     if kind == "portable":
         return from_portable(value)
@@ -170,14 +181,12 @@ def _load_model(source) -> nn.Module:
     return value()  # factory
 
 
-def _data_for(dataset, T: int | None, opts: dict, model_cfg: dict) -> tuple[object, tuple, bool]:
+def _data_for(dataset, T: int | None, execution: Execution, model_cfg: dict) -> tuple[object, tuple, bool]:
     """``(data, load key, frames static)`` for a cell with T steps: a dataset name is loaded with the
-    number of frames the model is fed (`qnoise.probe.analysis.data_plan`), a factory is called with T."""
-    from .probe.analysis import data_plan, resolve_data
-
-    static, steps, bins = data_plan(model_cfg, T, opts["input_mode"])
+    number of frames the model is fed (`qnoise.train.evaluation.data_plan`), a factory is called with T."""
+    static, steps, bins = data_plan(model_cfg, T, execution.input_mode)
     if isinstance(dataset, str) or dataset is None:
-        return resolve_data(dataset, model_cfg, bins, opts["split"], opts["limit"])[0], ("named", bins), static
+        return resolve_data(dataset, model_cfg, bins, execution.split, execution.limit)[0], ("named", bins), static
     if callable(dataset) and not hasattr(dataset, "__getitem__") and not isinstance(dataset, (tuple, list)):
         return dataset(steps), ("factory", steps), static
     one_frame = isinstance(dataset, (tuple, list)) and torch.is_tensor(dataset[0]) and dataset[0].shape[1] == 1
@@ -197,16 +206,15 @@ def run_cells(task: dict, on_cell: Callable[[str], None] | None = None) -> list[
 
     Skips cells whose file already exists. Returns the ids it wrote.
     """
-    from .probe import analyze
-
     if task.get("threads"):
         torch.set_num_threads(task["threads"])
     model = _load_model(task["model"])
     cfg = getattr(model, "qnoise_checkpoint", {}) or {}
     opts = task["options"]
+    compare, count, execution = task["values"]
     out = Path(task["out"]) if task["out"] else None
     data_cache: dict = {}
-    twin_caches: dict = {}
+    reference_caches: dict = {}
     results = task.get("results")
     written = []
     for cell in task["cells"]:
@@ -214,27 +222,25 @@ def run_cells(task: dict, on_cell: Callable[[str], None] | None = None) -> list[
         if path is not None and path.exists():
             continue
         T = cell["timesteps"]
-        data, data_key, frames_static = _data_for(task["dataset"], T, opts, cfg) if T not in data_cache \
+        data, data_key, frames_static = _data_for(task["dataset"], T, execution, cfg) if T not in data_cache \
             else data_cache[T]
         if T not in data_cache:
             data_cache = {T: (data, data_key, frames_static)}
         shareable = not isinstance(data, torch.utils.data.DataLoader)  # a loader may shuffle
         key = twin_key(cell, opts, data_key, frames_static)
-        if key not in twin_caches:
-            twin_caches = {key: {}}  # cells come grouped by twin: keep only the current group's activations
-        cache = twin_caches[key] if shareable else None
-        df = analyze(model, data, timesteps=T, weight_bits=cell["weight_bits"], state_bits=cell["state_bits"],
-                     rounding=cell["rounding"], reference=opts["reference"], isolate=opts["isolate"],
-                     weight_method=opts["weight_method"], neuron=cell["neuron"], twin_input=opts["twin_input"],
-                     input_mode=opts["input_mode"],
-                     batch_size=opts["batch_size"], limit=opts["limit"], split=opts["split"],
-                     device=opts["device"], progress=False, compile=opts["compile"], seed=opts["seed"],
-                     e_mac=opts["e_mac"], e_ac=opts["e_ac"],
-                     model_name=task["model_name"], dataset_name=task["dataset_name"], twin_cache=cache,
-                     twin_cache_bytes=int(opts["twin_cache_mb"]) << 20)
+        if key not in reference_caches:
+            reference_caches = {key: {}}  # cells come grouped by reference: keep only the current group's
+        cache = reference_caches[key] if shareable else None
+        setting = Setting(weight_bits=cell["weight_bits"], timesteps=T, rounding=cell["rounding"],
+                          state_bits=cell["state_bits"], neuron=cell["neuron"], weight_method=opts["weight_method"])
+        df = analyze(model, data, setting=setting, compare=compare, count=count,
+                     execution=dataclasses.replace(execution, progress=False),
+                     model_name=task["model_name"], dataset_name=task["dataset_name"], reference_cache=cache,
+                     reference_cache_bytes=int(opts["reference_cache_mb"]) << 20)
         if path is not None:
             _write_table(df, path, {"cell": {k: v for k, v in cell.items()}, "options": opts,
-                                    "model": task["identity"]["model"], "data": task["identity"]["data"]})
+                                    "model": task["identity"]["model"], "data": task["identity"]["data"],
+                                    "probe": df.attrs.get("qnoise", {})})
         if results is not None:
             results[cell["id"]] = df
         written.append(cell["id"])
@@ -262,11 +268,8 @@ def _chunks(cells: list[dict], options: dict, pieces: int) -> list[list[dict]]:
 
 def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, rounding="nearest", state_bits=None,
           neuron=None, out: str | Path | None = None, executor: str = "local", workers: int | None = None, *,
-          split: str = "test", limit: int | None = None, batch_size: int = 64, reference: str = "float",
-          isolate: bool = True, twin_input: str = "mean", input_mode: str | None = None,
-          weight_method: str = "uniform", device="auto",
-          progress: bool | None = None, compile: bool | str = "auto", twin_cache_mb: int = 1024,
-          seed: int = 0, e_mac: float = 4.6, e_ac: float = 0.9):
+          compare: Compare | None = None, count: Count | None = None, execution: Execution | None = None,
+          weight_method: str = "uniform", reference_cache_mb: int = 1024, **options):
     """Analyse every cell of a grid and return the concatenated table (`qnoise.probe.COLUMNS`).
 
     Args:
@@ -277,35 +280,36 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
             ``T -> data``; None: the checkpoint's dataset.
         weight_bits, timesteps, rounding, state_bits, neuron: the grid axes (a value or a list; None keeps
             the model's own setting). weight_bits 32 is float, 1 binary; state_bits 32 a float membrane;
-            neuron ``"if"`` or ``"signed"``.
+            neuron ``"if"`` or ``"signed"``. ``weight_method`` applies to every cell.
         out: run directory (module docstring); None keeps everything in memory (no resume).
         executor, workers: ``"local"`` (``workers=1``: this process; default: one process per core, at
             most one per cell; this process when ``out`` is None) or ``"ray"``.
-        reference, isolate, twin_input, input_mode, weight_method, batch_size, device, compile, seed, e_mac,
-            e_ac: as `qnoise.probe.analyze`.
-        twin_cache_mb: per-worker memory for twin activations shared between cells.
-        progress: a tqdm bar over cells (None: only on a terminal).
+        compare, count, execution: as `qnoise.probe.analyze` (`qnoise.probe.options`), or their fields by name
+            (``reference="snn", limit=256``); a reference must be a name or an ANN checkpoint folder.
+        reference_cache_mb: per-worker memory for reference activations shared between cells.
 
     Returns:
         One DataFrame with the rows of every cell of this grid (finished earlier or now).
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     if executor not in EXECUTORS:
         raise ValueError(f"executor={executor!r} is not one of {EXECUTORS}")
     if checkpoint is None:
-        from .commands._common import sample_checkpoint
-
         checkpoint = sample_checkpoint()
     cells = make_cells(weight_bits, timesteps, rounding, state_bits, neuron)
-    options = {"reference": reference, "isolate": bool(isolate), "twin_input": twin_input, "input_mode": input_mode,
-               "weight_method": weight_method, "batch_size": int(batch_size), "limit": limit, "split": split,
-               "device": str(device), "compile": compile, "seed": int(seed), "twin_cache_mb": int(twin_cache_mb),
-               "e_mac": float(e_mac), "e_ac": float(e_ac)}
-    identity = {"model": _model_identity(checkpoint), "data": _data_identity(dataset, split, limit),
-                "options": {k: v for k, v in options.items() if k not in ("device", "compile", "twin_cache_mb",
-                                                                          "batch_size")}}
+    _, compare, count, execution = split_options({"compare": compare, "count": count, "execution": execution},
+                                                 **options)
+    Setting(weight_method=weight_method)  # checks the method
+    if isinstance(compare.reference, nn.Module):
+        raise ValueError("a sweep's reference must be a name or an ANN checkpoint folder, not a module (its "
+                         "cells may run in other processes)")
+    options = {"compare": {**dataclasses.asdict(compare), "reference": str(compare.reference)},
+               "count": {"energy": count.energy.as_dict(), "keep_tensors": count.keep_tensors},
+               "execution": {k: v for k, v in dataclasses.asdict(execution).items() if k != "progress"},
+               "weight_method": weight_method, "reference_cache_mb": int(reference_cache_mb)}
+    local = ("device", "compile", "batch_size")
+    identity = {"model": _model_identity(checkpoint), "data": _data_identity(dataset, execution.split, execution.limit),
+                "options": {**{k: v for k, v in options.items() if k not in ("execution", "reference_cache_mb")},
+                            "execution": {k: v for k, v in options["execution"].items() if k not in local}}}
     out_dir = Path(out) if out is not None else None
     if out_dir is not None:
         _prepare_dir(out_dir, identity, cells)
@@ -322,22 +326,21 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
         source, model_name = ("factory", checkpoint), getattr(checkpoint, "__name__", "model")
     results: dict = {}
     base = {"model": source, "dataset": dataset, "options": options, "out": str(out_dir) if out_dir else None,
-            "model_name": model_name, "dataset_name": _dataset_name(dataset), "identity": identity}
+            "model_name": model_name, "dataset_name": _dataset_name(dataset), "identity": identity,
+            "values": (compare, count, dataclasses.replace(execution, progress=False))}
     cpus = os.cpu_count() or 1
     if workers is None:
         workers = 1 if out_dir is None or len(todo) <= 1 else max(1, min(cpus, len(todo)))
     if out_dir is None and (workers > 1 or executor == "ray"):
         raise ValueError("parallel sweeps write their cells to files: give out=DIR")
     bar = tqdm(total=len(cells), initial=len(done), unit="cell", desc="sweep",
-               disable=None if progress is None else not progress)
+               disable=None if execution.progress is None else not execution.progress)
     try:
         if todo and executor == "local" and workers == 1:
             ordered = [c for chunk in _chunks(todo, options, 1) for c in chunk]
             run_cells({**base, "cells": ordered, "results": results}, on_cell=lambda _: bar.update(1))
         elif todo:
             if source[0] == "module":
-                from .probe.copying import to_portable
-
                 base["model"] = ("portable", to_portable(checkpoint))
             threads = max(1, cpus // workers)
             tasks = [{**base, "cells": chunk, "threads": threads} for chunk in _chunks(todo, options, 2 * workers)]
@@ -364,8 +367,6 @@ def _prepare_dir(out_dir: Path, identity: dict, cells: list[dict]) -> None:
     manifest_path = out_dir / MANIFEST
     known: list[dict] = []
     if manifest_path.exists():
-        from .io import read_json
-
         old = read_json(manifest_path)
         if old.get("format") != FORMAT:
             raise ValueError(f"{out_dir} holds something other than a qnoise sweep ({manifest_path})")
@@ -382,9 +383,6 @@ def _prepare_dir(out_dir: Path, identity: dict, cells: list[dict]) -> None:
 
 
 def _run_processes(tasks: list[dict], workers: int, bar) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         pending = {pool.submit(run_cells, t) for t in tasks}
         while pending:
@@ -415,8 +413,6 @@ def _run_ray(tasks: list[dict], workers: int, bar) -> None:
 
 def load_sweep(out: str | Path):
     """The table of every finished cell of a run directory (or of a single parquet file)."""
-    import pandas as pd
-
     out = Path(out)
     if out.is_file():
         return pd.read_parquet(out)

@@ -1,6 +1,7 @@
 """Synthetic results tables in qnoise's tidy schema (DESIGN.md, "Results: one tidy table"), for testing the
 dashboard's plot builders and pages without running an analysis. The numbers are made up but shaped like
-real ones: noise falls as T and weight bits grow; the mean error parts add up to the total."""
+real ones: noise falls as T and weight bits grow; the error terms' signed means add up to the total mean and
+their contributions to the total MSE, as the probe's do."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ import numpy as np
 import pandas as pd
 
 LAYERS = ("act1", "act2", "act3")
-PER_LAYER_T = ("sqnr_db", "mse", "nmse", "cosine", "err_quant_mse", "err_seq_mse", "err_prop_mse", "err_total_mse",
-               "err_quant_mean", "err_seq_mean", "err_prop_mean", "err_total_mean", "firing_rate")
-COLUMNS = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "layer", "t",
-           "metric", "value", "mode"]
+TERMS = ("weight", "prop", "quant", "seq")
+PER_LAYER_T = ("sqnr_db", "mse", "nmse", "cosine", *(f"err_{k}_{s}" for k in TERMS for s in ("mse", "mean", "contrib")),
+               "err_total_mse", "err_total_mean", "firing_rate")
+COLUMNS = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference", "mode",
+           "layer", "t", "metric", "value"]
 
 
 def analysis_frame(weight_bits: int | None = 4, timesteps: int = 8, state_bits: int | None = None,
@@ -24,20 +26,21 @@ def analysis_frame(weight_bits: int | None = 4, timesteps: int = 8, state_bits: 
     rng = np.random.default_rng(seed + 97 * (weight_bits or 32) + timesteps)
     wb = weight_bits or 32
     cfg = dict(model=model, dataset="digits", weight_bits=wb, state_bits=state_bits or 32, timesteps=timesteps,
-               rounding=rounding, neuron=neuron, mode=mode)
+               rounding=rounding, neuron=neuron, reference="ann", mode=mode)
     rows = []
     for li, layer in enumerate(layers):
         for t in range(1, timesteps + 1):
-            quant = 0.02 / t + 0.01 * rng.random()
-            seq = 0.01 * li / t
-            prop = 0.005 * li + 2.0 ** -wb
-            total = quant + seq + prop
-            vals = {"sqnr_db": 10 * np.log10(1 / total) - 2 * li, "mse": total, "nmse": total * 2,
-                    "cosine": 1 - total, "err_quant_mse": quant ** 2 * 10, "err_seq_mse": seq ** 2 * 10,
-                    "err_prop_mse": prop ** 2 * 10, "err_total_mse": total ** 2 * 10,
-                    "err_quant_mean": -quant / 3, "err_seq_mean": seq / 2, "err_prop_mean": prop / 4,
+            parts = {"weight": 2.0 ** -wb if li == 0 else 0.2 * 2.0 ** -wb, "prop": 0.005 * li + 0.2 * 2.0 ** -wb,
+                     "quant": 0.02 / t + 0.01 * rng.random(), "seq": 0.01 * li / t}
+            total = sum(parts.values())
+            vals = {"sqnr_db": 10 * np.log10(1 / total) - 2 * li, "mse": total ** 2 * 10, "nmse": total * 2,
+                    "cosine": 1 - total, "err_total_mse": total ** 2 * 10,
                     "firing_rate": 0.1 + 0.05 * li + 0.01 * rng.random()}
-            vals["err_total_mean"] = vals["err_quant_mean"] + vals["err_seq_mean"] + vals["err_prop_mean"]
+            for k, v in parts.items():
+                vals[f"err_{k}_mse"] = v ** 2 * 10
+                vals[f"err_{k}_contrib"] = v * total * 10  # shares of the total MSE: they add up to it
+                vals[f"err_{k}_mean"] = -v / 3 if k == "quant" else v / 2
+            vals["err_total_mean"] = sum(vals[f"err_{k}_mean"] for k in parts)
             rows += [{**cfg, "layer": layer, "t": t, "metric": m, "value": float(v)} for m, v in vals.items()]
         per_layer = {"weight_sqnr_db": 6.0 * wb - 2 * li, "weight_bits": float(wb), "params": 1000.0 * (li + 1),
                      "synops": 5e4 * (li + 1) * timesteps, "macs": 2e4 * (li + 1)}

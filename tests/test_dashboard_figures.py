@@ -68,17 +68,24 @@ def test_layer_time_heatmap(one):
     assert signed.zmid == 0  # a diverging scale for signed errors
 
 
-def test_error_decomposition(one):
+def test_error_decomposition_stacks_contributions_never_mses(one):
+    """Issue 9, item 5: the bars stack each term's contribution (they add up to the total MSE, the marker),
+    or the signed means; the terms' own MSEs, which do not add up, are never stacked."""
     fig = F.error_decomposition(one)
-    assert names(fig) == ["quantization", "sequential", "propagated", "total"]
+    assert names(fig) == ["weight", "propagated", "quantization", "sequential", "total"]
     assert fig.layout.barmode == "relative"
     last = one[(one.t == 6) & (one.layer == "act2")].set_index("metric")["value"]
-    assert fig.data[1].y[1] == pytest.approx(last["err_seq_mse"])
+    assert fig.data[3].y[1] == pytest.approx(last["err_seq_contrib"])
+    assert fig.data[4].y[1] == pytest.approx(last["err_total_mse"])
+    assert sum(fig.data[i].y[1] for i in range(4)) == pytest.approx(fig.data[4].y[1])
+    assert sum(last[f"err_{k}_mse"] for k in ("weight", "prop", "quant", "seq")) != pytest.approx(last["err_total_mse"])
     at2 = F.error_decomposition(one, t=2, kind="mean")
     first = one[(one.t == 2) & (one.layer == "act1")].set_index("metric")["value"]
-    assert at2.data[0].y[0] == pytest.approx(first["err_quant_mean"])
+    assert at2.data[2].y[0] == pytest.approx(first["err_quant_mean"])
     # the signed means stack to the total
-    assert sum(at2.data[i].y[0] for i in range(3)) == pytest.approx(at2.data[3].y[0])
+    assert sum(at2.data[i].y[0] for i in range(4)) == pytest.approx(at2.data[4].y[0])
+    with pytest.raises(ValueError, match="kind"):
+        F.error_decomposition(one, kind="mse")
 
 
 def test_per_layer_bars_include_the_readout(one):

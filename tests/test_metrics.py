@@ -11,14 +11,12 @@ import torch
 from torch import nn
 
 from qnoise.metrics import (
-    E_AC_PJ,
-    E_MAC_PJ,
+    EnergyModel,
     conv_fanout,
     cosine,
     cosine_from_sums,
     dense_macs,
     effective_ops,
-    energy_pj,
     firing_rate,
     firing_rate_from_counts,
     memory_bits,
@@ -94,11 +92,27 @@ def test_dense_macs():
     assert dense_macs(lin, (5, 3)) == 5 * 3 * 10
 
 
-def test_energy_and_memory_formulas():
-    assert energy_pj(10, 100) == pytest.approx(10 * 4.6 + 100 * 0.9)
-    assert (E_MAC_PJ, E_AC_PJ) == (4.6, 0.9)
-    assert energy_pj(1, 1, e_mac=2.0, e_ac=1.0) == 3.0
-    assert memory_bits([(100, 4), (10, 32)], other_params=7, states=[(20, 8)]) == 400 + 320 + 7 * 32 + 160
+def test_energy_model_follows_horowitz_2014():
+    """The 45 nm table at its measured points (8- and 32-bit integers, float32), the power law between them
+    (a multiplier's cost grows about with the square of its width), and float operands costing float."""
+    e = EnergyModel()
+    assert (e.add_pj(8), e.add_pj(31) < e.add_pj(32), e.mult_pj(8)) == (pytest.approx(0.03), True, pytest.approx(0.2))
+    assert e._power_law(e.int_add_8, e.int_add_32, 32) == pytest.approx(0.1)
+    assert e._power_law(e.int_mult_8, e.int_mult_32, 32) == pytest.approx(3.1)
+    assert e.mult_pj(16) / e.mult_pj(8) == pytest.approx((3.1 / 0.2) ** 0.5)  # half way on a log scale
+    assert e.add_pj(32) == 0.9 and e.mult_pj(32) == 3.7  # 32 bits is float32
+    assert e.mac_pj(32, 32, 32) == pytest.approx(4.6)  # the classic 45 nm float MAC
+    assert e.ac_pj(4, 8) == pytest.approx(0.03) and e.ac_pj(4, 32) == 0.9  # a float membrane: a float add
+    assert e.mac_pj(4, 8, 8) == pytest.approx(0.2 + 0.03)
+    assert e.bits_moved_pj(64) == 0.0
+    assert EnergyModel(memory_access=True).bits_moved_pj(64) == pytest.approx(10.0)  # 8 KB SRAM, 64-bit read
+    with pytest.raises(ValueError, match="float_add"):
+        EnergyModel(float_add=-1.0)
+
+
+def test_memory_bits_sums_counts_times_widths():
+    assert memory_bits([(100, 4), (10, 32), (7, 32), (20, 8)]) == 400 + 320 + 7 * 32 + 160
+    assert memory_bits([]) == 0
 
 
 def test_weight_sqnr_pools_tensors():

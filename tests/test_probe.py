@@ -16,16 +16,21 @@ from torch import nn
 
 import qnoise
 from qnoise import IF, LIF, MultiStep
-from qnoise.metrics import E_AC_PJ, E_MAC_PJ
+from qnoise.metrics import EnergyModel
 from qnoise.neurons import spiking_neurons
-from qnoise.probe import COLUMNS, OUTPUT, Probe, analyze, ann_twin, cumulative_mean, decompose, sensitivity
-from qnoise.probe.functional import ISO_DYNAMICS, ISO_FLOOR, ISO_GIVEN, ISO_ROUND, isolated_mode
+from qnoise.probe import COLUMNS, OUTPUT, Probe, analyze, ann_twin, cumulative_mean, decompose_ann, sensitivity
+from qnoise.probe.terms import rate_rule
 from qnoise.quant import nearest_levels, quantize_weights, weight_quantizers
 
+E = EnergyModel()
+E_AC_PJ = E.ac_pj(32, 32)  # float32 accumulate: 0.9 pJ
+E_MAC_PJ = E.mac_pj(32, 32, 32)  # float32 multiply-accumulate: 3.7 + 0.9 pJ
+
 REPO = Path(__file__).resolve().parents[1]
-PER_LAYER_T = ("sqnr_db", "mse", "nmse", "cosine", "err_quant_mse", "err_seq_mse", "err_prop_mse", "err_total_mse",
-               "err_quant_mean", "err_seq_mean", "err_prop_mean", "err_total_mean", "firing_rate")
-PER_LAYER = ("weight_sqnr_db", "weight_bits", "params", "synops", "macs")
+TERMS = ("weight", "prop", "quant", "seq")
+PER_LAYER_T = ("sqnr_db", "mse", "nmse", "cosine", *(f"err_{k}_{s}" for k in TERMS for s in ("mse", "mean", "contrib")),
+               "err_total_mse", "err_total_mean", "firing_rate", "synops", "energy_pj")
+PER_LAYER = ("weight_sqnr_db", "weight_bits", "params", "macs", "memory_bits")
 PER_RUN = ("accuracy", "ann_accuracy", "agreement", "synops", "energy_pj", "ann_energy_pj", "memory_bits")
 
 
@@ -78,9 +83,9 @@ def record(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[torch.Tensor, t
     return seen
 
 
-def twin_record(model: nn.Module, x: torch.Tensor, reference="float") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def twin_record(model: nn.Module, x: torch.Tensor, weights="float") -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """The ANN twin's (pre-activation, activation) per neuron layer on the mean input frame."""
-    twin = ann_twin(model, reference)
+    twin = ann_twin(model, weights)
     seen = {}
     hooks = [m.register_forward_hook(lambda mod, a, o, name=name: seen.__setitem__(name, (a[0], o)))
              for name, m in twin.named_modules() if isinstance(m, qnoise.ClampActivation)]
@@ -124,23 +129,23 @@ def test_memory_does_not_grow_with_samples():
     X, y = events(n=40)
     with torch.no_grad(), Probe(model) as probe:
         probe.step(X[:8].transpose(0, 1), y[:8])
-        shapes = {k: v.shape for k, v in probe._prop.items()}
+        shapes = {k: v.shape for k, v in probe.rec.errors.items()}
         for i in range(8, 40, 8):
             probe.step(X[i:i + 8].transpose(0, 1), y[i:i + 8])
-        assert {k: v.shape for k, v in probe._prop.items()} == shapes
-        assert all(s == (6, 12) for s in shapes.values())
-        assert probe.samples == 40
+        assert {k: v.shape for k, v in probe.rec.errors.items()} == shapes
+        assert all(s == (6, 15) for s in shapes.values())
+        assert probe.rec.samples == 40
 
 
 # ------------------------------------------------------------------------------------------------ definitions
 
 def test_decomposition_adds_up_elementwise():
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(6, 50, generator=g)
-    rate = torch.rand(6, 50, generator=g)
-    ann = torch.rand(6, 50, generator=g)
-    parts = decompose(rate, z, ann, 0.8, torch.arange(1, 7).view(6, 1))
-    assert torch.allclose(parts["quant"] + parts["seq"] + parts["prop"], parts["total"], atol=1e-6)
+    rate, a_z, a_hat, ann, q = (torch.rand(6, 50, generator=g) for _ in range(5))
+    parts = decompose_ann(rate, a_z, a_hat, ann, q)
+    total = parts["weight"] + parts["prop"] + parts["quant"] + parts["seq"]
+    assert torch.allclose(total, parts["total"], atol=1e-6)
+    assert torch.equal(parts["total"], rate - ann)
 
 
 def test_z_by_cumsum_equals_explicit_synaptic_op_on_rates():
@@ -158,33 +163,49 @@ def test_z_by_cumsum_equals_explicit_synaptic_op_on_rates():
     assert torch.allclose(cumulative_mean(x2), explicit, atol=1e-5)
 
 
+def z_hat_of(model: nn.Module, twin: dict, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The twin's input through the SNN's own (quantized) synaptic ops, written out for `small_cnn`:
+    layer 1 sees the mean frame, layer 4 the twin's activation of layer 1 (pool, flatten, linear)."""
+    with torch.no_grad():
+        return {"1": model[0].body(x.mean(0)).unsqueeze(0),
+                "4": model[3].body(model[2].body(twin["1"][1][0])).unsqueeze(0)}
+
+
 @pytest.mark.parametrize("data", ["events", "static"])
-@pytest.mark.parametrize("reference", ["float", "quantized"])
-@pytest.mark.parametrize("compile", [False, True], ids=["step functions", "fused kernel"])
+@pytest.mark.parametrize("reference", ["ann", "ann-quantized"])
+@pytest.mark.parametrize("compile", [False, True], ids=["torch functions", "fused kernel"])
 def test_probe_sums_equal_full_tensor_definitions(data, reference, compile):
-    """Every per-layer metric from the running sums equals the definition on whole tensors, whichever
-    implementation computes the sums (`qnoise.probe.kernel`)."""
+    """Every per-layer metric from the running sums equals the definition on whole tensors (DESIGN.md's four
+    terms with z_hat written out by hand), whichever implementation computes the sums."""
     model = small_cnn()
     X, y = events() if data == "events" else static()
     df = analyze(model, (X, y), weight_bits=3, reference=reference, batch_size=10, compile=compile)
     quantize_weights(model, 3)
     x = X.transpose(0, 1)
-    rec, twin = record(model, x), twin_record(model, x, reference)
+    rec = record(model, x)
+    twin = twin_record(model, x, "float" if reference == "ann" else "quantized")
+    z_hat = z_hat_of(model, twin, x)
     T = x.shape[0]
     for name in ("1", "4"):
         xin, out = (v.double() for v in rec[name])
         Z, A = (v.double() for v in twin[name])
         theta = float(model.get_submodule(name).threshold)
-        steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, *[1] * (xin.dim() - 1))
+        zh = z_hat[name].double()
+        if reference == "ann-quantized":
+            assert torch.allclose(zh, Z, atol=1e-5)
         r, z = cumulative_mean(out), cumulative_mean(xin)
-        parts = decompose(r, z, A.expand_as(r), theta, steps)
+        q = torch.stack([nearest_levels(z[t - 1], t, theta) for t in range(1, T + 1)])  # v_init half: rounding
+        parts = decompose_ann(r, z.clamp(0, theta), zh.clamp(0, theta), A, q)
         for t in range(1, T + 1):
-            p = {k: v[t - 1] for k, v in parts.items()}
+            p = {k: v.expand_as(r)[t - 1] for k, v in parts.items()}
             Ar, rr = A[0], r[t - 1]
-            for comp in ("quant", "seq", "prop", "total"):
+            for comp in (*TERMS, "total"):
                 assert value(df, name, f"err_{comp}_mean", t) == pytest.approx(float(p[comp].mean()), abs=1e-6)
                 assert value(df, name, f"err_{comp}_mse", t) == pytest.approx(float(p[comp].pow(2).mean()),
                                                                               rel=1e-4, abs=1e-9)
+            for comp in TERMS:
+                contrib = float((p[comp] * p["total"]).mean())
+                assert value(df, name, f"err_{comp}_contrib", t) == pytest.approx(contrib, rel=1e-4, abs=1e-9)
             assert value(df, name, "mse", t) == pytest.approx(float(p["total"].pow(2).mean()), rel=1e-4, abs=1e-9)
             assert value(df, name, "nmse", t) == pytest.approx(float(p["total"].pow(2).sum() / Ar.pow(2).sum()),
                                                                rel=1e-4)
@@ -203,8 +224,10 @@ def test_mean_decomposition_adds_up_in_both_modes(neuron):
     for mode in ("propagated", "isolated"):
         part = df[df["mode"] == mode].pivot_table(index=["layer", "t"], columns="metric", values="value")
         part = part.dropna(subset=["err_total_mean"])
-        total = part["err_quant_mean"] + part["err_seq_mean"] + part["err_prop_mean"]
+        total = sum(part[f"err_{k}_mean"] for k in TERMS)
         assert np.allclose(total, part["err_total_mean"], atol=1e-6, rtol=0)
+        contrib = sum(part[f"err_{k}_contrib"] for k in TERMS)
+        assert np.allclose(contrib, part["err_total_mse"], rtol=1e-6, atol=1e-12)
         assert len(part) == 2 * 6
 
 
@@ -256,50 +279,50 @@ def test_signed_if_reduces_sequential_error():
 
 # ------------------------------------------------------------------------------------------------ isolated mode
 
-@pytest.mark.parametrize("neuron,expected_mode", [
-    ({"v_init": "half"}, ISO_ROUND),
-    ({"v_init": "zero"}, ISO_FLOOR),
-    ({"v_init": "half", "reset": "zero"}, ISO_DYNAMICS),
-    ({"v_init": "half", "signed": True}, ISO_DYNAMICS),
-    ({"v_init": "zero", "per_channel": True, "channels": 4}, ISO_DYNAMICS),
-    ({"lif": 0.8, "v_init": "half"}, ISO_DYNAMICS),
-    ({"v_init": "half", "state_bits": 6}, ISO_GIVEN),
+@pytest.mark.parametrize("neuron,rule", [
+    ({"v_init": "half"}, "round"),
+    ({"v_init": "zero"}, "floor"),
+    ({"v_init": "half", "reset": "zero"}, "dynamics"),
+    ({"v_init": "half", "signed": True}, "round"),
+    ({"v_init": "zero", "per_channel": True, "channels": 4}, "floor"),
+    ({"v_init": "half", "state_bits": 6}, "dynamics"),
 ])
-def test_isolated_mode_equals_the_neuron_run_on_the_twin_input(neuron, expected_mode):
-    """Each isolated path (closed form, dynamics in the kernel, the neuron's own forward) gives the stats of
-    the real neuron run on the twin's constant pre-activation."""
+@pytest.mark.parametrize("bits", [None, 2])
+def test_isolated_mode_equals_the_neuron_run_on_z_hat(neuron, rule, bits):
+    """Isolated mode (the closed form in the kernel, or the neuron's own forward) gives the stats of the real
+    neuron run on z_hat, the twin's input through the layer's own quantized weights (torch.ao's shadow)."""
     neuron = dict(neuron)
-    beta = neuron.pop("lif", None)
     per_channel = {k: neuron.pop(k) for k in ("per_channel", "channels") if k in neuron}
     model = small_cnn(**neuron)
-    if beta is not None:
-        for i in (1, 4):
-            model[i] = LIF(beta=beta, v_init=model[i].v_init)
     if per_channel:
         model[1] = IF(**neuron, **per_channel)
         with torch.no_grad():
             model[1].raw_threshold.copy_(torch.tensor([0.6, 0.9, 1.2, 1.5]))
-    assert isolated_mode(model[1], True, True) == expected_mode
+    assert rate_rule(model[1]) == rule
     X, y = events(n=16)
-    df = analyze(model, (X, y), batch_size=16)
+    df = analyze(model, (X, y), batch_size=16, weight_bits=bits)
+    if bits:
+        quantize_weights(model, bits)
     x = X.transpose(0, 1)
     twin = twin_record(model, x)
-    Z, A = twin["1"]
+    z_hat = z_hat_of(model, twin, x)["1"]
+    _, A = twin["1"]
     neuron1 = model[1]
     T = x.shape[0]
     with torch.no_grad():
-        out = neuron1(Z.expand(T, *Z.shape[1:]).contiguous()).double()
-    theta = neuron1.broadcast_threshold(Z).double()
-    steps = torch.arange(1, T + 1, dtype=torch.float64).view(-1, 1, 1, 1, 1)
+        out = neuron1(z_hat.expand(T, *z_hat.shape[1:]).contiguous()).double()
+    theta = neuron1.broadcast_threshold(z_hat).double()
     r = cumulative_mean(out)
-    parts = decompose(r, Z.double().expand_as(r), A.double().expand_as(r), theta, steps)
+    a_hat = torch.minimum(z_hat.double().clamp_min(0), theta)
+    parts = decompose_ann(r, a_hat, a_hat, A.double(), r)  # constant input: Q_t(z_hat) is the neuron's own rate
     for t in range(1, T + 1):
-        for comp in ("quant", "seq", "total"):
-            p = parts[comp][t - 1]
+        for comp in ("weight", "quant", "total"):
+            p = parts[comp].expand_as(r)[t - 1]
             assert value(df, "1", f"err_{comp}_mean", t, "isolated") == pytest.approx(float(p.mean()), abs=1e-6)
             assert value(df, "1", f"err_{comp}_mse", t, "isolated") == pytest.approx(float(p.pow(2).mean()),
                                                                                      rel=1e-4, abs=1e-10)
         assert value(df, "1", "err_prop_mse", t, "isolated") == 0.0
+        assert value(df, "1", "err_seq_mse", t, "isolated") == pytest.approx(0.0, abs=1e-12)
         assert value(df, "1", "firing_rate", t, "isolated") == pytest.approx(float((out[:t] != 0).double().mean()),
                                                                              rel=1e-5)
 
@@ -315,12 +338,19 @@ def test_cumulative_twin_has_no_first_layer_propagated_error():
 
 
 def test_quantized_reference_isolates_spiking_from_weight_noise():
+    """Against the float twin a layer's own 2-bit weights are weight error (not propagated); against the twin
+    with the SNN's own weights there is no weight error at all."""
     model = small_cnn()
     data = static()
-    fl = analyze(model, data, weight_bits=2, reference="float")
-    qu = analyze(model, data, weight_bits=2, reference="quantized")
-    assert value(fl, "1", "err_prop_mse", 6) > 1e-4  # 2-bit weights against float: propagated error
-    assert value(qu, "1", "err_prop_mse", 6) == pytest.approx(0.0, abs=1e-10)
+    fl = analyze(model, data, weight_bits=2, reference="ann")
+    qu = analyze(model, data, weight_bits=2, reference="ann-quantized")
+    assert value(fl, "1", "err_weight_mse", 6) > 1e-4
+    assert value(fl, "1", "err_prop_mse", 6) == pytest.approx(0.0, abs=1e-12)  # static input: nothing inherited
+    for layer in ("1", "4"):
+        for t in range(1, 7):
+            assert value(qu, layer, "err_weight_mse", t) == 0.0
+    assert value(qu, "1", "err_prop_mse", 6) == pytest.approx(0.0, abs=1e-12)
+    assert set(fl.reference) == {"ann"} and set(qu.reference) == {"ann-quantized"}
 
 
 # ------------------------------------------------------------------------------------------------ costs
@@ -390,11 +420,14 @@ def test_memory_bits_count_weights_at_their_width():
     model = small_cnn()
     df = analyze(model, static(n=4), weight_bits=4)
     weights = (2 * 4 * 9) * 4 + (64 * 16) * 4 + (16 * 5) * 4
+    scales = 3  # one per quantized weight tensor
     other = (4 + 16 + 5) + 2 * 4 + 2  # biases, folded BN (scale, shift per channel), one threshold per layer
     states = (4 * 8 * 8 + 16) * 32
-    assert value(df, "<output>", "memory_bits", 0) == weights + other * 32 + states
+    assert value(df, "<output>", "memory_bits", 0) == weights + (scales + other) * 32 + states
+    per_layer = sum(value(df, layer, "memory_bits", 0) for layer in ("1", "4", "5"))
+    assert per_layer == value(df, "<output>", "memory_bits", 0)
     binary = analyze(model, static(n=4), weight_bits=1, state_bits=8)
-    assert value(binary, "<output>", "memory_bits", 0) == weights // 4 + other * 32 + states // 4
+    assert value(binary, "<output>", "memory_bits", 0) == weights // 4 + (scales + other) * 32 + states // 4
     assert value(binary, "1", "weight_bits", 0) == 1
     assert value(binary, "1", "synops_ac", 6) > 0 and value(binary, "1", "synops_mac", 6) == 0  # sign weights
 
@@ -404,6 +437,8 @@ def test_memory_bits_count_weights_at_their_width():
 def test_table_schema_and_vocabulary():
     df = analyze(small_cnn(), events(), weight_bits=4, state_bits=8, keep_tensors=3)
     assert list(df.columns) == COLUMNS
+    assert COLUMNS == ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference",
+                       "mode", "layer", "t", "metric", "value"]  # DESIGN.md, Results
     layer_rows = df[df.layer == "1"]
     assert set(PER_LAYER_T) | {"membrane_sqnr_db"} <= set(layer_rows.metric)
     assert set(PER_LAYER) <= set(layer_rows.metric)
@@ -412,6 +447,9 @@ def test_table_schema_and_vocabulary():
     assert df.weight_bits.unique().tolist() == [4] and df.state_bits.unique().tolist() == [8]
     assert df.timesteps.unique().tolist() == [6]
     assert not df.duplicated(["layer", "t", "metric", "mode"]).any()
+    assert set(df.reference) == {"ann"}
+    side = df.attrs["qnoise"]
+    assert side["reference"] == "ann" and side["neurons"]["1"]["q_t"] == "dynamics" and "float_add" in side["energy"]
     tensors = df.attrs["tensors"]
     assert tensors["1"]["spikes"].shape == (6, 3, 4, 8, 8)
     assert tensors["1"]["membrane"].shape == (6, 3, 4, 8, 8)
@@ -536,7 +574,7 @@ def test_fused_kernel_matches_the_step_functions_end_to_end():
 
 def test_a_given_reference_ann_is_matched_by_order():
     """A quantized ANN as reference (its LearnableClip activations matched to the neurons in order): the
-    decomposition still adds up and equals the definition with that ANN's activations."""
+    terms use that ANN's own activation a = LearnableClip, and equal the definition written out."""
     import copy
 
     from qnoise.quant import LearnableClip
@@ -547,6 +585,7 @@ def test_a_given_reference_ann_is_matched_by_order():
         ann[i] = LearnableClip(bits=2, alpha=float(model[i].threshold), learn_alpha=False)
     X, y = static(n=16)
     df = analyze(model, (X, y), reference=ann)
+    assert set(df.reference) == {"ann-given"}
     same = analyze(model, (X, y), reference=ann_twin(model))
     fl = analyze(model, (X, y))
     assert np.allclose(same.value.to_numpy(), fl.value.to_numpy(), equal_nan=True)
@@ -563,24 +602,27 @@ def test_a_given_reference_ann_is_matched_by_order():
         Z, A = (v.double() for v in seen[i])
         xin, out = (v.double() for v in rec[name])
         theta = float(model[i].threshold)
-        steps = torch.arange(1, 7, dtype=torch.float64).view(-1, *[1] * (xin.dim() - 1))
-        r = cumulative_mean(out)
-        parts = decompose(r, cumulative_mean(xin), A.expand_as(r), theta, steps)
+        r, z = cumulative_mean(out), cumulative_mean(xin)
+        q = torch.stack([nearest_levels(z[t - 1], t, theta) for t in range(1, 7)])
+        a = ann[i].double()
+        with torch.no_grad():
+            parts = decompose_ann(r, a(z), a(Z), A, q)  # same weights: z_hat = Z
         for t in (1, 6):
-            for comp in ("quant", "seq", "prop", "total"):
-                assert value(df, name, f"err_{comp}_mean", t) == pytest.approx(float(parts[comp][t - 1].mean()),
-                                                                               abs=1e-6)
-        iso_prop = Z.clamp(0, theta) - A  # the isolated layer's own input is Z: a(Z) - A
-        assert value(df, name, "err_prop_mean", 6, "isolated") == pytest.approx(float(iso_prop.mean()), abs=1e-6)
+            for comp in (*TERMS, "total"):
+                assert value(df, name, f"err_{comp}_mean", t) == pytest.approx(
+                    float(parts[comp].expand_as(r)[t - 1].mean()), abs=1e-6)
+        assert value(df, name, "err_weight_mse", 6) == 0.0
 
 
-def test_shared_twin_cache_changes_nothing():
-    """Sweeps share the twin's activations (and isolated-mode sums) between configurations."""
+@pytest.mark.parametrize("reference", ["ann", "snn"])
+def test_shared_reference_cache_changes_nothing(reference):
+    """Sweeps share the reference's activations between configurations."""
     model = small_cnn()
     data = events(n=20)
     cache: dict = {}
     for bits, state in ((2, None), (4, 6), (32, None)):
-        shared = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8, twin_cache=cache)
-        alone = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8)
+        shared = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8, reference_cache=cache,
+                         reference=reference)
+        alone = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8, reference=reference)
         pd.testing.assert_frame_equal(shared, alone)
-    assert len(cache) == 3 and all(len(t.isolated) > 0 for t in cache.values())
+    assert len(cache) == 3

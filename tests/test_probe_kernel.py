@@ -1,7 +1,8 @@
-"""The probe's implementations of one layer's sums (qnoise.probe.kernel): the fused CPU kernel (numba,
-qnoise.probe.cpu_kernel, which runs the isolated neuron itself) must give the numbers of the torch functions
-(which run the neuron module's own forward) for every neuron kind, isolated mode, twin and threshold layout;
-and the synaptic operations of a hand count."""
+"""The probe's two implementations of one layer's ANN sums (qnoise.probe.kernel): the fused CPU kernel (numba,
+qnoise.probe.cpu_kernel: closed forms for an IF neuron on a constant input, the rule of the twin's activation)
+must give the numbers of the torch functions (qnoise.probe.sums, which call the neuron's and the activation
+module's own forward) for every neuron kind, twin, activation and threshold layout; and the synaptic
+operations of a hand count."""
 
 from __future__ import annotations
 
@@ -14,39 +15,39 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from torch import nn
 
 from qnoise import IF, LIF
+from qnoise.neurons import ClampActivation
 from qnoise.probe.cpu_kernel import CHUNK
-from qnoise.probe.functional import SUMS, isolated_mode
-from qnoise.probe.kernel import input_synops, layer_sums
+from qnoise.probe.kernel import ann_layer_sums, input_synops
+from qnoise.probe.sums import ANN_SUMS
+from qnoise.quant import LearnableClip
 
 pytest.importorskip("numba", reason="the fused CPU kernel is written with numba")
 
 
-def _layer(neuron: IF, T: int, B: int, N: int, Tt: int, given_ann: bool, seed: int, dtype=torch.float32):
-    """Input, output, twin tensors, thresholds and fan-out of one neuron layer; the input's shape."""
+def _layer(neuron: IF, T: int, B: int, N: int, Tt: int, seed: int, dtype=torch.float32):
+    """Input, output, twin tensors and fan-out of one neuron layer ([T, B, C, N/C] when per channel)."""
     g = torch.Generator().manual_seed(seed)
     shape = (T, B, neuron.threshold.numel(), N // neuron.threshold.numel()) if neuron.per_channel else (T, B, N)
     x = (torch.randn(*shape, generator=g) * 0.6 + 0.25).to(dtype)
     with torch.no_grad():
         out = neuron(x)
-        theta_n = neuron.broadcast_threshold(x).detach().to(dtype).expand(shape[2:]).reshape(-1).contiguous()
-    theta = theta_n if neuron.per_channel else neuron.threshold.detach().to(dtype).reshape(())
-    Z = (torch.randn(Tt, B, N, generator=g) * 0.6 + 0.25).to(dtype)
-    A = torch.rand(Tt, B, N, generator=g).to(dtype) if given_ann else None
+    A = torch.rand(Tt, *shape[1:], generator=g).to(dtype)
+    z_hat = (torch.randn(Tt, *shape[1:], generator=g) * 0.6 + 0.25).to(dtype)
     fanout = torch.randint(0, 20, (N, 2), generator=g).double() / 4  # fractional, as average pooling folds in
-    return x.reshape(T, B, N), out.reshape(T, B, N), Z, A, theta, theta_n, fanout, shape
+    return x, out, A, z_hat, fanout
 
 
-def _both(neuron: IF, T=5, B=3, N=300, Tt=1, given_ann=False, seed=0, dtype=torch.float32):
-    """The isolated mode, and the layer's sums by the fused CPU kernel and by the torch functions."""
-    x, out, Z, A, theta, theta_n, fanout, shape = _layer(neuron, T, B, N, Tt, given_ann, seed, dtype)
-    iso = isolated_mode(neuron, Tt == 1, A is None)
-    args = (x, out, Z, A, theta, theta_n, fanout, iso, neuron, shape)
+def _both(neuron: IF, activation: nn.Module | None = None, T=5, B=3, N=300, Tt=1, seed=0, dtype=torch.float32):
+    """The layer's sums by the fused CPU kernel and by the torch functions."""
+    x, out, A, z_hat, fanout = _layer(neuron, T, B, N, Tt, seed, dtype)
+    act = activation if activation is not None else ClampActivation(neuron)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the fused kernel must not fall back
-        fused = layer_sums(*args, fused=True)
-    return iso, fused, layer_sums(*args, fused=False)
+        fused = ann_layer_sums(neuron, x, out, A, z_hat, act, fanout, True, fused=True)
+    return fused, ann_layer_sums(neuron, x, out, A, z_hat, act, fanout, True, fused=False)
 
 
 def _assert_same(fused, eager, dtype=torch.float32) -> None:
@@ -59,11 +60,11 @@ def _assert_same(fused, eager, dtype=torch.float32) -> None:
 NEURONS = {
     "IF half (closed form, rounding)": lambda: IF(threshold=0.8, v_init="half"),
     "IF zero (closed form, truncation)": lambda: IF(threshold=1.0, v_init="zero"),
-    "IF reset to zero": lambda: IF(threshold=0.8, v_init="half", reset="zero"),
+    "IF reset to zero (dynamics)": lambda: IF(threshold=0.8, v_init="half", reset="zero"),
     "signed IF": lambda: IF(threshold=0.7, v_init="half", signed=True),
-    "LIF": lambda: LIF(beta=0.8, threshold=0.9, v_init="zero"),
+    "LIF (dynamics)": lambda: LIF(beta=0.8, threshold=0.9, v_init="zero"),
     "per-channel IF": lambda: _per_channel(),
-    "quantized membrane (neuron's own forward)": lambda: IF(threshold=0.8, v_init="half", state_bits=5),
+    "quantized membrane (dynamics)": lambda: IF(threshold=0.8, v_init="half", state_bits=5),
 }
 
 
@@ -75,17 +76,26 @@ def _per_channel() -> IF:
 
 
 @pytest.mark.parametrize("kind", list(NEURONS))
-@pytest.mark.parametrize("twin", ["mean", "cumulative", "given ANN"])
-def test_fused_cpu_kernel_equals_the_step_functions(kind, twin):
+@pytest.mark.parametrize("twin", ["mean", "cumulative"])
+def test_fused_cpu_kernel_equals_the_torch_functions(kind, twin):
     neuron = NEURONS[kind]()
-    _, fused, eager = _both(neuron, Tt=5 if twin == "cumulative" else 1, given_ann=twin == "given ANN")
+    fused, eager = _both(neuron, Tt=5 if twin == "cumulative" else 1)
+    _assert_same(fused, eager)
+
+
+@pytest.mark.parametrize("activation", [lambda: LearnableClip(bits=2, alpha=0.9, learn_alpha=False),
+                                        lambda: LearnableClip(bits=None, alpha=1.1, learn_alpha=False),
+                                        nn.ReLU, nn.ReLU6, lambda: nn.Hardtanh(-0.2, 0.7)],
+                         ids=["LearnableClip 2 bits", "float clip", "ReLU", "ReLU6", "Hardtanh"])
+def test_the_kernel_evaluates_a_given_anns_activation_as_the_module_does(activation):
+    fused, eager = _both(IF(threshold=0.9, v_init="half"), activation())
     _assert_same(fused, eager)
 
 
 def test_fused_cpu_kernel_in_float64_and_across_chunks():
     """float64 data agree to rounding; a layer wider than one chunk is summed over all its chunks."""
     neuron = IF(threshold=0.8, v_init="zero").double()
-    _, fused, eager = _both(neuron, T=3, B=2, N=CHUNK + 77, dtype=torch.float64)
+    fused, eager = _both(neuron, T=3, B=2, N=CHUNK + 77, dtype=torch.float64)
     _assert_same(fused, eager, torch.float64)
 
 
@@ -95,7 +105,7 @@ def test_fused_cpu_kernel_in_float64_and_across_chunks():
        cumulative=st.booleans(), seed=st.integers(0, 10_000))
 def test_fused_cpu_kernel_property(T, B, N, theta, v_init, signed, reset, cumulative, seed):
     neuron = IF(threshold=theta, v_init=v_init, signed=signed, reset=reset)
-    _, fused, eager = _both(neuron, T=T, B=B, N=N, Tt=T if cumulative else 1, seed=seed)
+    fused, eager = _both(neuron, T=T, B=B, N=N, Tt=T if cumulative else 1, seed=seed)
     _assert_same(fused, eager)
 
 
@@ -107,11 +117,11 @@ def test_synops_are_spikes_times_fanout():
         out = neuron(x)
     assert out[:, 0].tolist() == [[1.0, 0.0, 0.0], [-1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
     fanout = torch.tensor([[9.0], [4.0], [2.5]], dtype=torch.float64)
+    zero = torch.zeros(1, 1, 3)
     for fused in (True, False):
-        sums = layer_sums(x, out, torch.zeros(1, 1, 3), None, neuron.threshold.detach(), torch.ones(3), fanout, 0,
-                          neuron, tuple(x.shape), fused=fused)
+        sums = ann_layer_sums(neuron, x, out, zero, zero, ClampActivation(neuron), fanout, False, fused=fused)
         assert sums.synops[:, 0].tolist() == [9.0, 13.0, 2.5]
-        assert sums.propagated[:, SUMS.index("events")].tolist() == [1.0, 2.0, 1.0]
+        assert sums.propagated[:, ANN_SUMS.index("events")].tolist() == [1.0, 2.0, 1.0]
 
 
 @pytest.mark.parametrize("values,binary", [((0.0, 1.0), True), ((0.0, -1.0, 1.0), True), ((0.0, 0.5), False)])
@@ -142,3 +152,19 @@ def test_the_fused_kernel_keeps_torch_thread_count():
     env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["1", "1"]
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_fused_snn_sums_equal_the_torch_functions(signed):
+    """The sums against the float SNN (own and propagated, isolated, the reference's square, synops) by the CPU
+    kernel equal `qnoise.probe.sums.snn_sums` on random spike trains."""
+    from qnoise.probe.kernel import snn_layer_sums
+
+    g = torch.Generator().manual_seed(3)
+    low = -1 if signed else 0
+    out, own, ref = (torch.randint(low, 2, (6, 3, 400), generator=g).float() * 0.7 for _ in range(3))
+    fanout = torch.rand(400, 2, generator=g, dtype=torch.float64) * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fused = snn_layer_sums(out, own, ref, fanout, True, fused=True)
+    _assert_same(fused, snn_layer_sums(out, own, ref, fanout, True, fused=False))

@@ -106,7 +106,7 @@ def test_sweep_writes_one_file_per_cell_and_resumes(tmp_path):
     _check_complete(load_sweep(out), 12)
     # the same folder with other analysis options is refused
     with pytest.raises(ValueError, match="different"):
-        sweep(model, (X, y), out=out, workers=1, progress=False, reference="quantized", **grid)
+        sweep(model, (X, y), out=out, workers=1, progress=False, reference="ann-quantized", **grid)
     with pytest.raises(ValueError, match="different"):
         sweep(model, (X * 2, y), out=out, workers=1, progress=False, **grid)
 

@@ -18,8 +18,9 @@ with ui.guard("find where the drop is born"):
     st.subheader("Hints")
     for line in insights.hints(df):
         st.markdown(f"- {line}")
-    st.caption("'Born': the layer that is noisiest when fed the ANN twin's own input (isolated mode, as in "
-               "PyTorch's numeric suite), else the layer whose SQNR falls most below the layer before it.")
+    st.caption("'Born': the first layer whose own error terms (weight, quantization, sequential; against the float "
+               "SNN its own precision) make up at least half of its squared error, among the layers with a "
+               "noticeable error. Each layer's verdict names the term with the largest share and the knob for it.")
 
 left, right = st.columns(2)
 with left, ui.guard("draw the drop profile"):

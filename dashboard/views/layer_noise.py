@@ -7,8 +7,11 @@ from dashboard import state, ui
 
 ctx = ui.context()
 st.title("Layer noise")
-st.caption("SNN rate vs its ANN twin, per layer and timestep. The error splits exactly into quantization "
-           "(the best a t-step neuron can do), sequential (spike timing) and propagated (inherited from below).")
+st.caption("SNN rate vs its reference, per layer and timestep. Against the ANN twin the error splits exactly into "
+           "weight (the layer's own weight quantization), propagated (inherited from the layers below), quantization "
+           "(the best a t-step neuron can do) and sequential (spike timing); against the float SNN into the layer's "
+           "own precision and propagated. Bars stack each term's share of the squared error (they add up to the "
+           "MSE) or the signed means (they add up to the mean error); the terms' own MSEs do not add up.")
 ui.need_checkpoint(ctx)
 cfg = ui.config_controls("ln", ui.default_config(ctx))
 df, _ = ui.config_frame(ctx, cfg)
@@ -20,9 +23,10 @@ with left, ui.guard("draw the layer x timestep heatmap"):
     ui.show_figure(F.layer_time_heatmap(df, metric), f"layer_time_{metric}", "ln_heat")
 with right, ui.guard("draw the error decomposition"):
     c = st.columns(2)
-    kind = c[0].radio("Error as", ["mse", "mean"], horizontal=True, key="ln_kind",
-                      format_func=lambda k: {"mse": "MSE", "mean": "signed mean (adds up)"}[k])
-    ts = sorted(int(t) for t in df.loc[df["metric"] == f"err_total_{kind}", "t"].unique())
+    kind = c[0].radio("Error as", ["contrib", "mean"], horizontal=True, key="ln_kind",
+                      format_func=lambda k: {"contrib": "share of the MSE", "mean": "signed mean"}[k])
+    total = "err_total_mse" if kind == "contrib" else "err_total_mean"
+    ts = sorted(int(t) for t in df.loc[df["metric"] == total, "t"].unique())
     t = c[1].select_slider("At timestep t", ts, value=ts[-1], key="ln_at_t") if len(ts) > 1 else (ts[0] if ts else None)
     ui.show_figure(F.error_decomposition(df, t, kind), f"error_decomposition_{kind}", "ln_decomp")
 

@@ -41,10 +41,11 @@ def add_analysis_options(p) -> None:
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--limit", type=_args.samples, default=None, help="analyse at most this many samples")
     p.add_argument("--batch-size", type=_args.batch_size, default=64)
-    p.add_argument("--reference", default="float",
-                   help="the ANN reference: float (twin with float weights: the whole drop), quantized (the "
-                        "SNN's quantized weights), source (the quantized ANN a converted checkpoint came from), "
-                        "or an ANN checkpoint folder")
+    p.add_argument("--reference", default="ann",
+                   help="what the SNN is compared with: ann (the ANN twin with float weights: the whole drop, split "
+                        "into weight, propagated, quantization and sequential error), ann-quantized (the twin with "
+                        "the SNN's quantized weights), source (the quantized ANN a converted checkpoint came from), "
+                        "an ANN checkpoint folder, or snn (the same SNN at full precision: own and propagated error)")
     p.add_argument("--input-mode", choices=("sequence", "static"), default=None,
                    help="feed the frames as they are, or their mean at every step (default: as the checkpoint says)")
     p.add_argument("--twin-input", choices=("mean", "cumulative"), default="mean",
@@ -52,8 +53,11 @@ def add_analysis_options(p) -> None:
     p.add_argument("--no-isolate", action="store_true", help="skip the isolated-mode rows")
     p.add_argument("--weight-method", choices=("uniform", "ternary", "sigmoid"), default="uniform",
                    help="weight quantizer for weight bits 2..31 (1 bit is always binary)")
-    p.add_argument("--e-mac", type=float, default=4.6, help="energy per MAC in pJ (default 4.6, 45 nm)")
-    p.add_argument("--e-ac", type=float, default=0.9, help="energy per accumulate in pJ (default 0.9, 45 nm)")
+    p.add_argument("--energy", action="append", default=[], metavar="KEY=PJ",
+                   help="override a per-operation energy of qnoise.metrics.EnergyModel (45 nm, Horowitz 2014), e.g. "
+                        "--energy float_add=0.9 --energy int_mult_8=0.2; repeatable")
+    p.add_argument("--memory-access", action="store_true",
+                   help="add the energy of reading weights and reading/writing membranes (Lemaire et al. 2022)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0)
 
@@ -75,3 +79,30 @@ def check_probe_memory(checkpoint, timesteps: list[int | None], batch_size: int)
     check_bytes(4 * PROBE_COPIES * steps * batch_size * total,
                 f"the analysis of a batch ({batch_size} samples x T = {steps}, {total:,} activations per sample and "
                 f"step)", "lower --batch-size or --timesteps")
+
+
+def energy_model(overrides: list[str], memory_access: bool = False):
+    """`qnoise.metrics.EnergyModel` with ``KEY=VALUE`` overrides (``--energy``), naming a bad key or value."""
+    import dataclasses
+
+    from ..metrics import EnergyModel
+
+    known = {f.name for f in dataclasses.fields(EnergyModel)} - {"memory_access"}
+    values: dict = {"memory_access": bool(memory_access)}
+    for item in overrides or []:
+        key, sep, text = item.partition("=")
+        if not sep or key.strip() not in known:
+            raise ValueError(f"--energy {item!r}: expected KEY=PJ with KEY one of {sorted(known)}")
+        try:
+            values[key.strip()] = float(text)
+        except ValueError as err:
+            raise ValueError(f"--energy {item!r}: {text!r} is not a number of pJ") from err
+    return EnergyModel(**values)
+
+
+def probe_options(args) -> dict:
+    """The probe's options (`qnoise.probe.options`) from the arguments of `add_analysis_options`."""
+    return {"split": args.split, "limit": args.limit, "batch_size": args.batch_size, "reference": args.reference,
+            "isolate": not args.no_isolate, "twin_input": args.twin_input, "input_mode": args.input_mode,
+            "device": args.device, "seed": args.seed,
+            "energy": energy_model(args.energy, args.memory_access)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import _args
-from ._common import add_analysis_options, check_probe_memory, int_list, sample_checkpoint
+from ._common import add_analysis_options, check_probe_memory, int_list, probe_options, sample_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,16 +38,14 @@ def run(args: argparse.Namespace) -> int:
         check_table_output(args.out, args.force)
     check_probe_memory(checkpoint, [args.timesteps], args.batch_size)
     df = analyze(checkpoint, args.dataset, timesteps=args.timesteps, weight_bits=wb[0] if wb else None,
-                 state_bits=sb[0] if sb else None, rounding=args.rounding, reference=args.reference,
-                 isolate=not args.no_isolate, weight_method=args.weight_method, neuron=args.neuron,
-                 twin_input=args.twin_input, input_mode=args.input_mode, batch_size=args.batch_size,
-                 limit=args.limit, split=args.split,
-                 device=args.device, seed=args.seed, e_mac=args.e_mac, e_ac=args.e_ac)
+                 state_bits=sb[0] if sb else None, rounding=args.rounding, weight_method=args.weight_method,
+                 neuron=args.neuron, **probe_options(args))
     if args.out:
         from ..io import write_parquet_atomic
 
         path = write_parquet_atomic(df, args.out, {"command": "analyze", "checkpoint": str(checkpoint),
-                                                   "args": {k: v for k, v in vars(args).items() if k != "func"}})
+                                                   "args": {k: v for k, v in vars(args).items() if k != "func"},
+                                                   "probe": df.attrs.get("qnoise", {})})
         print(f"wrote {path} ({len(df)} rows)")
     print(summary_text(df))
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from . import _args
-from ._common import add_analysis_options, check_probe_memory, int_list, sample_checkpoint, str_list
+from ._common import add_analysis_options, check_probe_memory, int_list, probe_options, sample_checkpoint, str_list
 
 ROUNDINGS = ("nearest", "truncate", "stochastic")
 
@@ -41,10 +41,8 @@ def run(args: argparse.Namespace) -> int:
     df = sweep(args.checkpoint, args.dataset, weight_bits=int_list(args.weight_bits, "weight-bits"),
                timesteps=int_list(args.timesteps, "timesteps"), rounding=str_list(args.rounding),
                state_bits=int_list(args.state_bits, "state-bits"), neuron=str_list(args.neuron), out=args.out,
-               executor=args.executor, workers=args.workers, split=args.split, limit=args.limit,
-               batch_size=args.batch_size, reference=args.reference, isolate=not args.no_isolate,
-               twin_input=args.twin_input, input_mode=args.input_mode, weight_method=args.weight_method,
-               device=args.device, seed=args.seed, e_mac=args.e_mac, e_ac=args.e_ac)
+               executor=args.executor, workers=args.workers, weight_method=args.weight_method,
+               **probe_options(args))
     print(f"{args.out}: {df.groupby(['weight_bits', 'timesteps', 'rounding', 'state_bits', 'neuron']).ngroups} "
           f"cells, {len(df)} rows. Accuracy after T steps:")
     print(accuracy_table(df).to_string())

@@ -1,14 +1,16 @@
-"""Which implementation computes a neuron layer's sums: the fused CPU kernel, or the torch functions.
+"""One neuron layer's sums for one batch, and which implementation computes them.
 
-`layer_sums` returns, for one neuron layer and batch, the per-step `SUMS` of `qnoise.probe.functional` in
-propagated and isolated mode, the twin's sum of A^2, and the synaptic operations the layer's spikes
-cause. Two implementations compute the same numbers:
+`ann_layer_sums` returns the ANN-twin sums (`qnoise.probe.sums.ANN_SUMS`) in propagated and isolated mode,
+the twin's sum of A^2 and the synaptic operations of the layer's spikes; `snn_layer_sums` the same against
+the float SNN (`SNN_SUMS`). The neuron-dependent parts are computed here once, in torch, by the neuron's own
+forward where no closed form applies: ``Q_t(z)`` (`qnoise.probe.terms.best_rate`) and the isolated layer's
+output. Two implementations then compute the ANN sums:
 
 - on the CPU, `qnoise.probe.cpu_kernel` (numba): one pass over the layer, all steps of a chunk of neurons
-  with the running sums in cache; the isolated neuron runs inside it (closed form or its dynamics);
-- anywhere, the torch functions of `qnoise.probe.functional` over all steps at once (in batch chunks of
-  ``TORCH_CHUNK_ELEMENTS`` values), with the neuron's own forward for isolated mode: the reference the
-  CPU kernel is tested against, and the path on a GPU, where ``torch.compile`` can fuse it.
+  with the running sums in cache;
+- anywhere, the torch functions of `qnoise.probe.sums` over all steps at once (in batch chunks of
+  ``TORCH_CHUNK_ELEMENTS`` values): the definition the CPU kernel is tested against, and the path on a
+  GPU, where ``torch.compile`` can fuse it.
 
 ``compile="auto"`` (`resolve_compile`) uses the fused kernels for a model whose batch is big enough to
 repay compiling them (``T * B`` times the neurons of all layers and the input values, at least
@@ -27,10 +29,13 @@ import warnings
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
-from .functional import ISO_GIVEN, isolated_sums, propagated_sums, reference_sums, step_counts
+from ..neurons import IF
+from .activation import activation_rule, apply
+from .sums import ann_isolated_sums, ann_sums, snn_sums, square_sums
+from .terms import best_rate, constant_input_rate, cumulative_mean, rate_rule, step_counts
 
-TORCH_FUNCTIONS = {"propagated": propagated_sums, "isolated": isolated_sums}
 COMPILE_MIN_ELEMENTS = {"cpu": 1 << 20, "torch": 1 << 22}
 # values per batch chunk on the torch path: its temporaries stay in a CPU's cache, or bounded on a GPU
 TORCH_CHUNK_ELEMENTS = {"cpu": 1 << 19, "other": 1 << 24}
@@ -40,10 +45,10 @@ _failed: set = set()  # implementations whose compilation failed ("cpu", "torch"
 
 @dataclass
 class LayerSums:
-    """One layer's sums for one batch, float64: ``propagated [T, 9]`` and ``isolated [T, 9]`` (None when not
-    computed), named by `qnoise.probe.functional.SUMS`; ``reference [T]`` (the sum of A^2 over the twin's step
-    for step t); ``synops [T, M]`` (accumulates the spikes of step t cause in each of the M
-    weight layers they reach, summed over the batch)."""
+    """One layer's sums for one batch, float64: ``propagated [T, S]`` and ``isolated [T, S]`` (None when not
+    computed), columns named by `qnoise.probe.sums`; ``reference [T]`` (the sum of the reference's square
+    for step t); ``synops [T, M]`` (accumulates the spikes of step t cause in each of the M weight layers
+    they reach, summed over the batch)."""
 
     propagated: torch.Tensor
     isolated: torch.Tensor | None
@@ -70,21 +75,27 @@ def _warn_failed(impl: str, err: Exception) -> None:
                   f"{str(err)[:200]}); using the eager kernel", RuntimeWarning, stacklevel=3)
 
 
-def _torch_function(kind: str, fused: bool):
-    """`TORCH_FUNCTIONS[kind]`, through ``torch.compile`` when asked and it works."""
-    fn = TORCH_FUNCTIONS[kind]
+def _maybe_compiled(fn, fused: bool):
+    """``fn`` through ``torch.compile`` when asked and it works."""
     if not fused or "torch" in _failed:
         return fn
-    if kind not in _compiled:
-        _compiled[kind] = torch.compile(fn, dynamic=True)
+    if fn not in _compiled:
+        _compiled[fn] = torch.compile(fn, dynamic=True)
 
-    def run(*args):
+    def run(*args, **kwargs):
         try:
-            return _compiled[kind](*args)
+            return _compiled[fn](*args, **kwargs)
         except Exception as err:  # compilation problems vary by platform; eager always works
             _warn_failed("torch", err)
-            return fn(*args)
+            return fn(*args, **kwargs)
     return run
+
+
+def spike_synops(out: torch.Tensor, fanout: torch.Tensor | None) -> torch.Tensor:
+    """``[T, M]`` float64: per step the weights the layer's spikes (nonzero outputs of ``out [T, B, N]``) reach
+    in each of the M weight layers of ``fanout [N, M]``."""
+    spikes = (out != 0).sum(1, dtype=torch.float64)
+    return spikes @ fanout.to(spikes) if fanout is not None else spikes.new_zeros(out.shape[0], 0)
 
 
 def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, bool]:
@@ -99,75 +110,119 @@ def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> 
             return input_sums(x, fanout)
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
-    active = (x != 0).reshape(T, B, -1).sum(1, dtype=torch.float64)
     binary = bool(((x == 0) | (x.abs() == 1)).all())
-    return active @ fanout.to(active), binary
+    return spike_synops(x.reshape(T, B, -1), fanout), binary
 
 
-def isolated_input(Z: torch.Tensor, T: int) -> torch.Tensor:
-    """Per-step input whose running mean is the twin's pre-activation: Z (static twin, ``Z [1, ...]``) or
-    ``t Z(t) - (t-1) Z(t-1)`` (cumulative twin, ``Z [T, ...]``)."""
-    if Z.shape[0] == 1:
-        return Z.expand(T, *Z.shape[1:])
-    total = Z * step_counts(T, Z)
+def isolated_input(z: torch.Tensor, T: int) -> torch.Tensor:
+    """Per-step input whose running mean is ``z``: z itself at every step (``z [1, ...]``) or
+    ``t z(t) - (t-1) z(t-1)`` (``z [T, ...]``, a cumulative twin)."""
+    if z.shape[0] == 1:
+        return z.expand(T, *z.shape[1:]).contiguous()
+    total = z * step_counts(T, z)
     return torch.cat([total[:1], total[1:] - total[:-1]])
 
 
-def isolated_output(neuron, Z: torch.Tensor, shape: tuple) -> torch.Tensor:
-    """The neuron's own output ``[T, B, N]`` on the twin's input (`isolated_input`), run at ``shape``, the
-    shape of its real input ``[T, B, ...]``. Its ``forward`` is called directly: the probe's hooks on the
-    neuron must not see this run."""
-    T, B = shape[:2]
-    with torch.no_grad():
-        return neuron.forward(isolated_input(Z, T).reshape(shape)).detach().reshape(T, B, -1)
+def flat_threshold(neuron: IF, like: torch.Tensor) -> torch.Tensor:
+    """The neuron's threshold as one value per element of a sample of ``like [T, B, ...]``, ``[N]``."""
+    theta = neuron.broadcast_threshold(like).detach().to(like.dtype)
+    return theta.expand(like.shape[2:]).reshape(-1).contiguous()
 
 
-def layer_sums(x: torch.Tensor, out: torch.Tensor, Z: torch.Tensor, A: torch.Tensor | None,
-               theta: torch.Tensor, theta_n: torch.Tensor, fanout: torch.Tensor | None, iso: int, neuron,
-               shape: tuple, fused: bool = False) -> LayerSums:
-    """The sums of one neuron layer (module docstring), tensors flattened to ``[T, B, N]``.
+@torch.no_grad()
+def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch.Tensor,
+                   activation: nn.Module, fanout: torch.Tensor | None, isolate: bool, fused: bool = False
+                   ) -> LayerSums:
+    """The ANN-twin sums of one neuron layer and batch.
 
     Args:
-        x, out: the neuron's input and output. Z, A: the twin's pre-activation and activation
-            ``[Tt, B, N]`` (A None: ``clamp(Z, 0, theta)``).
-        theta: the threshold, 0-d (one per layer) or ``[N]`` (per channel, one value per element);
-            ``theta_n``: one value per element ``[N]`` either way.
-        fanout: ``[N, M]`` weights of each of M weight layers a spike of each neuron reaches, or None.
-        iso: isolated mode (`qnoise.probe.functional.isolated_mode`), 0 for none.
-        neuron: the `qnoise.neurons.IF` / `LIF` module; ``shape``: the shape of its input ``[T, B, ...]``.
-        fused: use a fused kernel (the CPU kernel on the CPU, ``torch.compile`` elsewhere).
+        neuron: the `qnoise.neurons.IF` module (any IF subclass: its own forward gives Q_t and the isolated
+            output where no closed form applies).
+        x, out: the neuron's input and output ``[T, B, ...]``.
+        A, z_hat: the twin's activation, and its input through this layer's quantized weights,
+            ``[Tt, B, ...]`` (Tt = 1 or T).
+        activation: the twin's activation module ``a`` (`qnoise.probe.activation.ANN_ACTIVATIONS`).
+        fanout: ``[N, M]`` weights each neuron's spike reaches in each of M weight layers, or None.
+        isolate: also compute the isolated sums (the layer fed ``z_hat``).
+        fused: by the CPU kernel on the CPU (``torch.compile`` elsewhere).
     """
+    from .cpu_kernel import ISO_CLOSED, ISO_GIVEN, ISO_OFF, Q_FLOOR, Q_GIVEN, Q_ROUND
+
+    T, B = x.shape[:2]
+    Tt = A.shape[0]
+    theta = flat_threshold(neuron, x)
+    rule = rate_rule(neuron)
+    a_hat = apply(activation, z_hat)
+    q = constant_input_rate(neuron, cumulative_mean(x), T) if rule == "dynamics" else None
+    closed_iso = Tt == 1 and rule != "dynamics"  # an IF neuron on a constant input: closed form in the kernel
+
+    def flat(v: torch.Tensor | None) -> torch.Tensor | None:
+        return None if v is None else v.reshape(v.shape[0], B, -1)
+
+    def isolated_run() -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The neuron's own output on the twin's input, and Q_t(z_hat) where no closed form gives it."""
+        out_iso = neuron.forward(isolated_input(z_hat, T))
+        if rule != "dynamics":
+            return out_iso, None
+        return out_iso, cumulative_mean(out_iso) if Tt == 1 else constant_input_rate(neuron, z_hat, T)
+
+    xf, of, Af, zf, af = flat(x), flat(out), flat(A), flat(z_hat), flat(a_hat)
     if fused and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and "cpu" not in _failed:
         try:
-            from .cpu_kernel import layer_sums as cpu_layer_sums
+            from .cpu_kernel import layer_sums
 
-            leaky = not (isinstance(neuron.beta, float) and neuron.beta == 1.0)
-            out_iso = isolated_output(neuron, Z, shape) if iso == ISO_GIVEN else None
-            prop, isol, ref, ops = cpu_layer_sums(x, out, Z, A, theta_n, fanout, iso, out_iso,
-                                                  float(neuron.beta) if leaky else 1.0, neuron.v_init == "half",
-                                                  bool(neuron.signed), neuron.reset == "zero")
-            return LayerSums(prop, isol if iso else None, ref, ops)
+            r = activation_rule(activation, x)
+            q_rule = {"round": Q_ROUND, "floor": Q_FLOOR}.get(rule, Q_GIVEN)
+            iso, out_iso, q_iso = ISO_OFF, None, None
+            if isolate and closed_iso:
+                iso = ISO_CLOSED
+            elif isolate:
+                iso, (out_iso, q_iso) = ISO_GIVEN, isolated_run()
+                if q_iso is None:
+                    q_iso = best_rate(neuron, z_hat, T, neuron.broadcast_threshold(z_hat).detach().to(x.dtype))
+            prop, isol, ref, ops = layer_sums(xf, of, Af, zf, af, theta, r.lo, r.hi, r.levels, q_rule, flat(q),
+                                              iso, flat(out_iso), flat(q_iso), fanout)
+            return LayerSums(prop, isol if isolate else None, ref, ops)
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
-    out_iso = isolated_output(neuron, Z, shape) if iso else None
-    return _torch_sums(x, out, Z, A, theta, fanout, out_iso, fused and x.device.type != "cpu")
 
+    sample = x.shape[2:]
 
-def _torch_sums(x, out, Z, A, theta, fanout, out_iso, fused) -> LayerSums:
-    """`layer_sums` by the torch functions, over chunks of the batch."""
-    T, B, N = x.shape
-    chunk = TORCH_CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"]
-    step = max(1, chunk // (T * N))
-    propagated = _torch_function("propagated", fused)
-    isolated = _torch_function("isolated", fused)
-    prop, isol = 0, 0
+    def a(v: torch.Tensor) -> torch.Tensor:  # the twin's activation module on flattened [*, b, N]
+        return apply(activation, v.reshape(*v.shape[:2], *sample)).reshape(v.shape)
+
+    propagated = _maybe_compiled(ann_sums, fused and x.device.type != "cpu")
+    isolated = _maybe_compiled(ann_isolated_sums, fused and x.device.type != "cpu")
+    out_iso, q_iso = isolated_run() if isolate else (None, None)
+    N = xf.shape[2]
+    step = max(1, TORCH_CHUNK_ELEMENTS["cpu" if x.device.type == "cpu" else "other"] // (T * N))
+    prop = isol = 0
     for b in range(0, B, step):
         sl = slice(b, b + step)
-        A_b = None if A is None else A[:, sl]
-        prop = prop + propagated(x[:, sl], out[:, sl], Z[:, sl], A_b, theta)
-        if out_iso is not None:
-            isol = isol + isolated(Z[:, sl], A_b, theta, out_iso[:, sl])
-    ref = reference_sums(Z, A, theta)[torch.clamp(torch.arange(T, device=x.device), max=Z.shape[0] - 1)]
-    spikes = (out != 0).sum(1, dtype=torch.float64)  # [T, N]: nonzero outputs, negative spikes included
-    ops = spikes @ fanout.to(spikes) if fanout is not None else spikes.new_zeros(T, 0)
-    return LayerSums(prop, isol if out_iso is not None else None, ref, ops)
+        prop = prop + propagated(xf[:, sl], of[:, sl], Af[:, sl], af[:, sl], theta, a, rule,
+                                 None if q is None else flat(q)[:, sl])
+        if isolate:
+            isol = isol + isolated(flat(out_iso)[:, sl], zf[:, sl], Af[:, sl], af[:, sl], theta, rule,
+                                   None if q_iso is None else flat(q_iso)[:, sl])
+    ref = square_sums(Af)[torch.clamp(torch.arange(T, device=x.device), max=Tt - 1)]
+    return LayerSums(prop, isol if isolate else None, ref, spike_synops(of, fanout))
+
+
+@torch.no_grad()
+def snn_layer_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fanout: torch.Tensor | None,
+                   isolate: bool, fused: bool = False) -> LayerSums:
+    """The float-SNN sums of one neuron layer and batch: ``out`` the layer's output, ``out_own`` its output at
+    its own precision on the float SNN's input spikes, ``out_ref`` the float SNN's output (``[T, B, ...]``);
+    ``fused``: by the CPU kernel on the CPU."""
+    T, B = out.shape[:2]
+    o, own, ref = (v.reshape(T, B, -1) for v in (out, out_own, out_ref))
+    if fused and out.device.type == "cpu" and "cpu" not in _failed:
+        try:
+            from .cpu_kernel import snn_sums as cpu_snn_sums
+
+            prop, isol, ref2, ops = cpu_snn_sums(o, own, ref, fanout)
+            return LayerSums(prop, isol if isolate else None, ref2, ops)
+        except Exception as err:  # no numba, or it cannot compile here
+            _warn_failed("cpu", err)
+    return LayerSums(snn_sums(o, own, ref), snn_sums(o, own, ref, isolated=True) if isolate else None,
+                     square_sums(cumulative_mean(ref)), spike_synops(o, fanout))

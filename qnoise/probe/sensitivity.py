@@ -23,17 +23,21 @@ from __future__ import annotations
 
 import contextlib
 
+import pandas as pd
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from ..device import resolve_device
 from ..neurons import IF, ClampActivation, spiking_neurons
 from ..quant import quantize_weights, remove_weight_quantization
-from .analysis import _model_device, configured, data_plan, iter_batches, resolve_data, resolve_model
-from .core import describe_neurons, describe_state_bits
+from ..train.evaluation import data_plan
+from .analysis import configured
 from .copying import clone_model
+from .core import describe_neurons, describe_state_bits
+from .inputs import iter_batches, model_device, resolve_data, resolve_model
+from .references import set_module
 from .structure import model_structure
-from .twin import _set_module
 
 QUANTITIES = ("weights", "timesteps")
 
@@ -61,7 +65,7 @@ def _accuracy(model: nn.Module, batches: list, mean_input: bool = False) -> floa
 def _hybrid(model: nn.Module, timed: set[str], T: int) -> nn.Module:
     h = clone_model(model, "float")
     for name, neuron in spiking_neurons(h):
-        _set_module(h, name, RateNeuron(neuron, T) if name in timed else ClampActivation(neuron))
+        set_module(h, name, RateNeuron(neuron, T) if name in timed else ClampActivation(neuron))
     return h.eval()
 
 
@@ -81,10 +85,6 @@ def sensitivity(model, data=None, weight_bits: int = 4, timesteps: int | None = 
         DataFrame with columns ``model, dataset, weight_bits, state_bits, timesteps, rounding, neuron, layer,
         t, metric, value, quantity, variant``.
     """
-    import pandas as pd
-
-    from ..device import resolve_device
-
     bad = set(quantities) - set(QUANTITIES)
     if bad:
         raise ValueError(f"unknown quantities {sorted(bad)}; expected some of {QUANTITIES}")
@@ -92,7 +92,7 @@ def sensitivity(model, data=None, weight_bits: int = 4, timesteps: int | None = 
     model, default_name, ckpt = resolve_model(model, dev)
     static, steps, bins = data_plan(ckpt, timesteps, input_mode)
     data, default_dataset = resolve_data(data, ckpt, bins, split, limit)
-    home = _model_device(model)
+    home = model_device(model)
     rows = []
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []))

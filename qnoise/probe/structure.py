@@ -4,10 +4,12 @@
   (every weight layer executed after the previous neuron and before this one; the weight layers after the
   last neuron form the readout layer);
 - fan-out maps: for each spike source (a neuron layer, or the data ``"<input>"``) and each weight layer it
-  reaches without crossing another neuron, how many weights each source position reaches;
+  reaches without crossing another neuron, how many *nonzero* weights each source position reaches (the
+  effective synaptic operations of NeuroBench: a spike reaching a zero weight costs nothing);
 - dense MACs per weight layer (per sample and timestep), for the ANN's cost.
 
-Fan-outs come from an *indicator copy* of the model: every weight set to 1 and bias to 0, batch norm removed,
+Fan-outs come from an *indicator copy* of the model: every weight set to 1 where the model's (quantized)
+weight is nonzero and to 0 where it is zero, bias to 0, batch norm removed,
 average pooling turned into sum pooling, and each neuron replaced by a fresh leaf tensor. The gradient of the
 sum of a weight layer's outputs with respect to a source then counts, per source position, the weights that
 position's events reach — the accumulates an event costs when pooling is folded into the next layer's
@@ -18,10 +20,12 @@ that the ops between neurons are affine and built from modules (`qnoise.layers.M
 
 from __future__ import annotations
 
+import hashlib
 import math
 import weakref
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -113,36 +117,48 @@ def display_name(model: nn.Module, module_name: str) -> str:
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _signature(model: nn.Module, sample_shape: tuple[int, ...]) -> tuple:
-    """What the structure depends on: the module tree (names, types, shapes of weights) and the input shape."""
+def nonzero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """``name -> (weight != 0)`` of every Conv/Linear, with its weight as the model uses it (quantized)."""
+    with torch.no_grad():
+        return {name: (m.weight != 0).detach().cpu() for name, m in weight_layers(model)}
+
+
+def _signature(model: nn.Module, sample_shape: tuple[int, ...], masks: dict[str, torch.Tensor]) -> tuple:
+    """What the structure depends on: the module tree (names, types, shapes of weights), the input shape and
+    which weights are zero."""
     weights = {name: tuple(float_weight(m).shape) for name, m in weight_layers(model)}
     parts = [(name, type(m).__name__.removeprefix("Parametrized"), weights.get(name))
              for name, m in model.named_modules() if "parametrizations" not in name.split(".")]
-    return (tuple(sample_shape), tuple(parts))
+    digest = hashlib.sha1()
+    for name in sorted(masks):
+        digest.update(name.encode())
+        digest.update(np.packbits(masks[name].numpy().reshape(-1)).tobytes())
+    return (tuple(sample_shape), tuple(parts), digest.hexdigest())
 
 
 def model_structure(model: nn.Module, sample_shape: tuple[int, ...]) -> Structure:
     """Analyse ``model`` (``[T, B, *sample_shape] -> [T, B, classes]``) as described in the module docstring.
 
-    The result depends on the architecture only (not on weight values or quantization) and is cached per
-    model and input shape.
+    The result depends on the architecture and on which weights are zero (not on other weight values) and is
+    cached per model, input shape and zero pattern.
     """
-    sig = _signature(model, tuple(sample_shape))
+    masks = nonzero_masks(model)
+    sig = _signature(model, tuple(sample_shape), masks)
     cached = _CACHE.get(model)
     if cached is not None and cached[0] == sig:
         return cached[1]
-    structure = _model_structure(model, tuple(sample_shape))
+    structure = _model_structure(model, tuple(sample_shape), masks)
     _CACHE[model] = (sig, structure)
     return structure
 
 
-def _model_structure(model: nn.Module, sample_shape: tuple[int, ...]) -> Structure:
+def _model_structure(model: nn.Module, sample_shape: tuple[int, ...], masks: dict[str, torch.Tensor]) -> Structure:
     ind = clone_model(model, "float").cpu().float().eval()
     for p in ind.parameters():
         p.requires_grad_(False)
     with torch.no_grad():
-        for _, m in weight_layers(ind):
-            m.weight.fill_(1.0)
+        for name, m in weight_layers(ind):
+            m.weight.copy_(masks[name].to(m.weight.dtype))
             if getattr(m, "bias", None) is not None:
                 m.bias.zero_()
     sources: dict[str, _Source] = {}
