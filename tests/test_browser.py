@@ -82,10 +82,10 @@ def test_overview_redraws_on_a_control_change(browser, app):
     page.goto(app)
     before = serve.wait_figures(page, 3)
     page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
-    serve.choose(page, "Heatmap metric", "SNN/ANN agreement")
+    serve.choose(page, "Heatmap metric", "SNN/reference agreement")
     after = serve.wait_changed(page, before)
     assert len(after) == len(before) and after != before
-    assert "SNN/ANN agreement" in " ".join(after)
+    assert "SNN/reference agreement" in " ".join(after)
     page.screenshot(path=str(ARTIFACTS / "overview-agreement.png"), full_page=True)
     assert not page.get_by_test_id("stException").count(), "a traceback was shown"
     # a second browser session keeps its own controls (and reuses the cached results)
@@ -95,7 +95,7 @@ def test_overview_redraws_on_a_control_change(browser, app):
     theirs = serve.wait_figures(other, 3)
     assert "SNN accuracy: weight bits x timesteps" in " ".join(theirs)
     assert other.get_by_role("combobox", name="Heatmap metric", exact=True).input_value() == "SNN accuracy"
-    assert page.get_by_role("combobox", name="Heatmap metric", exact=True).input_value() == "SNN/ANN agreement"
+    assert page.get_by_role("combobox", name="Heatmap metric", exact=True).input_value() == "SNN/reference agreement"
     other.context.close()
     assert problems == [] and other_problems == []
     page.close()

@@ -41,7 +41,7 @@ with ui.guard("draw agreement over timesteps"):
                          for m, g in run.groupby("metric")])
         fig.update_xaxes(title="timestep t")
         fig.update_yaxes(tickformat=".0%")
-        ui.show_figure(F._base(fig, "Accuracy and SNN/ANN agreement as the timesteps add up"), "agreement",
+        ui.show_figure(F._base(fig, "Accuracy and SNN/reference agreement as the timesteps add up"), "agreement",
                        "dg_agree")
 with st.expander("Table"):
     ui.show_table(df, "diagnose", "dg_table")
