@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
 OUTPUT = "<output>"
@@ -178,7 +179,8 @@ def accuracy_hint(df: pd.DataFrame, close_points: float = 0.01) -> str | None:
         line = f"The SNN ({_pct(acc)}) is {100 * -gap:.1f} points behind {ref_name} ({_pct(ref)})."
     else:
         line = (f"The SNN ({_pct(acc)}) is {100 * gap:.1f} points ahead of {ref_name} ({_pct(ref)}): the reference is "
-                f"not the network the SNN learned to imitate, so its error terms measure a distance, not lost accuracy.")
+                f"not the network the SNN learned to imitate, so its error terms measure a distance, not lost "
+                f"accuracy.")
     if len(get["source_accuracy"]):
         src = float(get["source_accuracy"].mean())
         line += f" The quantized ANN it was converted from scores {_pct(src)}."
@@ -217,7 +219,8 @@ def hints(df: pd.DataFrame, *, saturated_rate: float = 0.6, close_points: float 
         info = extra.loc[v["layer"]] if v["layer"] in extra.index else None
         if k == "weight" and info is not None and pd.notna(info.get("weight_sqnr_db")):
             bits = info.get("weight_bits")
-            detail = f", weight SQNR {info['weight_sqnr_db']:.1f} dB" + (f" at {int(bits)} bits" if pd.notna(bits) else "")
+            at = f" at {int(bits)} bits" if pd.notna(bits) else ""
+            detail = f", weight SQNR {info['weight_sqnr_db']:.1f} dB{at}"
         out.append(f"Layer {v['layer']}: {name} error dominates ({_pct(v['dominant_share'])} of its squared error"
                    f"{detail}: {meaning}); {knob}.")
     if "firing_rate" in extra:
@@ -232,8 +235,6 @@ def kept_rate_vs_twin(kept: dict) -> tuple:
     """From one layer's kept tensors (``analyze(..., keep_tensors=k).attrs["tensors"][layer]``): the reference's
     activation (the ANN's ``A`` at its last step, or the float SNN's rate after all steps) and the SNN rate
     ``r(T) = mean_t theta * s[t]``, both flattened numpy arrays of the same length."""
-    import numpy as np
-
     ref_key = "ann" if "ann" in kept else "reference_rate"
     for key in ("spikes", "threshold", ref_key):
         if key not in kept:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .io import atomic_write_bytes
+
 OUTPUT = "<output>"
 CONFIG = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference"]
 ERROR_TERMS = ("weight", "own", "prop", "quant", "seq")  # `qnoise.probe.terms`, in the order charts stack them
@@ -161,8 +163,6 @@ def figures(df: pd.DataFrame) -> list[tuple[str, object]]:
 
 def write_report(df: pd.DataFrame, out: str | Path, title: str = "qnoise report") -> tuple[Path, list[Path]]:
     """Write ``out/report.html`` and ``out/tables/*.csv``; returns their paths. Files are written atomically."""
-    from .io import atomic_write_bytes
-
     out = Path(out)
     tables = {"accuracy": accuracy_table(df), "runs": run_table(df), "layers": layer_table(df)}
     written = []

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 import qnoise
-from qnoise import IF, LIF, MultiStep
+from qnoise import IF, MultiStep
 from qnoise.metrics import EnergyModel
 from qnoise.neurons import spiking_neurons
 from qnoise.probe import COLUMNS, OUTPUT, Probe, analyze, ann_twin, cumulative_mean, decompose_ann, sensitivity

@@ -12,11 +12,11 @@ import torch
 from torch import nn
 
 from qnoise import IF, LIF, MultiStep
+from qnoise.insights import drop_birth, hints, layer_verdicts
 from qnoise.metrics import EnergyModel
 from qnoise.models import apply_quantization, build_model
 from qnoise.probe import OUTPUT, analyze
 from qnoise.quant import quantize_weights, weight_bits
-from qnoise.insights import drop_birth, hints, layer_verdicts
 
 ANN_TERMS = ("weight", "prop", "quant", "seq")
 
@@ -291,8 +291,8 @@ def test_a_converted_4bit_model_keeps_its_weights_on_the_grid(tmp_path):
     """Issue 9, item 7: BN folding left the grid and the converted SNN reported 32-bit weights (weight SQNR
     inf). Folded as a per-channel scale, its weights are the ANN's quantized ones, at 4 bits."""
     from qnoise.io import load_checkpoint, save_checkpoint
-    from qnoise.train.convert import batchnorm_after, convert_to_snn, fold_bn
     from qnoise.quant import weight_layers
+    from qnoise.train.convert import batchnorm_after, convert_to_snn, fold_bn
 
     torch.manual_seed(0)
     ann = build_model("cnn", (1, 8, 8), 10, kind="ann", act_bits=3, quantization={"weights": {"bits": 4}})

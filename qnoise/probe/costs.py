@@ -43,6 +43,7 @@ from ..quant import (
     weight_bits,
     weight_layers,
 )
+from ..train.convert import batchnorm_after
 from .structure import INPUT, Structure
 
 
@@ -141,8 +142,6 @@ def counter_bits(T: int) -> int:
 
 def memory_parts(model: nn.Module, structure: Structure, T: int) -> dict[str, list[tuple[int, int]]]:
     """Per layer of the table, the ``(count, bits)`` of everything it stores (module docstring)."""
-    from ..train.convert import batchnorm_after
-
     mods = dict(model.named_modules())
     bns = batchnorm_after(model)
     shared_step = bool(threshold_quantizers(model))

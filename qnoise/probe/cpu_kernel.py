@@ -29,13 +29,10 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from .sums import ANN_SUMS
+from .sums import ANN_SUMS, ISO_CLOSED, ISO_GIVEN, ISO_OFF, Q_GIVEN, Q_ROUND
 
 CHUNK = 8192  # neurons of one sample per parallel job: the job's scratch arrays stay in the core's L2 cache
 NS = len(ANN_SUMS)
-# rules for Q_t (propagated) and the isolated layer
-Q_ROUND, Q_FLOOR, Q_GIVEN = 1, 2, 3
-ISO_OFF, ISO_CLOSED, ISO_GIVEN = 0, 1, 2
 
 _FASTMATH = {"reassoc", "nsz"}  # reassociation lets the sums vectorize; no other IEEE shortcut is taken
 
@@ -309,7 +306,8 @@ def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, boo
 
 
 def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch.Tensor, a_hat: torch.Tensor,
-               theta: torch.Tensor, lo: float, hi: torch.Tensor, levels: int, q_rule: int, q: torch.Tensor | None = None,
+               theta: torch.Tensor, lo: float, hi: torch.Tensor, levels: int, q_rule: int,
+               q: torch.Tensor | None = None,
                iso: int = ISO_OFF, out_iso: torch.Tensor | None = None, q_iso: torch.Tensor | None = None,
                fanout: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -33,7 +33,18 @@ from torch import nn
 
 from ..neurons import IF
 from .activation import activation_rule, apply
-from .sums import ann_isolated_sums, ann_sums, snn_sums, square_sums
+from .sums import (
+    ISO_CLOSED,
+    ISO_GIVEN,
+    ISO_OFF,
+    Q_FLOOR,
+    Q_GIVEN,
+    Q_ROUND,
+    ann_isolated_sums,
+    ann_sums,
+    snn_sums,
+    square_sums,
+)
 from .terms import best_rate, constant_input_rate, cumulative_mean, rate_rule, step_counts
 
 COMPILE_MIN_ELEMENTS = {"cpu": 1 << 20, "torch": 1 << 22}
@@ -146,8 +157,6 @@ def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tens
         isolate: also compute the isolated sums (the layer fed ``z_hat``).
         fused: by the CPU kernel on the CPU (``torch.compile`` elsewhere).
     """
-    from .cpu_kernel import ISO_CLOSED, ISO_GIVEN, ISO_OFF, Q_FLOOR, Q_GIVEN, Q_ROUND
-
     T, B = x.shape[:2]
     Tt = A.shape[0]
     theta = flat_threshold(neuron, x)

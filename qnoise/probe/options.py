@@ -93,7 +93,8 @@ class Compare:
             raise ValueError(f"reference={ref!r} is now {_RENAMED[ref]!r} (references: {REFERENCES}, an ANN module "
                              f"or an ANN checkpoint folder)")
         if not isinstance(ref, (str, Path, nn.Module)):
-            raise TypeError(f"reference must be one of {REFERENCES}, an ANN module or a folder, got {type(ref).__name__}")
+            raise TypeError(f"reference must be one of {REFERENCES}, an ANN module or a folder, got "
+                            f"{type(ref).__name__}")
         if self.twin_input not in TWIN_INPUTS:
             raise ValueError(f"twin_input={self.twin_input!r} is not one of {TWIN_INPUTS}")
 

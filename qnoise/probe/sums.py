@@ -31,6 +31,9 @@ def columns(terms: tuple[str, ...]) -> tuple[str, ...]:
 
 ANN_SUMS = columns(ANN_TERMS)
 SNN_SUMS = columns(SNN_TERMS)
+# how the fused CPU kernel gets Q_t (closed forms, or given) and the isolated layer's output
+Q_ROUND, Q_FLOOR, Q_GIVEN = 1, 2, 3
+ISO_OFF, ISO_CLOSED, ISO_GIVEN = 0, 1, 2
 
 
 def _total(v: torch.Tensor) -> torch.Tensor:

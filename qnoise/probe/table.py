@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 
 from ..metrics import cosine_from_sums, firing_rate_from_counts, sqnr_from_norms
-from .structure import OUTPUT
 from .sums import columns
 
 COLUMNS = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference", "mode",
