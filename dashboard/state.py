@@ -235,8 +235,9 @@ def _analysis(checkpoint: str, batch_file: str | None, cfg_items: tuple, keep: i
     if not isinstance(df, pd.DataFrame):
         raise RuntimeError(f"qnoise.analyze returned {type(result).__name__}, not a DataFrame")
     tensors = _tensors_of(result)
+    note = (df.attrs.get("qnoise") or {}).get("note")
     df = df.copy()
-    df.attrs = {}
+    df.attrs = {"note": note} if note else {}  # why the table has no error rows (a model without an ANN twin)
     return df, tensors
 
 

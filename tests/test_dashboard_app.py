@@ -217,3 +217,16 @@ def test_upload_in_the_sidebar(data_dir, tmp_path):
     assert_clean(at)
     assert at.sidebar.selectbox(key="checkpoint_label").value == "uploaded: 1"
     assert any('"heatmap"' in s for s in specs(at))
+
+
+def test_layer_noise_says_why_a_model_without_an_ann_twin_has_no_error_terms(tmp_path):
+    """A LIF model has no ANN twin: the page says so (and why) instead of drawing terms that mean nothing."""
+    from qnoise.io import save_checkpoint
+    from qnoise.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10, neuron={"type": "lif", "v_init": "half"}, hidden=[16])
+    save_checkpoint(model, tmp_path / "lif-mlp", dataset={"name": "digits"}, timesteps=4)
+    at = open_app(tmp_path, "layer_noise")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("no ANN twin" in i.value and "reference='snn'" in i.value for i in at.info), [i.value for i in at.info]

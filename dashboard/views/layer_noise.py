@@ -15,6 +15,8 @@ st.caption("SNN rate vs its reference, per layer and timestep. Against the ANN t
 ui.need_checkpoint(ctx)
 cfg = ui.config_controls("ln", ui.default_config(ctx))
 df, _ = ui.config_frame(ctx, cfg)
+if df.attrs.get("note"):
+    st.info(f"No error terms against an ANN for this model: {df.attrs['note']}.")
 
 left, right = st.columns(2)
 with left, ui.guard("draw the layer x timestep heatmap"):
