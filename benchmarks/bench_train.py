@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from qnoise.models import build_model  # noqa: E402
+from qnoise.models import build_model
 
 T, B = 8, 64
 
@@ -134,7 +134,7 @@ def check_same_forward(x: torch.Tensor) -> None:
         ref = base(x)
         for name, build in (("spikingjelly", spikingjelly_net), ("snntorch", snntorch_net)):
             try:
-                net, fwd = build(base)
+                _, fwd = build(base)
             except ImportError:
                 continue
             out = fwd(x)

@@ -33,7 +33,7 @@ import math
 import numba
 import numpy as np
 import torch
-from numba import literally, njit, prange
+from numba import njit, prange
 
 from .surrogate import surrogate_grad
 
@@ -55,32 +55,40 @@ def _torch_threads():
 
 
 @njit(inline="always")
-def _surrogate(u, kind, alpha, k, half_alpha, inv_alpha, one):
-    """``g(u)`` (`qnoise.surrogate.surrogate_grad`) in the data's precision; ``k = pi/2 * alpha``."""
+def _surrogate_row(u, kind, alpha, k, half_alpha, inv_alpha, g):
+    """``g[j] = g(u[j])`` (`qnoise.surrogate.surrogate_grad`) in the data's precision; ``k = pi/2 * alpha``.
+    One loop per kind, chosen outside the loop, so each vectorizes."""
+    one = alpha * 0 + 1
     if kind == 0:
-        z = k * u
-        return half_alpha / (one + z * z)
-    if kind == 1:
-        e = one / (one + np.exp(-alpha * u))
-        return alpha * e * (one - e)
-    return inv_alpha if abs(u) < half_alpha else u * 0
+        for j in range(u.shape[0]):
+            z = k * u[j]
+            g[j] = half_alpha / (one + z * z)
+    elif kind == 1:
+        for j in range(u.shape[0]):
+            e = one / (one + np.exp(-alpha * u[j]))
+            g[j] = alpha * e * (one - e)
+    else:
+        for j in range(u.shape[0]):
+            g[j] = inv_alpha if abs(u[j]) < half_alpha else u[j] * 0
 
 
 @njit(inline="always")
 def _charge_row(v, xt, th, beta, zero_reset, ht_, ot):
-    """One step for a chunk of neurons: ``h = beta v + x``, ``out = theta H(h - theta)``, reset ``v``;
-    writes ``h`` into ``ht_`` (unless it has length 0) and ``out`` into ``ot`` (unless it has length 0)."""
-    for j in range(v.shape[0]):
-        ht = beta * v[j] + xt[j]
-        fired = ht >= th[j]
-        o = th[j] if fired else th[j] * 0
-        if ht_.shape[0]:
+    """One step for a chunk of neurons: ``h = beta v + x`` into ``ht_``, ``out = theta H(h - theta)`` into
+    ``ot`` and the reset of ``v``. The reset rule is chosen outside the loop, so each loop vectorizes."""
+    if zero_reset:
+        for j in range(v.shape[0]):
+            ht = beta * v[j] + xt[j]
+            fired = ht >= th[j]
             ht_[j] = ht
-        if ot.shape[0]:
-            ot[j] = o
-        if zero_reset:
+            ot[j] = th[j] if fired else th[j] * 0
             v[j] = ht * 0 if fired else ht
-        else:
+    else:
+        for j in range(v.shape[0]):
+            ht = beta * v[j] + xt[j]
+            o = th[j] if ht >= th[j] else th[j] * 0
+            ht_[j] = ht
+            ot[j] = o
             v[j] = ht - o
 
 
@@ -93,42 +101,35 @@ def _initial(th, half):
 
 
 @njit(parallel=True, cache=True)
-def _forward_kernel(x, theta, beta, half, zero_reset, out):
+def _forward(x, theta, beta, half, zero_reset, out):
     """``out [T, B, N]`` of the dynamics in the module docstring; ``theta [N]`` per neuron of a sample. IF
     passes ``beta = 1`` (``1 * v`` is exactly ``v``); no fast-math: the same IEEE operations as torch. Each
-    job walks the T steps of one chunk of one sample's neurons through 1-D row views (the inner loop
-    vectorizes) with the membrane in a chunk-sized scratch array."""
+    job walks the T steps of one chunk of one sample's neurons through 1-D row views with the membrane in a
+    chunk-sized scratch array (``h`` goes to a scratch row: only ``out`` is kept)."""
     steps, batch, n = x.shape
     chunks = (n + CHUNK - 1) // CHUNK
-    none = np.empty(0, x.dtype)
     for job in prange(batch * chunks):
         b = job // chunks
         lo = (job % chunks) * CHUNK
         hi = min(n, lo + CHUNK)
         th = theta[lo:hi]
         v = _initial(th, half)
+        scratch = np.empty(hi - lo, x.dtype)
         for t in range(steps):
-            _charge_row(v, x[t, b, lo:hi], th, beta, zero_reset, none, out[t, b, lo:hi])
-
-
-@njit(cache=True)
-def _forward(x, theta, beta, half, zero_reset, out):
-    """`_forward_kernel` compiled for the value of ``zero_reset`` (so its inner loop vectorizes)."""
-    _forward_kernel(x, theta, beta, half, literally(zero_reset), out)
+            _charge_row(v, x[t, b, lo:hi], th, beta, zero_reset, scratch, out[t, b, lo:hi])
 
 
 @njit(parallel=True, cache=True)
-def _backward_kernel(x, go, theta, beta, half, zero_reset, need_beta, kind, alpha, k, half_alpha, inv_alpha,
-                     gx, gtheta, gbeta):
+def _backward(x, go, theta, beta, half, zero_reset, need_beta, kind, alpha, k, half_alpha, inv_alpha,
+              gx, gtheta, gbeta):
     """``gx [T, B, N]``; ``gtheta [B, N]`` and ``gbeta [B, N]``: each neuron's terms summed over t.
 
     Nothing but the input was saved: each job first re-runs its chunk's T forward steps (the same operations
-    as `_forward_kernel`, so the same ``h`` and spikes) into a ``[T, chunk]`` scratch that stays in cache,
-    then walks the steps in reverse."""
+    as `_forward`, so the same ``h`` and spikes) into a ``[T, chunk]`` scratch that stays in cache, then
+    walks the steps in reverse."""
     steps, batch, n = x.shape
     one = beta * 0 + 1
     chunks = (n + CHUNK - 1) // CHUNK
-    none = np.empty(0, x.dtype)
     for job in prange(batch * chunks):
         b = job // chunks
         lo = (job % chunks) * CHUNK
@@ -136,31 +137,38 @@ def _backward_kernel(x, go, theta, beta, half, zero_reset, need_beta, kind, alph
         m = hi - lo
         th = theta[lo:hi]
         hs = np.empty((steps, m), x.dtype)
+        spare = np.empty(m, x.dtype)
         v = _initial(th, half)
         for t in range(steps):
-            _charge_row(v, x[t, b, lo:hi], th, beta, zero_reset, hs[t], none)
+            _charge_row(v, x[t, b, lo:hi], th, beta, zero_reset, hs[t], spare)
         nxt = np.zeros(m, x.dtype)  # Gh[t+1]
         dth = np.zeros(m, x.dtype)
         dbe = np.zeros(m, x.dtype)
+        u = np.empty(m, x.dtype)
+        g = np.empty(m, x.dtype)
         for t in range(steps - 1, -1, -1):
             ht_, got, gxt = hs[t], go[t, b, lo:hi], gx[t, b, lo:hi]
             for j in range(m):
-                ht = ht_[j]
-                u = ht - th[j]
-                s = one if u >= 0 else one * 0
-                g = _surrogate(u, kind, alpha, k, half_alpha, inv_alpha, one)
-                gv = beta * nxt[j]
-                gt = got[j]
-                if zero_reset:
-                    gs = th[j] * gt - ht * s * gv
-                    gh = gv * (one - s) + g * gs
-                    dth[j] += s * gt - g * gs
-                else:
-                    tg = th[j] * g
-                    gh = tg * gt + gv * (one - tg)
-                    dth[j] += (gt - gv) * (s - tg)
-                gxt[j] = gh
-                nxt[j] = gh
+                u[j] = ht_[j] - th[j]
+            _surrogate_row(u, kind, alpha, k, half_alpha, inv_alpha, g)
+            if zero_reset:
+                for j in range(m):
+                    s = one if u[j] >= 0 else one * 0
+                    gv = beta * nxt[j]
+                    gs = th[j] * got[j] - ht_[j] * s * gv
+                    gh = gv * (one - s) + g[j] * gs
+                    dth[j] += s * got[j] - g[j] * gs
+                    gxt[j] = gh
+                    nxt[j] = gh
+            else:
+                for j in range(m):
+                    s = one if u[j] >= 0 else one * 0
+                    gv = beta * nxt[j]
+                    tg = th[j] * g[j]
+                    gh = tg * got[j] + gv * (one - tg)
+                    dth[j] += (got[j] - gv) * (s - tg)
+                    gxt[j] = gh
+                    nxt[j] = gh
             if need_beta:
                 for j in range(m):
                     if t > 0:
@@ -175,14 +183,6 @@ def _backward_kernel(x, go, theta, beta, half, zero_reset, need_beta, kind, alph
         for j in range(m):
             gtheta[b, lo + j] = dth[j] + (beta * nxt[j] * 0.5 if half else dth[j] * 0)
             gbeta[b, lo + j] = dbe[j]
-
-
-@njit(cache=True)
-def _backward(x, go, theta, beta, half, zero_reset, need_beta, kind, alpha, k, half_alpha, inv_alpha, gx, gtheta,
-              gbeta):
-    """`_backward_kernel` compiled for the values of ``zero_reset``, ``need_beta`` and ``kind``."""
-    _backward_kernel(x, go, theta, beta, half, literally(zero_reset), literally(need_beta), literally(kind), alpha,
-                     k, half_alpha, inv_alpha, gx, gtheta, gbeta)
 
 
 def _reduce(grad: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
