@@ -28,6 +28,7 @@ from qnoise.quant import (
     ternarize,
     weight_quantizers,
 )
+from qnoise.quant.sigmoid_sum import CLAMP, kmeans_1d, paper_temperature, pow2_levels
 from qnoise.quant.weights import float_weight
 
 floats = st.floats(-50, 50, allow_nan=False, width=32)
@@ -137,7 +138,7 @@ def test_binary_two_levels_sign_preserved_and_l2_optimal_scale(x):
     assert bool(((y >= 0) == (x >= 0)).all())
     # mean|x| minimises ||x - a sign(x)||^2 over a: a nudge either way does not improve it
     s = torch.where(x >= 0, 1.0, -1.0)
-    err = lambda c: float(((x - c * s) ** 2).sum())  # noqa: E731
+    err = lambda c: float(((x - c * s) ** 2).sum())
     assert err(a) <= min(err(a * 1.01), err(a * 0.99)) + 1e-4
 
 
@@ -154,17 +155,28 @@ def test_ternary_three_levels_small_weights_zeroed(x):
 
 # ---- sum-of-sigmoids -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("levels", ["binary", "ternary", 2, 3, 4])
-def test_sigmoid_sum_equals_hard_quantizer_at_high_temperature(levels):
+def _far_from_steps(q: SigmoidSumQuantizer, w: torch.Tensor) -> torch.Tensor:
+    """Weights whose every sigmoid argument T (beta w - b_i) sits at the clamp (|.| >= 10)."""
+    z = q.beta.detach() * w.unsqueeze(-1) - q.biases.detach().sort().values
+    return (float(q.temperature) * z).abs().ge(CLAMP).all(-1)
+
+
+@pytest.mark.parametrize("levels", ["binary", "ternary", 3, 4, pow2_levels(3)])
+def test_sigmoid_sum_soft_equals_hard_at_high_temperature(levels):
+    """Where every sigmoid is clamped (|T z| >= 10), soft and hard differ by at most alpha * sum(s) * sigmoid(-10):
+    the clamp is the only gap, and it closes as the temperature rises."""
     w = torch.randn(4000)
-    q = SigmoidSumQuantizer(levels, init_from=w, temperature=1e4)
-    z = q.beta.detach() * w.unsqueeze(-1) - q.biases
-    far = (z.abs() > 2e-3).all(-1)  # away from a step, where sigmoid(1e4 * z) is 0 or 1 in float32
-    soft, hard = q.soft(w), q.hard(w)
-    assert far.float().mean() > 0.95
-    assert torch.allclose(soft[far], hard[far], atol=1e-5)
-    allowed = (q.alpha * q.levels).detach()
-    assert float((hard.unique()[:, None] - allowed[None, :]).abs().min(1).values.max()) < 1e-6
+    q = SigmoidSumQuantizer(levels, init_from=w, temperature=2000.0)
+    far = _far_from_steps(q, w)
+    assert far.float().mean() > 0.97
+    with torch.no_grad():
+        soft, hard = q.soft(w), q.hard(w)
+        bound = float(q.alpha * q.steps.sum()) * torch.sigmoid(torch.tensor(-CLAMP)).item()
+    assert float((soft[far] - hard[far]).abs().max()) <= bound * 1.01 + 1e-6  # float32 sums of up to 14 sigmoids
+    assert bound < 5e-4
+    with torch.no_grad():
+        q.set_temperature(1.0)
+        assert float((q.soft(w) - q.hard(w)).abs().max()) > 10 * bound  # low T: soft is far from hard
 
 
 def test_sigmoid_sum_definition_by_hand():
@@ -172,36 +184,98 @@ def test_sigmoid_sum_definition_by_hand():
     with torch.no_grad():
         q.alpha.fill_(0.5)
         q.beta.fill_(2.0)
-    x = torch.tensor([-0.7, 0.1, 0.4])
-    # s = [1, 1], b = [-0.5, 0.5], o = 1
-    expect = 0.5 * (torch.sigmoid(3 * (2 * x + 0.5)) + torch.sigmoid(3 * (2 * x - 0.5)) - 1)
+        q.biases.copy_(torch.tensor([-0.5, 0.5]))
+    x = torch.tensor([-0.7, 0.1, 0.4, 3.0])
+    # s = [1, 1], o = 1; the sigmoid argument is clamped to +-10 (x = 3: 3 * (6 -/+ 0.5) > 10)
+    arg = lambda b: (3 * (2 * x - b)).clamp(-10, 10)
+    expect = 0.5 * (torch.sigmoid(arg(-0.5)) + torch.sigmoid(arg(0.5)) - 1)
     assert torch.allclose(q.soft(x), expect)
-    assert q.hard(x).tolist() == [-0.5, 0.0, 0.5]  # z = 2x -/+ 0.5
+    assert q.hard(x).tolist() == [-0.5, 0.0, 0.5, 0.5]  # z = 2x -/+ 0.5
+    assert q.hard(torch.tensor([0.25])).tolist() == [0.0]  # z = 0 exactly on the upper step: H(0) = 0
 
 
-def test_sigmoid_sum_init_and_eval_switch():
+def test_sigmoid_sum_init_as_published():
+    """beta = 5p/(4q), alpha = 1/beta; binary b = 0; ternary b = -/+0.05 on beta*x."""
     w = torch.tensor([-2.0, 0.5, 1.0])
-    q = SigmoidSumQuantizer("ternary", init_from=w)
-    assert q.beta.item() == pytest.approx(5 * 1 / (4 * 2))
-    assert q.alpha.item() == pytest.approx(1 / q.beta.item())
-    q.eval()
-    assert torch.equal(q(w), q.hard(w))
-    q.train()
-    assert torch.equal(q(w), q.soft(w))
+    t = SigmoidSumQuantizer("ternary", init_from=w)
+    assert t.beta.item() == pytest.approx(5 * 1 / (4 * 2))
+    assert t.alpha.item() == pytest.approx(1 / t.beta.item())
+    assert t.biases.tolist() == pytest.approx([-0.05, 0.05])
+    b = SigmoidSumQuantizer("binary", init_from=w)
+    assert b.biases.tolist() == [0.0]
+    u = SigmoidSumQuantizer(3, init_from=w)
+    assert u.beta.item() == pytest.approx(5 * 3 / (4 * 2))  # p = max|Y| = 3 for integer 3-bit levels
+    t.eval()
+    assert torch.equal(t(w), t.hard(w))
+    t.train()
+    assert torch.equal(t(w), t.soft(w))
 
 
-def test_sigmoid_sum_gradients_reach_alpha_beta_and_input():
+@given(st.integers(256, 200_000), st.integers(0, 2**16))
+def test_ternary_init_zeroes_a_small_share_of_gaussian_weights(n, seed):
+    """On N(0, 1) weights the paper's ternary init sends about 5-20 % of them to 0, not most of them."""
+    w = torch.randn(n, generator=torch.Generator().manual_seed(seed))
+    q = SigmoidSumQuantizer("ternary", init_from=w).eval()
+    with torch.no_grad():
+        zero = float((q(w) == 0).float().mean())
+    assert 0.04 <= zero <= 0.20
+
+
+def test_kbit_init_is_kmeans_midpoints_with_the_middle_pair_at_005():
+    """7 integer levels, weights in 7 tight clusters: b = midpoints of the k-means centres, except the two steps
+    either side of 0, which start at -/+0.05."""
+    centres = torch.tensor([-1.0, -0.6, -0.3, 0.0, 0.3, 0.6, 1.0])
+    w = (centres[:, None] + 1e-3 * torch.randn(7, 500)).flatten()
+    q = SigmoidSumQuantizer(pow2_levels(3), init_from=w)
+    beta = float(q.beta.detach())
+    assert beta == pytest.approx(5 * 4 / (4 * float(w.abs().max())))
+    mids = (beta * (centres[1:] + centres[:-1]) / 2).tolist()
+    mids[2], mids[3] = -0.05, 0.05
+    assert q.biases.tolist() == pytest.approx(mids, abs=2e-3)
+    assert kmeans_1d(w, 7).tolist() == pytest.approx(centres.tolist(), abs=1e-3)
+
+
+def test_sigmoid_sum_gradients_reach_alpha_beta_biases_and_input():
     w = torch.randn(100, requires_grad=True)
     q = SigmoidSumQuantizer(3, init_from=w, temperature=5.0)
     (q(w) ** 2).sum().backward()
-    assert q.alpha.grad is not None and q.alpha.grad.abs() > 0
-    assert q.beta.grad is not None and q.beta.grad.abs() > 0
+    for name in ("alpha", "beta", "biases"):
+        grad = getattr(q, name).grad
+        assert grad is not None and bool((grad.abs() > 0).all()), name
     assert w.grad.abs().sum() > 0
+    fixed = SigmoidSumQuantizer(3, init_from=w, learn_biases=False)
+    assert "biases" not in dict(fixed.named_parameters()) and "biases" in fixed.state_dict()
 
 
-def test_temperature_schedule_linear_and_capped():
-    assert linear_temperature(0, slope=5, start=1, cap=20) == 1
-    assert linear_temperature(2, slope=5, start=1, cap=20) == 11
+def test_sigmoid_gradient_stops_outside_the_clamp():
+    """d y / d x = 0 where every |T (beta x - b_i)| > 10 (the published clamp), nonzero near a step."""
+    q = SigmoidSumQuantizer("binary", init_from=torch.tensor([1.0]), temperature=100.0)
+    x = torch.tensor([0.5, 0.01], requires_grad=True)  # T beta x = 62.5 and 1.25
+    q(x).sum().backward()
+    assert x.grad[0] == 0 and x.grad[1] > 0
+
+
+@pytest.mark.parametrize("levels,expect", [
+    ("binary", [-1, 1]), ("ternary", [-1, 0, 1]), (3, [-3, -2, -1, 0, 1, 2, 3]),
+    (pow2_levels(3), [-4, -2, -1, 0, 1, 2, 4]), (pow2_levels(2), [-1, 0, 1])])
+def test_levels_are_integer_sets_and_hard_outputs_stay_in_alpha_y(levels, expect):
+    q = SigmoidSumQuantizer(levels, init_from=torch.randn(1000))
+    assert q.levels.tolist() == expect
+    assert q.bits == math.ceil(math.log2(len(expect)))
+    with torch.no_grad():
+        q.biases.copy_(torch.randn(q.biases.shape))  # learned steps may cross: the forward sorts them
+        y = q.hard(torch.randn(5000) * 3) / q.alpha
+    assert set(y.round().tolist()) <= set(expect)
+    assert torch.allclose(y, y.round(), atol=1e-5)
+
+
+def test_temperature_schedule_is_the_papers():
+    """T = k (epoch + 1), capped at 2000; the authors' default k = 10."""
+    assert [paper_temperature(e) for e in range(3)] == [10.0, 20.0, 30.0]
+    for k in (5, 10, 20, 40):
+        assert paper_temperature(0, k) == k and paper_temperature(4, k) == 5 * k
+        assert paper_temperature(10_000, k) == 2000.0
+    assert linear_temperature(2, slope=5, start=5) == paper_temperature(2, 5)
     assert linear_temperature(100, slope=5, start=1, cap=20) == 20
 
 

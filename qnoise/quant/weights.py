@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .binary import binarize, ternarize
+from .sigmoid_sum import PRESETS as SIGMOID_LEVELS
 from .sigmoid_sum import SigmoidSumQuantizer, data_levels, preset_levels
 from .uniform import check_bits, check_rounding, quantize
 
@@ -87,9 +88,14 @@ def make_weight_quantizer(weight: torch.Tensor, bits: int, method: str = "unifor
                           levels: str = "uniform") -> nn.Module:
     """Build the parametrization module for one weight tensor.
 
-    ``method="sigmoid"`` takes ``levels="uniform"`` (evenly spaced) or ``"data"`` (k-means on |w|) for
-    ``bits >= 2``; bits 1 is binary; ``method="ternary"`` ignores ``bits``.
+    ``method="sigmoid"`` (`SigmoidSumQuantizer`, initialised from ``weight``): bits 1 is binary {-1, 1},
+    bits 2 ternary {-1, 0, 1}; for more bits ``levels="uniform"`` (integers ``-(2^(k-1)-1) .. 2^(k-1)-1``),
+    ``"pow2"`` (the paper's power-of-two-like set, e.g. {-4, -2, -1, 0, 1, 2, 4} at 3 bits) or ``"data"``
+    (k-means on |w|, a qnoise extension). ``method="uniform"`` with bits 1 is binary, as everywhere.
+    ``method="ternary"`` ignores ``bits``.
     """
+    if method == "uniform" and bits == 1:
+        method = "binary"
     if method == "uniform":
         return UniformWeight(bits, rounding, per_channel)
     if method == "binary":
@@ -97,17 +103,15 @@ def make_weight_quantizer(weight: torch.Tensor, bits: int, method: str = "unifor
     if method == "ternary":
         return TernaryWeight(per_channel)
     if method == "sigmoid":
+        if levels not in SIGMOID_LEVELS:
+            raise ValueError(f"levels={levels!r}: expected one of {SIGMOID_LEVELS}")
         if bits == 1:
             lv: str | int | torch.Tensor = "binary"
         elif levels == "data":
             lv = data_levels(weight, bits)
-        elif levels == "uniform":
-            lv = preset_levels(bits)
         else:
-            raise ValueError(f"levels={levels!r}: expected 'uniform' or 'data'")
-        q = SigmoidSumQuantizer(lv, init_from=weight)
-        q.bits = max(1, int(torch.ceil(torch.log2(torch.tensor(float(q.levels.numel()))))))
-        return q
+            lv = preset_levels(levels, bits)
+        return SigmoidSumQuantizer(lv, init_from=weight)
     raise ValueError(f"method={method!r} is not one of {METHODS}")
 
 
@@ -125,13 +129,13 @@ def quantize_weights(
 
     Args:
         model: any ``nn.Module``.
-        bits: bits per weight (``method="binary"`` implies 1, ``"ternary"`` 2).
+        bits: bits per weight (1 is binary whatever the method; ``method="binary"`` implies 1, ``"ternary"`` 2).
         method: ``"uniform"`` (STE), ``"sigmoid"`` (sum of sigmoids), ``"binary"`` or ``"ternary"``.
         rounding: rounding mode of ``"uniform"``: ``"nearest"``, ``"truncate"`` or ``"stochastic"``.
         skip: qualified module names left at full precision.
         keep_first_last: also leave the first and the last weight layer at full precision.
         per_channel: one scale per output channel instead of per tensor.
-        levels: for ``"sigmoid"`` with ``bits >= 2``, ``"uniform"`` or ``"data"`` levels.
+        levels: for ``"sigmoid"`` with ``bits >= 3``, ``"uniform"``, ``"pow2"`` or ``"data"`` levels.
 
     Returns:
         One `QuantizedWeight` per quantized layer. A layer that is already quantized is re-quantized.
