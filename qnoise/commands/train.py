@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--act-alpha", type=_args.float_positive("a clip level"), default=1.0, help="initial clip level")
     g.add_argument("--progressive", action="store_true", help="train float -> 4 -> 3 -> 2 bits down to --act-bits")
     g = p.add_argument_group("quantization during training")
-    g.add_argument("--weight-bits", type=_bits, default=None, help="bits per weight (none: float)")
+    g.add_argument("--weight-bits", type=_bits, default=None,
+                   help="bits per weight (none: float; 1: binary with any method)")
     g.add_argument("--weight-method", default="uniform", choices=("uniform", "sigmoid", "binary", "ternary"))
     g.add_argument("--weight-rounding", default="nearest", choices=("nearest", "truncate", "stochastic"))
     g.add_argument("--keep-first-last", action="store_true", help="first and last weight layer stay float")
@@ -47,9 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--threshold-rounding", default="nearest", choices=("nearest", "truncate", "stochastic"))
     g.add_argument("--state-bits", type=_bits, default=None, help="membrane bits")
     g.add_argument("--state-rounding", default="nearest", choices=("nearest", "truncate", "stochastic"))
-    g.add_argument("--temperature-slope", type=float, default=1.0, help="sigmoid-sum T = start + slope * epoch")
-    g.add_argument("--temperature-start", type=float, default=1.0)
-    g.add_argument("--temperature-cap", type=float, default=1000.0)
+    g.add_argument("--weight-levels", default="uniform", choices=("uniform", "pow2", "data"),
+                   help="sigmoid-sum levels above 2 bits: uniform integers, the paper's {0, +-1, +-2, +-4, ...}, "
+                        "or k-means on the weights")
+    g.add_argument("--temperature-k", type=float, default=10.0,
+                   help="sigmoid-sum temperature T = k * (epoch + 1) (the paper: k in 5, 10, 20, 40)")
+    g.add_argument("--temperature-cap", type=float, default=2000.0)
+    g.add_argument("--quantizer-lr-scale", type=float, default=0.1,
+                   help="learning rate of the sigmoid-sum alpha, beta and steps, relative to --lr")
     g = p.add_argument_group("data and optimisation")
     g.add_argument("--timesteps", type=_args.timesteps, default=4, help="T: time bins of the input")
     g.add_argument("--data-root", default=None,
@@ -59,7 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--train-split", default="train")
     g.add_argument("--val-split", type=_split, default="val", help="'none' to skip")
     g.add_argument("--test-split", type=_split, default="test", help="'none' to skip")
-    g.add_argument("--augment", default=None, choices=("shift",), help="random +-2 px translation")
+    g.add_argument("--augment", default=None, choices=("shift", "events"),
+                   help="shift: random +-2 px translation of the frames; events: tonic event augmentations "
+                        "(drop, shift, spatial and time jitter), re-binned every epoch")
+    g.add_argument("--augment-options", default="{}",
+                   help='JSON strengths for --augment events, e.g. \'{"shift": 2, "jitter": 1.0, "drop": 0.2, '
+                        '"time_jitter": 1000}\'')
     g.add_argument("--epochs", type=_args.epochs, default=10)
     g.add_argument("--batch-size", type=_args.batch_size, default=64)
     g.add_argument("--lr", type=_args.float_positive("a learning rate"), default=1e-3)
@@ -97,10 +108,11 @@ def run(args: argparse.Namespace) -> int:
         weight_bits=args.weight_bits, weight_method=args.weight_method, weight_rounding=args.weight_rounding,
         keep_first_last=args.keep_first_last, threshold_bits=args.threshold_bits,
         threshold_rounding=args.threshold_rounding, state_bits=args.state_bits, state_rounding=args.state_rounding,
-        temperature_slope=args.temperature_slope, temperature_start=args.temperature_start,
-        temperature_cap=args.temperature_cap, timesteps=args.timesteps, data_root=args.data_root,
+        weight_levels=args.weight_levels, temperature_k=args.temperature_k, temperature_cap=args.temperature_cap,
+        quantizer_lr_scale=args.quantizer_lr_scale, timesteps=args.timesteps, data_root=args.data_root,
         data_options=_json(args.data_options, "--data-options"), train_split=args.train_split,
-        val_split=args.val_split, test_split=args.test_split, augment=args.augment, epochs=args.epochs,
+        val_split=args.val_split, test_split=args.test_split, augment=args.augment,
+        augment_options=_json(args.augment_options, "--augment-options"), epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         progress=not args.no_progress)
     model = train(cfg, args.out)

@@ -9,8 +9,15 @@ Two modes:
 
 Quantization in training (QAT): weights (``weight_bits``, ``weight_method``, ``weight_rounding``,
 ``keep_first_last``), thresholds (``threshold_bits``) and membrane (``state_bits``), each with its rounding.
-The sigmoid-sum weight quantizer's temperature follows ``linear_temperature(epoch, temperature_slope,
-temperature_start, temperature_cap)``, set at the start of each epoch.
+``weight_bits=1`` is binary whatever the method (``uniform`` becomes ``binary``; ``sigmoid`` is the binary
+sum-of-sigmoids quantizer). The sigmoid-sum quantizer's temperature is the paper's
+``T = min(temperature_k * (epoch + 1), temperature_cap)``, set at the start of each epoch, and its
+``alpha``, ``beta`` and ``b_i`` learn at ``quantizer_lr_scale`` times the learning rate, without weight
+decay (the authors' code: 0.1).
+
+Data: ``augment="shift"`` translates the frames by up to 2 pixels; ``augment="events"`` re-bins each event
+recording every epoch after tonic's event augmentations (`qnoise.data.augment.EventAugment`, strengths in
+``augment_options``).
 """
 
 from __future__ import annotations
@@ -19,9 +26,11 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..data import check_data_options
+from ..data.augment import EventAugment
 from ..limits import check_batch_size, check_int, check_timesteps
 
 MODES = ("direct", "ann")
+AUGMENTS = (None, "shift", "events")
 # keys that may change between a run and its resumption without invalidating it
 RESUMABLE_KEYS = ("device", "epochs", "progress", "data_root")
 
@@ -51,9 +60,10 @@ class TrainConfig:
     threshold_rounding: str = "nearest"
     state_bits: int | None = None
     state_rounding: str = "nearest"
-    temperature_slope: float = 1.0
-    temperature_start: float = 1.0
-    temperature_cap: float = 1000.0
+    weight_levels: str = "uniform"                      # sigmoid-sum levels above 2 bits: uniform, pow2, data
+    temperature_k: float = 10.0                         # sigmoid-sum T = k * (epoch + 1) ...
+    temperature_cap: float = 2000.0                     # ... capped here
+    quantizer_lr_scale: float = 0.1                     # lr of the sigmoid-sum alpha, beta, b_i / lr
     # data
     timesteps: int = 4
     data_root: str | None = None
@@ -61,7 +71,8 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str | None = "val"
     test_split: str | None = "test"
-    augment: str | None = None                          # None or "shift" (random translation, +-2 px)
+    augment: str | None = None                          # None, "shift" (frames, +-2 px) or "events" (tonic)
+    augment_options: dict = field(default_factory=dict)  # EventAugment strengths for augment="events"
     # optimisation
     epochs: int = 10
     batch_size: int = 64
@@ -91,14 +102,22 @@ class TrainConfig:
         check_data_options(self.data_options, "data_options")
         if self.weight_method == "sigmoid" and self.weight_bits is None:
             raise ValueError("weight_method='sigmoid' needs weight_bits (1 = binary, 2 = ternary, k bits)")
-        if self.augment not in (None, "shift"):
-            raise ValueError(f"augment={self.augment!r}: expected None or 'shift'")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"augment={self.augment!r}: expected one of {AUGMENTS}")
+        if self.augment_options and self.augment != "events":
+            raise ValueError("augment_options apply to augment='events'")
+        EventAugment.from_dict(self.augment_options)
+        if self.weight_bits == 1 and self.weight_method == "ternary":
+            raise ValueError("weight_bits=1 is binary; weight_method='ternary' stores 2 bits")
+        if not (self.temperature_k > 0 and self.temperature_cap > 0 and self.quantizer_lr_scale >= 0):
+            raise ValueError("need temperature_k > 0, temperature_cap > 0 and quantizer_lr_scale >= 0")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        d = _upgrade(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -112,8 +131,11 @@ class TrainConfig:
         """The quantization spec applied before training (`qnoise.models.apply_quantization`)."""
         spec: dict = {}
         if self.weight_bits is not None or self.weight_method in ("binary", "ternary"):
-            spec["weights"] = {"bits": self.weight_bits or 1, "method": self.weight_method,
-                               "rounding": self.weight_rounding, "keep_first_last": self.keep_first_last}
+            method = "binary" if self.weight_bits == 1 and self.weight_method == "uniform" else self.weight_method
+            spec["weights"] = {"bits": self.weight_bits or 1, "method": method, "rounding": self.weight_rounding,
+                               "keep_first_last": self.keep_first_last}
+            if method == "sigmoid" and self.weight_levels != "uniform":
+                spec["weights"]["levels"] = self.weight_levels
         if self.threshold_bits is not None:
             spec["thresholds"] = {"bits": self.threshold_bits, "rounding": self.threshold_rounding}
         if self.state_bits is not None:
@@ -124,3 +146,18 @@ class TrainConfig:
         """``{key: (self, other)}`` for every option that differs, ``ignore`` aside."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+def _upgrade(d: dict) -> dict:
+    """A training record written before the paper's temperature schedule: ``start + slope * epoch`` with
+    ``start == slope`` is ``k * (epoch + 1)`` (old defaults 1 and 1: k = 1)."""
+    d = dict(d)
+    if "temperature_slope" in d or "temperature_start" in d:
+        slope, start = d.pop("temperature_slope", 1.0), d.pop("temperature_start", 1.0)
+        if slope != start:
+            raise ValueError(f"this record's temperature schedule {start} + {slope} * epoch is not k * (epoch + 1); "
+                             f"retrain with temperature_k")
+        d.setdefault("temperature_k", slope)
+        d.setdefault("temperature_cap", 1000.0)
+        d.setdefault("quantizer_lr_scale", 1.0)
+    return d

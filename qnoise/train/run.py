@@ -1,8 +1,9 @@
 """A whole training run: data, model, QAT, epochs with resume, final evaluation, checkpoint in ``out``.
 
-Per epoch e (0-based): lr = `cosine_lr`, sigmoid-sum temperature = `temperature`, activation bits =
-`act_bits_at` (progressive ANN), RNG seeded with `epoch_seed` (shuffling and augmentation), then BPTT over
-the training split, validation, and the epoch checkpoint ``out/last/``. The finished model is saved to
+Per epoch e (0-based): lr = `cosine_lr` (times each parameter group's ``lr_scale``), sigmoid-sum temperature
+= `temperature`, activation bits = `act_bits_at` (progressive ANN), RNG seeded with `epoch_seed` (shuffling
+and augmentation; with ``augment="events"`` the training frames are re-binned from augmented events), then
+BPTT over the training split, validation, and the epoch checkpoint ``out/last/``. The finished model is saved to
 ``out`` (``model.safetensors`` + ``config.json``) with history and metrics (``val_accuracy``,
 ``test_accuracy`` and sample counts where those splits exist).
 """
@@ -21,8 +22,9 @@ from ..io import CONFIG_FILE, check_output_folder, load_checkpoint, read_checkpo
 from ..models import build_model, set_act_bits
 from ..quant import SigmoidSumQuantizer, set_temperature
 from . import schedule
-from .config import TrainConfig
+from .allocator import recycle_large_allocations
 from .budget import check_training
+from .config import TrainConfig
 from .loop import Batches, check_trainable, evaluate, train_epoch
 from .resume import load_epoch, save_epoch
 from .splits import batches, dataset_record, load_split, optional_split
@@ -38,6 +40,48 @@ def build_for(cfg: TrainConfig, input_shape, num_classes: int) -> nn.Module:
               "v_init": cfg.v_init, "surrogate": cfg.surrogate}
     return build_model(cfg.model, input_shape, num_classes, kind="snn", neuron=neuron,
                        quantization=cfg.quantization(), **cfg.model_options)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay; with ``weight_decay=0`` it is Adam) over the model's parameters.
+
+    Weight decay applies to weight matrices and kernels only (not biases, BN, thresholds). The sum-of-sigmoids
+    quantizers' ``alpha``, ``beta`` and ``b_i`` form a group at ``quantizer_lr_scale`` times the learning rate,
+    without decay (the authors' code trains them at 0.1 times the base rate). Each group's ``lr_scale`` is
+    kept for the schedule."""
+    quant = {id(p) for m in model.modules() if isinstance(m, SigmoidSumQuantizer) for p in m.parameters()}
+    params = list(model.parameters())
+    decay = [p for p in params if id(p) not in quant and p.dim() > 1]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay, "lr_scale": 1.0},
+              {"params": [p for p in params if id(p) not in quant and p.dim() <= 1], "weight_decay": 0.0,
+               "lr_scale": 1.0}]
+    if quant:
+        groups.append({"params": [p for p in params if id(p) in quant], "weight_decay": 0.0,
+                       "lr_scale": cfg.quantizer_lr_scale})
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+
+
+def event_augmentation(cfg: TrainConfig, steps: int):
+    """``(AugmentedEvents, EventAugment)`` of the training split for ``augment="events"``, else ``(None, None)``."""
+    if cfg.augment != "events":
+        return None, None
+    from ..data import load_dataset
+    from ..data.augment import AugmentedEvents, EventAugment
+
+    ds = load_dataset(cfg.dataset, cfg.train_split, root=cfg.data_root, timesteps=steps, **cfg.data_options)
+    return AugmentedEvents(ds), EventAugment.from_dict(cfg.augment_options)
+
+
+def epoch_line(row: dict, epochs: int) -> str:
+    """One line per finished epoch for runs without a progress bar."""
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"train {row['train_accuracy']:.4f}"]
+    if "val_accuracy" in row:
+        parts.append(f"val {row['val_accuracy']:.4f}")
+    if "temperature" in row:
+        parts.append(f"T_q {row['temperature']:g}")
+    if "seconds" in row:
+        parts.append(f"{row['seconds']:.1f} s")
+    return "  ".join(parts)
 
 
 def _final_metrics(model, val, test, device) -> dict:
@@ -63,6 +107,7 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
         if not cfg.differences(done, ignore=("device", "progress", "data_root")):
             return load_checkpoint(out, cfg.device)
     device = resolve_device(cfg.device)
+    recycle_large_allocations()
     steps = cfg.timesteps
     train_split = load_split(cfg.dataset, cfg.train_split, steps, cfg.data_root, cfg.data_options)
     val = optional_split(cfg.dataset, cfg.val_split, steps, cfg.data_root, cfg.data_options)
@@ -73,12 +118,13 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
     dataset = dataset_record(cfg.dataset, steps, cfg.data_options, splits, "sequence")
 
     model = build_for(cfg, info["input_shape"], info["num_classes"]).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(model, cfg)
     history = load_epoch(out, model, optimizer, cfg) or []
     if len(history) > cfg.epochs:
         raise ValueError(f"{out} already holds {len(history)} epochs, more than epochs={cfg.epochs}")
     sigmoid = any(isinstance(m, SigmoidSumQuantizer) for m in model.modules())
     loader = Batches(train_split[0], train_split[1], cfg.batch_size, shuffle=True)
+    events, augment = event_augmentation(cfg, steps)
     check_trainable(model, loader)
     check_training(model, 1 if cfg.mode == "ann" else steps, cfg.batch_size)
     bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), disable=not cfg.progress, unit="batch",
@@ -87,14 +133,16 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
         start = time.perf_counter()
         lr = schedule.cosine_lr(epoch, cfg.epochs, cfg.lr)
         for group in optimizer.param_groups:
-            group["lr"] = lr
-        temp = schedule.temperature(epoch, cfg.temperature_slope, cfg.temperature_start, cfg.temperature_cap)
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        temp = schedule.temperature(epoch, cfg.temperature_k, cfg.temperature_cap)
         set_temperature(model, temp)
         bits = schedule.act_bits_at(epoch, cfg.epochs, cfg.act_bits, cfg.progressive)
         set_act_bits(model, bits)
         seed = schedule.epoch_seed(cfg.seed, epoch)
         torch.manual_seed(seed)
         loader.seed = seed
+        if events is not None:
+            loader.x = events.frames(augment, seed)
         bar.set_description(f"{cfg.dataset}/{cfg.model}/{cfg.mode} epoch {epoch + 1}/{cfg.epochs}")
         row = {"epoch": epoch + 1, "lr": lr, **train_epoch(model, loader, optimizer, device, cfg.augment, seed, bar)}
         if sigmoid:
@@ -106,6 +154,8 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
         if record_time:
             row["seconds"] = round(time.perf_counter() - start, 3)
         history.append(row)
+        if not cfg.progress:
+            print(epoch_line(row, cfg.epochs), flush=True)
         save_epoch(out, model, optimizer, cfg, history, dataset)
     bar.close()
     if cfg.mode == "ann":

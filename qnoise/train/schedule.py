@@ -1,7 +1,7 @@
 """Per-epoch schedules, pure functions of the epoch index (so a resumed run needs no scheduler state).
 
     lr(e)            = lr0 * (1 + cos(pi * e / E)) / 2                  cosine decay over E epochs
-    temperature(e)   = min(start + slope * e, cap)                      sigmoid-sum weight quantizer
+    temperature(e)   = min(k * (e + 1), cap)                            sigmoid-sum weight quantizer (the paper's)
     act_bits(e)      = stages[floor(e * S / E)]                         progressive ANN quantization
                        stages = [None (float), 4, 3, 2] cut at the final bit width, S = len(stages)
     seed(s, e)       = s * 1_000_003 + e                                 RNG seed of epoch e
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ..quant import linear_temperature
+from ..quant.sigmoid_sum import paper_temperature
 
 
 def cosine_lr(epoch: int, epochs: int, lr: float) -> float:
@@ -19,9 +19,9 @@ def cosine_lr(epoch: int, epochs: int, lr: float) -> float:
     return lr * (1 + math.cos(math.pi * epoch / max(epochs, 1))) / 2
 
 
-def temperature(epoch: int, slope: float, start: float, cap: float) -> float:
-    """Sigmoid-sum temperature of ``epoch``: `qnoise.quant.linear_temperature`."""
-    return linear_temperature(epoch, slope=slope, start=start, cap=cap)
+def temperature(epoch: int, k: float, cap: float) -> float:
+    """Sigmoid-sum temperature of ``epoch`` (0-based): `qnoise.quant.sigmoid_sum.paper_temperature`."""
+    return paper_temperature(epoch, k, cap)
 
 
 def progressive_stages(final_bits: int) -> list[int | None]:
