@@ -14,11 +14,11 @@ from qnoise.io import load_checkpoint
 from qnoise.models import apply_quantization, build_model
 from qnoise.neurons import spiking_neurons
 from qnoise.quant import LearnableClip
-from qnoise.train import Batches, TrainConfig, evaluate, train
+from qnoise.train import TrainConfig, evaluate, train
 from qnoise.train import run as run_module
 from qnoise.train.convert import convert_to_snn, fold_bn, timesteps_for
 from qnoise.train.convert_run import convert_checkpoint
-from qnoise.train.finetune import layer_groups, layerwise_finetune
+from qnoise.train.finetune import layer_groups
 from qnoise.train.schedule import act_bits_at, cosine_lr, progressive_stages
 
 FAST = {"model": "mlp", "model_options": {"hidden": [64]}, "epochs": 2, "progress": False, "device": "cpu",
@@ -125,25 +125,12 @@ def test_ann_training_learns_and_converts(digits_ann, tmp_path):
     assert snn.qnoise_checkpoint["timesteps"] == 3
     assert snn.qnoise_checkpoint["dataset"]["input_mode"] == "static"
     assert m["val_accuracy"] >= m["ann_val_accuracy"] - 0.05
-    assert len(snn.qnoise_checkpoint["history"]) == 1  # one spiking layer fine-tuned
+    history = snn.qnoise_checkpoint["history"]
+    assert len(history) == 1 and "skipped" in history[0]  # one spiking layer: Fast-SNN tunes layers 2 .. L-1
     back = load_checkpoint(tmp_path / "snn")
     from qnoise.train.evaluation import evaluate_model
 
     assert evaluate_model(back, split="val")["accuracy"] == pytest.approx(m["val_accuracy"])
-
-
-def test_finetune_never_lowers_training_accuracy(digits_ann):
-    from qnoise.train.splits import batches, load_split
-
-    ann, _ = digits_ann
-    snn = convert_to_snn(ann)
-    data = load_split("digits", "train", 1)
-    before = evaluate(snn, batches(data), static=True, timesteps=3)["accuracy"]
-    reports = layerwise_finetune(snn, ann, Batches(data[0], data[1], 64, shuffle=True), 3, lr=1e-2,
-                                 eval_batches=batches(data), progress=False)
-    after = evaluate(snn, batches(data), static=True, timesteps=3)["accuracy"]
-    assert after >= before
-    assert all(set(r) >= {"layer", "kept", "train_accuracy"} for r in reports)
 
 
 def test_direct_snn_training_learns_with_qat(tmp_path):
@@ -159,9 +146,9 @@ def test_direct_snn_training_learns_with_qat(tmp_path):
 
 def test_sigmoid_temperature_rises_per_epoch(tmp_path):
     cfg = TrainConfig(**{**FAST, "weight_bits": 1, "weight_method": "sigmoid", "keep_first_last": True,
-                         "temperature_slope": 3.0, "epochs": 2, "model_options": {"hidden": [32, 32]}})
+                         "temperature_k": 5.0, "epochs": 2, "model_options": {"hidden": [32, 32]}})
     doc = train(cfg, tmp_path).qnoise_checkpoint
-    assert [r["temperature"] for r in doc["history"]] == [1.0, 4.0]
+    assert [r["temperature"] for r in doc["history"]] == [5.0, 10.0]  # T = k (epoch + 1)
     assert doc["model"]["quantization"]["weights"]["method"] == "sigmoid"
 
 
@@ -305,3 +292,92 @@ def test_sample_data_layout_and_determinism(tmp_path, monkeypatch):
     batch = load_tensors(tmp_path / "a" / sample_data.BATCH)
     assert batch["inputs"].shape == (256, 1, 8, 8) and batch["labels"].shape == (256,)
     assert sum(p.stat().st_size for p in (tmp_path / "a").rglob("*") if p.is_file()) < 10_000_000
+
+
+# ---- weight bits 1, the sigmoid-sum quantizer's training, event augmentation -----------------------------
+
+@pytest.mark.parametrize("method,expect", [("uniform", "binary"), ("binary", "binary"), ("sigmoid", "sigmoid")])
+def test_weight_bits_1_is_binary_whatever_the_method(tmp_path, method, expect):
+    cfg = TrainConfig(**{**FAST, "weight_bits": 1, "weight_method": method, "epochs": 1})
+    assert cfg.quantization()["weights"]["method"] == expect
+    model = train(cfg, tmp_path)
+    q = model.qnoise_checkpoint["model"]["quantization"]["weights"]
+    assert q["bits"] == 1 and q["method"] == expect
+    with torch.no_grad():
+        assert model.fc1.body[1].weight.unique().numel() == 2  # every quantized layer holds two values
+    with pytest.raises(ValueError, match="binary"):
+        TrainConfig(weight_bits=1, weight_method="ternary")
+
+
+def test_cli_train_weight_bits_1(tmp_path, capsys):
+    from qnoise.cli import main
+
+    out = str(tmp_path / "bin")
+    assert main(["train", "--dataset", "digits", "--model", "mlp", "--model-options", '{"hidden": [16]}',
+                 "--weight-bits", "1", "--timesteps", "2", "--epochs", "1", "--out", out, "--no-progress",
+                 "--device", "cpu", "--test-split", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" in printed  # one line per epoch without a progress bar
+    assert load_checkpoint(out).qnoise_config["quantization"]["weights"]["method"] == "binary"
+
+
+def test_quantizer_parameters_learn_at_their_own_rate_without_decay():
+    cfg = TrainConfig(**{**FAST, "weight_bits": 2, "weight_method": "sigmoid", "weight_decay": 1e-4})
+    model = run_module.build_for(cfg, (1, 8, 8), 10)
+    opt = run_module.make_optimizer(model, cfg)
+    by_scale = {g["lr_scale"]: g for g in opt.param_groups if g["lr_scale"] != 1.0}
+    quant = by_scale[0.1]
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)].rsplit(".", 1)[-1] for p in quant["params"]} == {"alpha", "beta", "biases"}
+    assert quant["weight_decay"] == 0.0
+    decayed = [g for g in opt.param_groups if g["weight_decay"] > 0]
+    assert all(p.dim() > 1 for g in decayed for p in g["params"])  # weights only, never thresholds or BN
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))
+
+
+def test_old_training_records_read_with_the_papers_schedule():
+    old = TrainConfig().to_dict()
+    for key in ("temperature_k", "temperature_cap", "quantizer_lr_scale", "weight_levels", "augment_options"):
+        old.pop(key)
+    old.update(temperature_slope=1.0, temperature_start=1.0, temperature_cap=1000.0)
+    cfg = TrainConfig.from_dict(old)
+    assert (cfg.temperature_k, cfg.temperature_cap, cfg.quantizer_lr_scale) == (1.0, 1000.0, 1.0)
+    with pytest.raises(ValueError, match="k \\* \\(epoch \\+ 1\\)"):
+        TrainConfig.from_dict({**old, "temperature_slope": 3.0})
+
+
+def test_event_augmentation_rebins_augmented_events():
+    from conftest import require_shared_data
+
+    from qnoise.data import dataset_tensors, load_dataset
+    from qnoise.data.augment import AugmentedEvents, EventAugment, translate
+
+    root = require_shared_data()
+    ds = load_dataset("nmnist", "train", root=root, timesteps=4, limit=40)
+    x, _ = dataset_tensors(ds)
+    events = AugmentedEvents(ds)
+    assert torch.equal(events.frames(None), x)  # no augmentation: the loader's own frames
+    assert torch.equal(events.frames(EventAugment(shift=0, jitter=0, drop=0, time_jitter=0), 5), x)
+    aug = EventAugment()
+    a, b, c = events.frames(aug, 1), events.frames(aug, 1), events.frames(aug, 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)  # a function of the seed
+    assert 0.75 < float(a.sum() / x.sum()) < 1.0  # up to 20 % of the events dropped, a few leave the sensor
+    ev = events.events[0]
+    moved = translate(ev, (34, 34, 2), 3, -2)
+    inside = (ev["x"] + 3 < 34) & (ev["y"] - 2 >= 0)
+    assert len(moved) == int(inside.sum()) and (moved["x"] == ev["x"][inside] + 3).all()
+
+
+def test_training_with_event_augmentation(tmp_path):
+    from conftest import require_shared_data
+
+    root = require_shared_data()
+    cfg = TrainConfig(dataset="nmnist", data_root=str(root), model="mlp", model_options={"hidden": [32]},
+                      timesteps=2, epochs=2, progress=False, device="cpu", test_split=None,
+                      data_options={"limit": 64}, augment="events", augment_options={"drop": 0.1})
+    doc = train(cfg, tmp_path).qnoise_checkpoint
+    assert doc["training"]["augment"] == "events" and len(doc["history"]) == 2
+    with pytest.raises(ValueError, match="augment_options"):
+        TrainConfig(augment="shift", augment_options={"drop": 0.1})
+    with pytest.raises(ValueError, match="unknown event augmentation"):
+        TrainConfig(augment="events", augment_options={"flip": True})

@@ -16,8 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--signed", action="store_true", help="signed IF neurons (negative spikes undo early ones)")
     p.add_argument("--finetune-epochs", type=_args.int_in(0, 1_000_000, "a number of epochs"), default=0,
                    help="layer-wise fine-tuning epochs per layer")
-    p.add_argument("--finetune-lr", type=_args.float_positive("a learning rate"), default=1e-4)
-    p.add_argument("--force", action="store_true", help="keep fine-tuning updates even if not better")
+    p.add_argument("--finetune-lr", type=_args.float_positive("a learning rate"), default=1e-3,
+                   help="SGD learning rate of the fine-tuning (momentum 0.9, weight decay 5e-4: Fast-SNN's)")
+    p.add_argument("--force", action="store_true",
+                   help="keep every fine-tuning update (default: a layer keeps its update only if the SNN's "
+                        "training accuracy improves)")
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)

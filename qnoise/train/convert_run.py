@@ -22,7 +22,7 @@ from .splits import batches, optional_split
 
 
 def convert_checkpoint(ann_path: str | Path, out: str | Path, signed: bool = False, finetune_epochs: int = 0,
-                       finetune_lr: float = 1e-4, force: bool = False, data_root=None, device: str = "auto",
+                       finetune_lr: float = 1e-3, force: bool = False, data_root=None, device: str = "auto",
                        seed: int = 0, progress: bool = True, batch_size: int = 64, source: str | None = None,
                        ) -> nn.Module:
     """Convert the ANN checkpoint at ``ann_path`` into an SNN checkpoint at ``out``; returns the SNN.
