@@ -18,7 +18,11 @@ tensors are not page-faulted in anew each step) is process-wide, so it holds for
 the median over rounds of (candidate / qnoise) measured in the same round, the candidates run in turn, so load
 from other processes hits every candidate alike; absolute times are printed only beside the ratios.
 
-Run: ``.venv/bin/python benchmarks/bench_train.py [--rounds 9] [--threads 2]``
+``--finetune`` instead measures layer-wise fine-tuning (`qnoise.train.layerwise_finetune`) of the 2-bit CNN
+converted from a quantized ANN on 4,000 28x28 images (T = 3), against one training epoch of that ANN: the
+seconds of one epoch per tuned layer and of the accuracy check that decides keep or revert, as ratios.
+
+Run: ``.venv/bin/python benchmarks/bench_train.py [--rounds 9] [--threads 2] [--finetune]``
 """
 
 from __future__ import annotations
@@ -142,11 +146,48 @@ def check_same_forward(x: torch.Tensor) -> None:
             print(f"{name}: max |output - qnoise| in eval mode = {diff:.2e}")
 
 
+def finetune_cost(samples: int = 4000, batch: int = 64) -> dict[str, float]:
+    """Seconds of one ANN training epoch, one fine-tuning epoch per tuned layer and one accuracy check."""
+    from qnoise.train import Batches, convert_to_snn, train_epoch
+    from qnoise.train.finetune import _accuracy, layerwise_finetune
+
+    g = torch.Generator().manual_seed(1)
+    x = (torch.rand(samples, 1, 1, 28, 28, generator=g) < 0.3).float()  # [N, T=1, C, H, W]
+    y = torch.randint(0, 10, (samples,), generator=g)
+    torch.manual_seed(0)
+    ann = build_model("cnn", (1, 28, 28), 10, kind="ann", act_bits=2)
+    opt = torch.optim.Adam(ann.parameters(), lr=1e-3)
+    train_epoch(ann, Batches(x[:256], y[:256], batch, shuffle=True), opt, torch.device("cpu"))  # warm-up
+    start = time.perf_counter()
+    train_epoch(ann, Batches(x, y, batch, shuffle=True), opt, torch.device("cpu"))
+    ann_epoch = time.perf_counter() - start
+    snn = convert_to_snn(ann.eval())
+    loader = Batches(x, y, batch, shuffle=True)
+    reports = layerwise_finetune(snn, ann, loader, 3, epochs=1, force=True, progress=False)
+    start = time.perf_counter()
+    _accuracy(snn, Batches(x, y, 256), "cpu", 3)
+    check = time.perf_counter() - start
+    out = {"ann_epoch": ann_epoch, "accuracy_check": check}
+    for r in reports:
+        if "seconds" in r:
+            out[f"layer{r['layer']}"] = r["seconds"]
+    print(f"fine-tuning the converted 2-bit CNN, {samples} images 28x28, T=3, batch {batch}, "
+          f"{torch.get_num_threads()} threads")
+    print(f"one ANN training epoch: {ann_epoch:.1f} s")
+    for k, v in out.items():
+        if k.startswith("layer"):
+            print(f"{k} (one epoch): {v:.1f} s = {v / ann_epoch:.2f} ANN epochs")
+    print(f"accuracy check on the training set (per layer and epoch): {check:.1f} s = {check / ann_epoch:.2f} "
+          f"ANN epochs")
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--finetune", action="store_true", help="measure layer-wise fine-tuning against an ANN epoch")
     p.add_argument("--malloc", choices=("recycle", "default"), default="recycle",
                    help="recycle: keep freed memory for reuse, as `qnoise train` sets it for the whole process "
                         "(qnoise.train.allocator); default: glibc's defaults")
@@ -156,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         from qnoise.train.allocator import recycle_large_allocations
 
         recycle_large_allocations()
+    if args.finetune:
+        return finetune_cost()
     g = torch.Generator().manual_seed(0)
     x = (torch.rand(T, B, 2, 34, 34, generator=g) < 0.15).float()
     y = torch.randint(0, 10, (B,), generator=g)

@@ -163,3 +163,30 @@ def test_finetune_never_lowers_training_accuracy(pair):
     after = ft._accuracy(snn, batches(data), "cpu", 3)
     assert after >= before
     assert after == pytest.approx(max([before] + [r["train_accuracy"] for r in reports[1:]]))
+
+
+@pytest.mark.parametrize("arch,options", [("cnn", {"channels": [4, 8], "hidden": 16}),
+                                          ("resnet", {"channels": [4, 8], "blocks": 1})])
+def test_synaptic_input_covers_pooling_and_residual_paths(arch, options):
+    """z_l computed by the SNN on one step with the rates swapped in equals the layer's ops applied to the rates
+    by hand: avgpool -> conv (cnn), and conv2(r_act1) + shortcut(r_in) for a residual block's second neuron."""
+    from qnoise.models import build_model
+
+    torch.manual_seed(0)
+    ann = build_model(arch, (1, 8, 8), 10, kind="ann", act_bits=2, **options).eval()
+    snn = convert_to_snn(ann)
+    neurons = [m for _, m in spiking_neurons(snn)]
+    x = torch.rand(1, 5, 1, 8, 8) * 2
+    with torch.no_grad():
+        rates = ft.snn_rates(snn, neurons, x, 3)
+        if arch == "cnn":
+            z = ft.synaptic_input(snn, neurons[:2], rates[:1], x)
+            by_hand = snn.conv2(snn.pool1(rates[0].unsqueeze(0)))[0]
+        else:
+            block = snn.block2  # stride 2, 4 -> 8 channels: conv2(act1) + 1x1 shortcut of the block's input
+            names = [n for n, _ in spiking_neurons(snn)]
+            k = names.index("block2.act2")
+            z = ft.synaptic_input(snn, neurons[:k + 1], rates[:k], x)
+            r_in, r_mid = rates[names.index("block1.act2")], rates[names.index("block2.act1")]
+            by_hand = (block.conv2(r_mid.unsqueeze(0)) + block.shortcut(r_in.unsqueeze(0)))[0]
+    assert torch.allclose(z, by_hand, atol=1e-5)
