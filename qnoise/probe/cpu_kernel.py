@@ -23,6 +23,8 @@ Each sum is accumulated in the data's precision over one chunk, then in float64.
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -35,6 +37,34 @@ CHUNK = 8192  # neurons of one sample per parallel job: the job's scratch arrays
 NS = len(ANN_SUMS)
 
 _FASTMATH = {"reassoc", "nsz"}  # reassociation lets the sums vectorize; no other IEEE shortcut is taken
+_PARALLEL = {"parallel": True, "fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False, "cache": True}
+
+
+_KERNELS = ("_layer_sums", "_snn_sums", "_input_sums")
+_DTYPES = (torch.float32, torch.float64)  # the signatures `warm_up` compiles
+_cache_checked = False
+
+
+def _ensure_cache() -> None:
+    """Make this process load the kernels from numba's on-disk cache rather than compile them itself.
+
+    Numba optimizes a ``parallel=True`` function it has just compiled differently from the same function
+    loaded from its cache (numba issue 10617): with reassociated sums the two give results that differ in
+    the last bits, so the first run after installation would not repeat. When the cache lacks a kernel's
+    signatures, they are compiled in a child process (`warm_up`) that writes the cache, and this process
+    then loads them like every later one. Checked once per process; any failure leaves numba to compile
+    here as usual."""
+    global _cache_checked
+    if _cache_checked:
+        return
+    _cache_checked = True
+    try:
+        missing = any(len(globals()[k]._cache._cache_file._load_index()) < len(_DTYPES) for k in _KERNELS)
+    except Exception:  # noqa: BLE001 - numba's private cache API, or no cache at all
+        return
+    if missing:
+        subprocess.run([sys.executable, "-c", "from qnoise.probe.cpu_kernel import warm_up; warm_up()"],
+                       check=False, capture_output=True)
 
 
 @contextlib.contextmanager
@@ -85,7 +115,7 @@ def _flush(acc, out):
         out[i] += acc[i]
 
 
-@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
+@njit(**_PARALLEL)
 def _layer_sums(x, o, A, Zh, Ah, theta, lo, hi, levels, q_rule, Qp, iso, o_iso, Qi, fanout, zero, half, one):
     T, B, N = x.shape
     Tt = A.shape[0]
@@ -166,7 +196,7 @@ def _layer_sums(x, o, A, Zh, Ah, theta, lo, hi, levels, q_rule, Qp, iso, o_iso, 
     return prop.sum(0), isol.sum(0), ref2.sum(0), ops.sum(0)
 
 
-@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
+@njit(**_PARALLEL)
 def _snn_sums(o, own, ref, fanout, zero, one):
     """Against the float SNN (`qnoise.probe.sums.SNN_SUMS`): with running sums of the quantized layer's output
     ``C``, of its output on the float SNN's spikes ``Co`` and of the float SNN's ``Cr``, per element
@@ -262,12 +292,13 @@ def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fa
         return t.detach().to(dtype).contiguous().numpy()
 
     fan = arr(fanout.T) if fanout is not None else np.zeros((0, out.shape[2]), real)
+    _ensure_cache()
     with _torch_threads():
         prop, isol, ref2, ops = _snn_sums(arr(out), arr(out_own), arr(out_ref), fan, real(0.0), real(1.0))
     return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(ref2), torch.from_numpy(ops)
 
 
-@njit(parallel=True, fastmath=_FASTMATH, error_model="numpy", boundscheck=False, cache=True)
+@njit(**_PARALLEL)
 def _input_sums(x, fanout, zero, one):
     T, B, N = x.shape
     M = fanout.shape[0]
@@ -300,6 +331,7 @@ def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, boo
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     real = np.float32 if dtype == torch.float32 else np.float64
     xs = x.detach().to(dtype).reshape(x.shape[0], x.shape[1], -1).contiguous().numpy()
+    _ensure_cache()
     with _torch_threads():
         ops, binary = _input_sums(xs, fanout.T.to(dtype).contiguous().numpy(), real(0.0), real(1.0))
     return torch.from_numpy(ops), bool(binary)
@@ -349,6 +381,7 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch
         return empty if t is None else t.detach().to(dtype).contiguous().numpy()
 
     fan = arr(fanout.T) if fanout is not None else np.zeros((0, x.shape[2]), real)
+    _ensure_cache()
     with _torch_threads():
         prop, isol, ref2, ops = _layer_sums(
             arr(x), arr(out), arr(A), arr(z_hat), arr(a_hat), arr(theta), real(lo), arr(hi), real(levels),
@@ -358,11 +391,15 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch
 
 
 def warm_up() -> None:
-    """Compile the kernels for float32 data now (numba keeps them in its on-disk cache, so later processes
-    load them in about a second instead of compiling for about 35 s). ``make setup`` runs this."""
-    x = torch.zeros(2, 1, 3)
-    one = torch.ones(3)
-    layer_sums(x, x, x[:1], x[:1], x[:1], one, 0.0, one, 0, Q_ROUND, iso=ISO_CLOSED,
-               fanout=torch.ones(3, 1, dtype=torch.float64))
-    snn_sums(x, x, x, torch.ones(3, 1, dtype=torch.float64))
-    input_sums(x, torch.ones(3, 1, dtype=torch.float64))
+    """Compile the kernels for float32 and float64 data now (numba keeps them in its on-disk cache, so later
+    processes load them in about a second instead of compiling them). ``make setup`` runs this, and so does a
+    process that finds the cache without them (`_ensure_cache`)."""
+    global _cache_checked
+    _cache_checked = True  # this is the compilation `_ensure_cache` asks for
+    for dtype in _DTYPES:
+        x = torch.zeros(2, 1, 3, dtype=dtype)
+        one = torch.ones(3, dtype=dtype)
+        fan = torch.ones(3, 1, dtype=torch.float64)
+        layer_sums(x, x, x[:1], x[:1], x[:1], one, 0.0, one, 0, Q_ROUND, iso=ISO_CLOSED, fanout=fan)
+        snn_sums(x, x, x, fan)
+        input_sums(x, fan)
