@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = ["weight_bits", "state_bits", "timesteps", "rounding", "neuron"]
 
 JOB = textwrap.dedent('''
-    """A small sweep, the same model and data every time it runs."""
+    """A small sweep, the same model and data every time it runs ($JOB_SAMPLES samples, 64 by default)."""
+    import os
     import sys
 
     import torch
@@ -43,8 +44,9 @@ JOB = textwrap.dedent('''
 
 
     def data():
+        n = int(os.environ.get("JOB_SAMPLES", 64))
         g = torch.Generator().manual_seed(1)
-        return torch.rand(64, 1, 2, 8, 8, generator=g), torch.randint(0, 5, (64,), generator=g)
+        return torch.rand(n, 1, 2, 8, 8, generator=g), torch.randint(0, 5, (n,), generator=g)
 
 
     GRID = dict(weight_bits=[2, 3, 4, 5, 6, 8, 32], timesteps=[4, 8, 16], rounding=["nearest", "truncate"])
@@ -55,7 +57,7 @@ JOB = textwrap.dedent('''
 
 
     if __name__ == "__main__":
-        job(sys.argv[1])
+        job(sys.argv[1], *(int(a) for a in sys.argv[2:]))
 ''')
 
 
@@ -202,3 +204,139 @@ def test_cli_analyze_sweep_report(checkpoint, tmp_path, capsys):
 def test_cli_errors_are_messages(tmp_path, capsys):
     assert cli(["analyze", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+
+def _children(pid: int) -> list[int]:
+    """PIDs whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _start(path: Path, out: Path, *args: str, samples: int = 64) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "JOB_SAMPLES": str(samples)}
+    return subprocess.Popen([sys.executable, str(path), str(out), *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+
+
+def _wait_for(cond, proc: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        assert time.time() < deadline, f"{what} did not happen in {timeout} s"
+        time.sleep(0.05)
+
+
+def test_two_sweeps_in_one_folder_one_is_refused_and_nothing_mixes(job, tmp_path):
+    """Issue 12: two sweeps started together in one folder with different options both ran and mixed their
+    cells. The folder's lock refuses the second, naming the first's process; the manifest stays the first's."""
+    path, module = job
+    out = tmp_path / "shared"
+    first = _start(path, out)
+    try:
+        _wait_for(lambda: (out / ".lock").is_file() and "pid" in (out / ".lock").read_text(), first, "the lock")
+        with pytest.raises(RuntimeError, match=rf"in use by another sweep \(pid {first.pid}"):
+            sweep(module.model(), module.data(), out=out, workers=1, progress=False, limit=50,
+                  weight_bits=[2, 4], timesteps=[4])
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["identity"]["data"]["limit"] is None
+    assert len(manifest["cells"]) == len(make_cells(**module.GRID, state_bits=None, neuron=None))
+    df = module.job(out)  # the lock died with its holder: the first sweep resumes
+    assert set(df.timesteps) == {4, 8, 16}
+
+
+def test_workers_exit_when_the_sweep_process_is_killed(job, tmp_path):
+    """Issue 12: a sweep whose main process was killed left its workers running (about 1 GB). They watch
+    their parent and exit within seconds."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs Linux /proc to find the worker processes")
+    path, _ = job
+    out = tmp_path / "orphans"
+    parent = _start(path, out, "2", samples=4000)  # two worker processes, each task long enough to outlive it
+    try:
+        _wait_for(lambda: (out / CELLS_DIR).is_dir() and any((out / CELLS_DIR).glob("*.parquet")), parent,
+                  "a first cell")  # the workers are computing their tasks now
+        workers = [p for p in _children(parent.pid) if _alive(p)]
+        assert len(workers) >= 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.time() + 10
+    while any(_alive(p) for p in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    left = [p for p in workers if _alive(p)]
+    for p in left:
+        os.kill(p, signal.SIGKILL)
+    assert not left, f"worker processes {left} outlived the sweep by 10 s"
+
+
+def test_a_damaged_cell_file_is_computed_again(tmp_path):
+    """Issue 12: an empty or corrupt cell file stopped the sweep with 'Could not open Parquet input source'."""
+    from torch import nn
+
+    from qnoise import IF, MultiStep
+
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Linear(12, 8)), IF(v_init="half"), MultiStep(nn.Linear(8, 3))).eval()
+    X, y = torch.rand(20, 1, 12), torch.randint(0, 3, (20,))
+    grid = dict(weight_bits=[2, 32], timesteps=[2, 4])
+    out = tmp_path / "run"
+    first = sweep(model, (X, y), out=out, workers=1, progress=False, **grid)
+    files = sorted((out / CELLS_DIR).glob("*.parquet"))
+    files[0].write_bytes(b"")
+    files[1].write_bytes(b"PAR1 this is not a table")
+    with pytest.warns(RuntimeWarning, match="computing it again"):
+        again = sweep(model, (X, y), out=out, workers=1, progress=False, **grid)
+    pd.testing.assert_frame_equal(again, first)
+    assert len(load_sweep(out)) == len(first)
+
+
+def test_the_manifest_is_the_one_list_of_cells(tmp_path):
+    from torch import nn
+
+    from qnoise import IF, MultiStep
+
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Linear(12, 8)), IF(v_init="half"), MultiStep(nn.Linear(8, 3))).eval()
+    X, y = torch.rand(20, 1, 12), torch.randint(0, 3, (20,))
+    out = tmp_path / "run"
+    df = sweep(model, (X, y), out=out, workers=1, progress=False, weight_bits=[2, 4], timesteps=[2])
+    stray = sweep(model, (X * 3, y), workers=1, progress=False, weight_bits=[8], timesteps=[2])
+    stray.to_parquet(out / CELLS_DIR / "w8-T2-nearest-smodel-model.parquet")  # not listed in the manifest
+    assert len(load_sweep(out)) == len(df)
+
+
+@pytest.mark.parametrize("grid,message", [
+    (dict(weight_bits=[4], timesteps=[0, 4]), "timesteps"),
+    (dict(weight_bits=[4, 8, 4], timesteps=[4]), "repeats weight_bits value"),
+    (dict(weight_bits=[0], timesteps=[4]), "weight_bits"),
+])
+def test_bad_grids_are_refused_before_any_work(tmp_path, grid, message):
+    from torch import nn
+
+    from qnoise import IF, MultiStep
+
+    model = nn.Sequential(MultiStep(nn.Linear(4, 3)), IF(), MultiStep(nn.Linear(3, 2))).eval()
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        sweep(model, (torch.rand(4, 1, 4), torch.zeros(4, dtype=torch.long)), out=out, progress=False, **grid)
+    assert not out.exists()
