@@ -425,3 +425,22 @@ def test_threshold_and_membrane_quantization_are_own_error_of_the_float_snn_refe
     df = analyze(model, static_data(T=6), reference="snn")
     assert value(df, "act1", "err_own_mse", 6) > 0  # a 4-bit membrane is the layer's own precision
     assert df.attrs["qnoise"]["neurons"]["act1"]["q_t"] == "dynamics"
+
+
+def test_the_source_ann_is_looked_for_next_to_the_checkpoint_only(tmp_path):
+    """A config.json's conversion.source never sends loading outside the checkpoint's neighbourhood: only
+    the folder name counts, looked for beside the checkpoint."""
+    from qnoise.io import save_checkpoint
+
+    ann, snn = _source_pair(False)
+    elsewhere = tmp_path / "far" / "away"
+    save_checkpoint(ann, elsewhere / "ann", timesteps=1)
+    save_checkpoint(snn, tmp_path / "near" / "snn", timesteps=3,
+                    extra={"conversion": {"source": str(elsewhere / "ann")}})
+    X, y = static_data(n=16, T=3)
+    with pytest.raises(FileNotFoundError, match="not found next to"):
+        analyze(tmp_path / "near" / "snn", (X, y), reference="source")
+    df = analyze(tmp_path / "near" / "snn", (X, y))
+    assert "source_accuracy" not in set(df.metric) and "not found" in df.attrs["qnoise"]["source_note"]
+    df = analyze(tmp_path / "near" / "snn", (X, y), reference=elsewhere / "ann")  # named explicitly: fine
+    assert set(df.reference) == {"ann-given"}

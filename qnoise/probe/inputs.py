@@ -121,18 +121,20 @@ def resolve_data(data, checkpoint_config: dict, bins: int | None, split: str, li
 
 
 def source_reference(model: nn.Module, checkpoint_config: dict, device) -> nn.Module:
-    """The ANN a converted checkpoint was made from (``conversion.source``): a folder given as recorded,
-    else next to the checkpoint's own folder."""
+    """The ANN a converted checkpoint was made from (``conversion.source``), looked for by its folder name next to
+    the checkpoint's own folder only: what a config.json records never sends loading anywhere else (pass
+    ``reference=<ANN folder>`` for an ANN kept elsewhere)."""
     source = (checkpoint_config.get("conversion") or {}).get("source")
     if not source:
         raise ValueError("reference='source' needs a checkpoint converted from an ANN (config.json records no "
                          "conversion.source)")
     here = getattr(model, "qnoise_checkpoint_path", None)
-    for candidate in (Path(source), *([Path(here).parent / source] if here else [])):
-        if (candidate / "config.json").is_file():
-            return resolve_model(candidate, device)[0]
-    raise FileNotFoundError(f"the source ANN {source!r} of this checkpoint was not found (looked as given"
-                            f"{' and next to ' + str(here) if here else ''}); pass reference=<ANN folder>")
+    name = Path(str(source)).name
+    if here and name not in ("", ".", "..") and (Path(here).parent / name / "config.json").is_file():
+        return resolve_model(Path(here).parent / name, device)[0]
+    where = f"next to {here}" if here else "(the model was not loaded from a checkpoint folder)"
+    raise FileNotFoundError(f"the source ANN {name!r} of this checkpoint was not found {where}; pass "
+                            f"reference=<ANN folder>")
 
 
 def model_device(model: nn.Module) -> torch.device:
