@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,21 @@ def cosine_from_sums(xy: float, xx: float, yy: float) -> float:
     """`cosine` from running sums ``<x, y>``, ``||x||^2`` and ``||y||^2`` (nan when either norm is 0)."""
     den = math.sqrt(xx * yy)
     return xy / den if den else math.nan
+
+
+def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of an accuracy ``correct / total``: with ``p = correct/total`` and z the normal
+    quantile of ``(1 + confidence)/2``, ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``.
+    Unlike the normal approximation it stays inside [0, 1] and is sound at 0% and 100%."""
+    if total <= 0:
+        return (math.nan, math.nan)
+    if not 0 <= correct <= total:
+        raise ValueError(f"correct must lie in 0..total, got {correct} of {total}")
+    z = statistics.NormalDist().inv_cdf((1 + confidence) / 2)
+    p, n = correct / total, total
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 # ------------------------------------------------------------------------------------------------ spikes

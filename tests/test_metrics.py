@@ -119,3 +119,17 @@ def test_weight_sqnr_pools_tensors():
     a, b = torch.randn(10), torch.randn(5)
     qa, qb = a.round(), b.round()
     assert weight_sqnr_db([a, b], [qa, qb]) == pytest.approx(sqnr_db(torch.cat([a, b]), torch.cat([qa, qb])))
+
+
+def test_wilson_interval_matches_its_formula_and_known_values():
+    """Known values (Wilson 1927; e.g. 81 of 263 -> [0.2553, 0.3662] at 95%), the edges stay in [0, 1]."""
+    from qnoise.metrics import wilson_interval
+
+    lo, hi = wilson_interval(81, 263)
+    assert (lo, hi) == (pytest.approx(0.2553, abs=1e-4), pytest.approx(0.3662, abs=1e-4))
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(10, 10)[0] == pytest.approx(0.7225, abs=1e-4)
+    a, b = wilson_interval(50, 100), wilson_interval(500, 1000)
+    assert b[1] - b[0] < a[1] - a[0]  # more samples, a narrower interval
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
