@@ -82,7 +82,9 @@ def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple
     p, n = correct / total, total
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo = 0.0 if correct == 0 else max(0.0, centre - half)  # exact at the edges (the formula gives 0 or 1
+    hi = 1.0 if correct == total else min(1.0, centre + half)  # up to float rounding there)
+    return (lo, hi)
 
 
 # ------------------------------------------------------------------------------------------------ spikes
