@@ -1,0 +1,79 @@
+"""Accuracy with its uncertainty: per class, with the sample count and a Wilson interval on every number.
+
+- `predictions`: the class an SNN predicts for each sample after T steps (argmax of the readout summed over
+  the steps, the probe's definition of ``accuracy``), under a temporary configuration (`qnoise.probe.configured`).
+- `class_accuracy`: per class, the samples, the correct ones, the accuracy and its Wilson interval
+  (`qnoise.metrics.wilson_interval`), plus an ``"all"`` row.
+- `accuracy_interval`: the interval of an accuracy measured on ``n`` samples (e.g. a results table's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .metrics import wilson_interval
+
+ALL = "all"
+
+
+def accuracy_interval(accuracy: float, samples: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson interval of an accuracy measured on ``samples`` samples (``accuracy * samples`` rounded to the
+    count of correct samples it stands for)."""
+    if not samples or samples <= 0 or accuracy is None or not math.isfinite(float(accuracy)):
+        return (math.nan, math.nan)
+    correct = int(round(float(accuracy) * samples))
+    return wilson_interval(min(max(correct, 0), samples), int(samples), confidence)
+
+
+def class_accuracy(predicted, labels, classes: int | None = None, confidence: float = 0.95) -> pd.DataFrame:
+    """One row per class (``0 .. classes - 1``; default: up to the largest label or prediction) and a last
+    row ``class = "all"``: ``samples``, ``correct``, ``accuracy`` (nan for a class without samples) and the
+    Wilson interval ``low``, ``high`` at ``confidence``."""
+    p = np.asarray(predicted).astype(np.int64).ravel()
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"predictions and labels differ in length: {p.size} vs {y.size}")
+    if y.size and (y.min() < 0 or p.min() < 0):
+        raise ValueError("classes are numbered from 0")
+    k = int(classes) if classes is not None else int(max(y.max(initial=-1), p.max(initial=-1)) + 1)
+    rows = []
+    for c in range(k):
+        mask = y == c
+        n, ok = int(mask.sum()), int((p[mask] == c).sum())
+        rows.append((str(c), n, ok))
+    rows.append((ALL, int(y.size), int((p == y).sum())))
+    out = pd.DataFrame(rows, columns=["class", "samples", "correct"])
+    out["accuracy"] = [ok / n if n else math.nan for ok, n in zip(out["correct"], out["samples"], strict=True)]
+    bounds = [wilson_interval(ok, n, confidence) for ok, n in zip(out["correct"], out["samples"], strict=True)]
+    out["low"] = [b[0] for b in bounds]
+    out["high"] = [b[1] for b in bounds]
+    return out
+
+
+def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_size: int = 64, setting=None,
+                device="cpu", **fields) -> tuple[np.ndarray, np.ndarray]:
+    """``(predicted, labels)`` of an SNN on labelled data (any form `qnoise.probe.analyze` takes), fed the
+    way its checkpoint says, under a temporary configuration (a `qnoise.probe.Setting` or its fields:
+    ``weight_bits``, ``state_bits``, ``neuron``, ``rounding``); the class is the argmax of the readout
+    summed over the T steps, as the probe's ``accuracy``."""
+    from .probe import configured, iter_batches
+    from .train.evaluation import data_plan
+
+    ckpt = getattr(model, "qnoise_checkpoint", {}) or {}
+    static, steps, _ = data_plan(ckpt, timesteps, None)
+    preds, labels = [], []
+    with torch.no_grad(), configured(model, setting, **fields):
+        for x, y in iter_batches(data, batch_size, None, steps, static):
+            if y is None:
+                raise ValueError("predictions need labelled data")
+            out = model(x.to(device))
+            preds.append(out.sum(0).argmax(-1).cpu())
+            labels.append(torch.as_tensor(y).cpu())
+    if not preds:
+        raise ValueError("no data")
+    return torch.cat(preds).numpy(), torch.cat(labels).numpy()
