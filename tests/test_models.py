@@ -143,3 +143,27 @@ def test_set_act_bits_updates_modules_and_config():
     assert set_act_bits(model, None) == 2
     assert all(m.bits is None for m in model.modules() if isinstance(m, LearnableClip))
     assert model.qnoise_config["act_bits"] is None
+
+
+def test_per_layer_bits_in_the_quantization_spec_round_trip_a_checkpoint(tmp_path):
+    """A mixed-precision configuration (per-layer weight and membrane bits, 32 = float, 1 = binary) is applied
+    as recorded and survives save/load bit for bit."""
+    from qnoise.io import load_checkpoint, save_checkpoint
+    from qnoise.neurons import spiking_neurons
+    from qnoise.quant import weight_bits, weight_layers
+
+    torch.manual_seed(0)
+    spec = {"weights": {"bits": 8, "per_layer": {"conv1.body.0": 2, "fc3.body.1": 1, "readout.body.0": 32}},
+            "membrane": {"bits": 8, "per_layer": {"act1": 4, "act3": 32}}}
+    model = build_model("cnn", (1, 8, 8), 10, quantization=spec)
+    assert [weight_bits(m) for _, m in weight_layers(model)] == [2, 8, 1, 32]
+    assert [n.state_bits for _, n in spiking_neurons(model)] == [4, 8, None]
+    save_checkpoint(model, tmp_path / "mixed", timesteps=4)
+    again = load_checkpoint(tmp_path / "mixed")
+    for (_, a), (_, b) in zip(weight_layers(model), weight_layers(again), strict=True):
+        assert torch.equal(a.weight, b.weight) and weight_bits(a) == weight_bits(b)
+    assert [n.state_bits for _, n in spiking_neurons(again)] == [4, 8, None]
+    with pytest.raises(ValueError, match="not Conv/Linear layers"):
+        build_model("cnn", (1, 8, 8), 10, quantization={"weights": {"bits": 8, "per_layer": {"nope": 4}}})
+    with pytest.raises(ValueError, match="per_layer"):
+        build_model("cnn", (1, 8, 8), 10, quantization={"weights": {"bits": 8, "per_layer": {"conv1.body.0": 0}}})

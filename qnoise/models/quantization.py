@@ -1,8 +1,9 @@
 """A model's quantization as one JSON-able spec, applied the same way before training (QAT) or after it (PTQ).
 
-    {"weights":    {"bits", "method", "rounding", "keep_first_last", "per_channel", "levels", "skip", "folded"},
+    {"weights":    {"bits", "method", "rounding", "keep_first_last", "per_channel", "levels", "skip", "folded",
+                    "per_layer"},
      "thresholds": {"bits", "rounding"},
-     "membrane":   {"bits", "rounding"}}
+     "membrane":   {"bits", "rounding", "per_layer"}}
 
 - weights: `qnoise.quant.quantize_weights` (a parametrization of every Conv/Linear weight); ``folded``: each
   quantizer wrapped in `qnoise.quant.FoldedWeight` (a converted model: batch norm folded into quantized
@@ -11,6 +12,8 @@
   whole model, ``Δ = max(theta) / (2^b - 1)`` (`qnoise.quant.quantize_threshold`), straight-through
   gradient; `sync_threshold_step` recomputes Δ from the float thresholds (the training loop calls it
   every batch, so learned thresholds stay on a common grid).
+- per_layer (weights, membrane): ``{layer name: bits}`` overriding ``bits`` for those layers (32: float;
+  1: binary weights), as a mixed-precision search chooses them (`qnoise.search`).
 - membrane: ``state_bits`` / ``state_rounding`` of every neuron (`qnoise.quant.quantize_membrane`, a grid
   tied to the threshold, Δ = theta / 2^(b-2)).
 
@@ -25,14 +28,21 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..neurons import spiking_neurons
-from ..quant import METHODS, fold_quantizers, quantize_threshold, quantize_weights, remove_weight_quantization
+from ..quant import (
+    METHODS,
+    fold_quantizers,
+    quantize_threshold,
+    quantize_weights,
+    remove_weight_quantization,
+    weight_layers,
+)
 from ..quant.uniform import check_bits, check_rounding
 
 QUANT_DEFAULTS: dict[str, dict] = {
     "weights": {"bits": 8, "method": "uniform", "rounding": "nearest", "keep_first_last": False,
-                "per_channel": False, "levels": "uniform", "skip": [], "folded": False},
+                "per_channel": False, "levels": "uniform", "skip": [], "folded": False, "per_layer": {}},
     "thresholds": {"bits": 8, "rounding": "nearest"},
-    "membrane": {"bits": 8, "rounding": "nearest"},
+    "membrane": {"bits": 8, "rounding": "nearest", "per_layer": {}},
 }
 
 
@@ -63,8 +73,13 @@ def quantization_spec(spec: dict | None) -> dict:
             if full["method"] == "uniform":
                 check_bits(full["bits"], signed=True)
             full["skip"] = sorted(full["skip"])
+            full["per_layer"] = dict(sorted(full["per_layer"].items()))
         elif part == "membrane":
             check_bits(full["bits"], signed=True)
+            for name, bits in full["per_layer"].items():
+                if bits < 2:
+                    raise ValueError(f"membrane bits of {name} must be 2..32 (32: float), got {bits}")
+            full["per_layer"] = dict(sorted(full["per_layer"].items()))
         else:
             check_bits(full["bits"], signed=False)
         out[part] = full
@@ -82,6 +97,10 @@ def _check_types(part: str, full: dict, defaults: dict) -> None:
             ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
         elif isinstance(default, str):
             ok, expected = isinstance(value, str), "a string"
+        elif isinstance(default, dict):
+            ok = isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                                                 and 1 <= v <= 32 for k, v in value.items())
+            expected = "a mapping of layer names to bits (1..32)"
         else:
             ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
             expected = "a list of layer names"
@@ -126,12 +145,27 @@ def sync_threshold_step(model: nn.Module) -> float | None:
 
 def _apply_weights(model: nn.Module, spec: dict | None) -> None:
     remove_weight_quantization(model)
-    if spec is not None:
-        quantize_weights(model, spec["bits"], spec["method"], spec["rounding"], skip=spec["skip"],
-                         keep_first_last=spec["keep_first_last"], per_channel=spec["per_channel"],
+    if spec is None:
+        return
+    own = spec["per_layer"]
+    names = [name for name, _ in weight_layers(model)]
+    unknown = sorted(set(own) - set(names))
+    if unknown:
+        raise ValueError(f"weights per_layer names {unknown}, which are not Conv/Linear layers; layers are {names}")
+
+    def apply(bits: int, skip) -> None:
+        method = "binary" if bits == 1 and spec["method"] == "uniform" else spec["method"]
+        quantize_weights(model, bits, method, spec["rounding"], skip=skip, per_channel=spec["per_channel"],
                          levels=spec["levels"])
-        if spec["folded"]:
-            fold_quantizers(model)
+
+    first_last = {names[0], names[-1]} if spec["keep_first_last"] and names else set()
+    rest = [n for n in names if n not in own and n not in set(spec["skip"]) | first_last]
+    if rest:
+        apply(spec["bits"], [n for n in names if n not in rest])
+    for bits in sorted(set(own.values()) - {32}):
+        apply(bits, [n for n in names if own.get(n) != bits])
+    if spec["folded"]:
+        fold_quantizers(model)
 
 
 def _apply_thresholds(model: nn.Module, spec: dict | None) -> None:
@@ -149,11 +183,17 @@ def _apply_thresholds(model: nn.Module, spec: dict | None) -> None:
 
 
 def _apply_membrane(model: nn.Module, spec: dict | None) -> None:
-    neurons = [m for _, m in spiking_neurons(model)]
+    neurons = spiking_neurons(model)
     if spec is not None and not neurons:
         raise ValueError("membrane quantization needs spiking neurons, but the model has none (an ANN?)")
-    for m in neurons:
-        m.state_bits = None if spec is None else spec["bits"]
+    own = (spec or {}).get("per_layer") or {}
+    unknown = sorted(set(own) - {name for name, _ in neurons})
+    if unknown:
+        raise ValueError(f"membrane per_layer names {unknown}, which are not neuron layers; neurons are "
+                         f"{[name for name, _ in neurons]}")
+    for name, m in neurons:
+        bits = None if spec is None else own.get(name, spec["bits"])
+        m.state_bits = None if bits == 32 else bits
         m.state_rounding = "nearest" if spec is None else spec["rounding"]
 
 
