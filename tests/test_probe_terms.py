@@ -444,3 +444,18 @@ def test_the_source_ann_is_looked_for_next_to_the_checkpoint_only(tmp_path):
     assert "source_accuracy" not in set(df.metric) and "not found" in df.attrs["qnoise"]["source_note"]
     df = analyze(tmp_path / "near" / "snn", (X, y), reference=elsewhere / "ann")  # named explicitly: fine
     assert set(df.reference) == {"ann-given"}
+
+
+def test_reference_none_gives_spikes_costs_and_accuracy_of_the_same_run():
+    """reference='none' (what a search uses): no error rows; accuracy, firing rates, synops, energy and memory
+    identical to a full analysis of the same configuration."""
+    model = one_layer()
+    X, y = static_data(n=24, T=4)
+    full = analyze(model, (X, y), weight_bits=3, state_bits=6)
+    bare = analyze(model, (X, y), weight_bits=3, state_bits=6, reference="none")
+    assert not bare.metric.str.startswith("err_").any() and set(bare.reference) == {"none"}
+    keys = ["layer", "t", "metric"]
+    shared = bare[bare["mode"] == "propagated"].merge(full[full["mode"] == "propagated"], on=keys)
+    shared = shared[~shared.metric.isin(["ann_energy_pj"])]
+    assert len(shared) > 20
+    np.testing.assert_array_equal(shared.value_x.to_numpy(), shared.value_y.to_numpy())

@@ -72,7 +72,8 @@ class Probe:
             raise ValueError(f"{type(model).__name__} has no qnoise neurons (IF/LIF) to probe")
         resolve_compile(compile, 0)  # checks the value
         self.model, self.compile, self.ann, self.source = model, compile, ann, source
-        self.note = twin_unavailable(model) if self.kind != "snn" else None
+        self.note = ("no reference asked for (reference='none'): spikes, costs and accuracy only"
+                     if self.kind == "none" else twin_unavailable(model) if self.kind != "snn" else None)
         self.reference: AnnReference | SnnReference | None = None
         self.structure: Structure | None = None
         self._handles: list = []

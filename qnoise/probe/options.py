@@ -23,7 +23,7 @@ from ..quant import METHODS, ROUNDINGS
 
 NEURON_CHOICES = ("if", "signed")
 ANN_REFERENCES = ("ann", "ann-quantized", "source")
-REFERENCES = (*ANN_REFERENCES, "snn")
+REFERENCES = (*ANN_REFERENCES, "snn", "none")
 TWIN_INPUTS = ("mean", "cumulative")
 INPUT_MODES = ("sequence", "static")
 _RENAMED = {"float": "ann", "quantized": "ann-quantized"}
@@ -78,7 +78,8 @@ class Compare:
 
     ``reference``: ``"ann"`` (the ANN twin with float weights, default), ``"ann-quantized"`` (the twin with the
     SNN's quantized weights), ``"source"`` (the quantized ANN a converted checkpoint records), an ANN module
-    or an ANN checkpoint folder (``"ann-given"``), or ``"snn"`` (the same SNN at full precision).
+    or an ANN checkpoint folder (``"ann-given"``), ``"snn"`` (the same SNN at full precision), or ``"none"``
+    (no comparison: spikes, costs and accuracy only, the cheapest run, as a mixed-precision search uses it).
     ``twin_input``: ``"mean"`` (the twin sees the mean input frame) or ``"cumulative"`` (at step t the mean
     of frames 1..t). ``isolate``: add isolated-mode rows (each layer fed the reference's input).
     """
