@@ -1,0 +1,182 @@
+"""qnoise -> NIR (`to_nir`): weights at the values the model computes with (quantized, when it is).
+
+The inverse of `qnoise.interop.from_nir` at the timestep ``dt``: each node's continuous-time parameters are
+those whose Euler step at ``dt`` is the qnoise rule (``tau = tau_steps dt``, ``r = gain / dt`` for IF, ...);
+a ``Leaky`` with the "beta" charge and ``0 < beta < 1`` becomes a LIF with ``tau = dt / (1 - beta)`` and
+``r = gain / (1 - beta)`` (the same dynamics; its Euler form rounds differently in float). What NIR cannot say
+(reset by subtraction, the firing test, the spike value, fixed-point state) is written to each node's metadata
+(``qnoise.reset``, ``qnoise.fire``, ``qnoise.spike_value``, ``qnoise.state_bits``) and read back by `from_nir`.
+Parameters are per neuron (arrays of the neuron shape), as NIR wants. qnoise modules NIR has no node for
+(BatchNorm, a signed IF, a quantized membrane on IF/LIF) raise ``ValueError`` naming the node.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..layers import MultiStep
+from ..models.graph import GraphNet, as_graph
+from ..neuron_kinds import CUBA, Delay, Integrator, Leaky, LeakyIntegrator, Scale, SumPool2d
+from ..neurons import IF, LIF
+from .nir_import import DEFAULT_DT
+
+
+def _np(t: torch.Tensor, shape=None) -> np.ndarray:
+    a = t.detach().cpu().double().numpy()
+    return np.broadcast_to(a, shape).copy() if shape is not None else a.copy()
+
+
+def _meta(m: nn.Module) -> dict:
+    out = {"qnoise.reset": m.reset, "qnoise.fire": getattr(m, "fire", ">="),
+           "qnoise.spike_value": getattr(m, "spike_value", "theta")}
+    if m.state_bits is not None:
+        out["qnoise.state_bits"] = int(m.state_bits)
+    return out
+
+
+def _body(m: MultiStep) -> nn.Module:
+    body = m.body
+    return body[0] if isinstance(body, nn.Sequential) and len(body) == 1 else body
+
+
+def _shapes(model: GraphNet) -> dict[str, tuple[int, ...]]:
+    """Each node's input shape for one sample (without T and B), from one forward on zeros."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = [getattr(model, n).register_forward_hook(
+        lambda mod, args, out, n=n: shapes.__setitem__(n, (tuple(args[0].shape[2:]), tuple(out.shape[2:]))))
+        for n in model.order]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, *model.qnoise_config["input_shape"]))
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float):
+    """The NIR node for one qnoise graph node."""
+    import nir
+
+    kind = type(m).__name__
+    if isinstance(m, MultiStep):
+        b = _body(m)
+        if isinstance(b, nn.Linear):
+            w = _np(b.weight)
+            return nir.Affine(w, _np(b.bias)) if b.bias is not None else nir.Linear(w)
+        if isinstance(b, (nn.Conv1d, nn.Conv2d)):
+            w = _np(b.weight)
+            bias = _np(b.bias) if b.bias is not None else np.zeros(w.shape[0])
+            if isinstance(b, nn.Conv1d):
+                return nir.Conv1d(in_shape[-1], w, b.stride[0], b.padding if isinstance(b.padding, str)
+                                  else b.padding[0], b.dilation[0], b.groups, bias)
+            return nir.Conv2d(tuple(in_shape[-2:]), w, b.stride, b.padding, b.dilation, b.groups, bias)
+        if isinstance(b, nn.AvgPool2d):
+            pair = lambda v: np.array(v if isinstance(v, tuple) else (v, v))  # noqa: E731
+            return nir.AvgPool2d(pair(b.kernel_size), pair(b.stride), pair(b.padding))
+        if isinstance(b, SumPool2d):
+            return nir.SumPool2d(np.array(b.kernel_size), np.array(b.stride), np.array(b.padding))
+        if isinstance(b, nn.Flatten):
+            shift = lambda d: d - 1 if d > 0 else d  # noqa: E731 - NIR dims exclude the batch
+            return nir.Flatten({"input": np.array(in_shape)}, shift(b.start_dim), shift(b.end_dim))
+        raise ValueError(f"node '{name}' ({type(b).__name__}) has no NIR counterpart (fold BatchNorm into the "
+                         f"weights first)")
+    if isinstance(m, Scale):
+        return nir.Scale(_np(m.scale, in_shape))
+    if isinstance(m, Delay):
+        return nir.Delay(_np(m.steps.double(), in_shape) * dt)
+    if isinstance(m, LeakyIntegrator):
+        return nir.LI(_np(m.tau, in_shape) * dt, _np(m.r, in_shape), _np(m.v_leak, in_shape))
+    if isinstance(m, Integrator):
+        return nir.I(_np(m.r, in_shape) / dt)
+    if isinstance(m, CUBA):
+        alpha, beta = _np(m.alpha, in_shape), _np(m.raw_beta, in_shape)
+        with np.errstate(divide="ignore"):
+            tau_syn, tau_mem = dt / (1 - alpha), dt / (1 - beta)
+        theta = _np(m.threshold, in_shape)
+        return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=np.zeros(in_shape),
+                           v_threshold=theta, v_reset=np.zeros(in_shape), w_in=_np(m.gain, in_shape) * tau_syn / dt,
+                           metadata=_meta(m))
+    if isinstance(m, Leaky):
+        theta = _np(m.threshold, in_shape)
+        zeros = np.zeros(in_shape)
+        beta = _np(m.raw_beta, in_shape)
+        if m.charge == "beta" and np.all(beta == 0) and m.reset == "zero" and np.all(_np(m.gain) == 1):
+            return nir.Threshold(theta, metadata=_meta(m))
+        if m.charge == "beta" and np.all(beta == 1):
+            return nir.IF(_np(m.gain, in_shape) / dt, theta, zeros, metadata=_meta(m))
+        if m.charge == "beta":
+            if np.any(beta == 0):
+                raise ValueError(f"node '{name}' (Leaky, beta 0 with a reset by subtraction) has no NIR counterpart")
+            tau = dt / (1 - beta)
+            return nir.LIF(tau, _np(m.gain, in_shape) / (1 - beta), zeros, theta, zeros, metadata=_meta(m))
+        tau = _np(m.tau, in_shape)
+        r = _np(m.r, in_shape) if m.charge == "tau" else tau  # "tau_no_input": v + (tau x - (v - v_leak)) / tau
+        return nir.LIF(tau * dt, r, _np(m.v_leak, in_shape), theta, zeros, metadata=_meta(m))
+    if type(m) in (IF, LIF):
+        if m.signed or m.state_bits is not None:
+            raise ValueError(f"node '{name}' ({kind}) is signed or has a quantized membrane: NIR cannot say so")
+        theta = _np(m.broadcast_threshold(torch.zeros(1, 1, *in_shape)), in_shape)
+        if m.v_init != "zero":
+            raise ValueError(f"node '{name}' ({kind}) starts at v = theta/2, which NIR cannot say")
+        meta = {"qnoise.reset": m.reset, "qnoise.fire": ">=", "qnoise.spike_value": "theta"}
+        if isinstance(m, LIF):
+            beta = _np(m.beta, in_shape)
+            return nir.LIF(dt / (1 - beta), 1 / (1 - beta), np.zeros(in_shape), theta, np.zeros(in_shape),
+                           metadata=meta)
+        return nir.IF(np.full(in_shape, 1 / dt), theta, np.zeros(in_shape), metadata=meta)
+    if isinstance(m, nn.Identity):
+        return None
+    raise ValueError(f"node '{name}' ({kind}) has no NIR counterpart")
+
+
+def to_nir(model: nn.Module, dt: float = DEFAULT_DT, input_shape=None, path=None):
+    """``model`` (a `GraphNet`, or an ``nn.Sequential`` of qnoise modules with ``input_shape``) as a
+    ``nir.NIRGraph`` at timestep ``dt`` seconds; with ``path``, also written there (``nir.write``)."""
+    import nir
+
+    graph = as_graph(model, input_shape or (getattr(model, "qnoise_config", None) or {}).get("input_shape"))
+    shapes = _shapes(graph)
+    source = graph.qnoise_config.get("source") or {}
+    original = source.get("nodes") or {}  # names of an imported NIR graph, kept on the way back
+    rename = {n: str(original.get(n, n)) for n in graph.order}
+    in_name, out_name = str(source.get("input_node", "input")), str(source.get("output_node", "output"))
+    nodes, alias = {}, {}
+    for name in graph.order:
+        node = node_to_nir(name, getattr(graph, name), shapes[name][0], dt)
+        if node is None:  # identity: edges pass through
+            alias[name] = graph.preds[name][0] if graph.preds[name] else "input"
+        else:
+            nodes[name] = node
+
+    def real(n: str) -> str:
+        while n in alias:
+            n = alias[n]
+        return n
+
+    def out_name_of(n: str) -> str:
+        n = real(n)
+        return in_name if n == "input" else rename[n]
+
+    edges = []
+    for name in graph.order:
+        if name in alias:
+            continue
+        preds = graph.preds[name] or ["input"]
+        edges += [(out_name_of(p), rename[name]) for p in preds]
+    nodes = {rename[n]: v for n, v in nodes.items()}
+    nodes[in_name] = nir.Input(input_type={"input": np.array(graph.qnoise_config["input_shape"])})
+    out = graph.output_node
+    nodes[out_name] = nir.Output(output_type={"output": np.array(shapes[out][1])})
+    edges.append((out_name_of(out), out_name))
+    result = nir.NIRGraph(nodes=nodes, edges=edges, metadata={"qnoise.dt": float(dt)}, type_check=False)
+    if path is not None:
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+        nir.write(str(tmp), result)
+        tmp.replace(path)
+    return result
