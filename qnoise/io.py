@@ -173,19 +173,30 @@ def package_versions() -> dict[str, str]:
 
 def save_checkpoint(model: nn.Module, path: str | Path, *, dataset: dict | None = None,
                     timesteps: int | None = None, training: dict | None = None, history: list | None = None,
-                    metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Save ``model`` (a `qnoise.models.Network`) to the checkpoint directory ``path``; returns ``path``.
+                    metrics: dict | None = None, extra: dict | None = None, input_shape=None) -> Path:
+    """Save ``model`` to the checkpoint directory ``path``; returns ``path``.
+
+    ``model`` is a `qnoise.models.Network`, a module graph (`qnoise.models.graph.GraphNet`, e.g. from
+    `qnoise.interop`) or an ``nn.Sequential`` of qnoise modules (saved as a graph; give ``input_shape``). A graph's
+    weights are saved at the values the model computes with (quantized values when it is quantized), with its
+    module graph as JSON (``model.graph``: node specs and edges; no code).
 
     ``dataset``/``training``/``metrics``/``extra`` are JSON-able dicts stored as given; ``timesteps`` is
     the T the model is meant to run with.
     """
     config = getattr(model, "qnoise_config", None)
     if not isinstance(config, dict):
-        raise ValueError(f"{type(model).__name__} has no qnoise_config: only models from "
-                         f"qnoise.models.build_model can be saved as checkpoints")
+        from .models.graph import as_graph
+
+        try:  # an nn.Sequential of qnoise modules is saved as a module graph
+            model = as_graph(model, input_shape)
+        except ValueError as err:
+            raise ValueError(f"{type(model).__name__} has no qnoise_config and cannot be saved as a module graph: "
+                             f"{err}") from err
+        config = model.qnoise_config
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = model.state_dict()
+    state = graph_state(model) if config.get("arch") == GRAPH_ARCH else model.state_dict()
     sha = save_tensors(path / MODEL_FILE, state)
     doc = {"format": FORMAT, "version": VERSION, "model": config, "dataset": dataset, "timesteps": timesteps,
            "training": training, "history": list(history or []), "metrics": dict(metrics or {}),
@@ -194,6 +205,44 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dataset: dict | None 
                        "shapes": {k: list(v.shape) for k, v in state.items()}}}
     atomic_write_json(path / CONFIG_FILE, doc)
     return path
+
+
+GRAPH_ARCH = "graph"
+
+
+def graph_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A graph model's state dict under plain names, each weight at the value the model computes with (a
+    quantizer's output; the quantizer's own state is not kept)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        plain = _plain_key(key)
+        if plain is None:
+            continue
+        if plain != key:
+            owner, _, name = plain.rpartition(".")
+            value = getattr(model.get_submodule(owner), name)
+        state[plain] = value.detach()
+    return state
+
+
+def _shapes_of(model_config: dict):
+    if isinstance(model_config, dict) and model_config.get("arch") == GRAPH_ARCH:
+        from .models.graph import graph_state_shapes
+
+        return graph_state_shapes(model_config)
+    from .models import state_shapes
+
+    return state_shapes(model_config)
+
+
+def _build(model_config: dict) -> nn.Module:
+    if isinstance(model_config, dict) and model_config.get("arch") == GRAPH_ARCH:
+        from .models.graph import graph_from_config
+
+        return graph_from_config(model_config)
+    from .models import model_from_config
+
+    return model_from_config(model_config)
 
 
 def read_checkpoint_config(path: str | Path) -> dict:
@@ -318,12 +367,10 @@ def check_header(cfg_path: Path, model_config: dict, file: Path) -> dict:
     """Compare the model ``model_config`` would build (its state dict without quantization, on the meta device:
     no memory) with the tensor file's header, before anything is allocated: every key, shape and dtype must
     agree, so a small config cannot ask for a model larger than its tensor file. Returns the header."""
-    from .models import state_shapes
-
     header = tensor_header(file)
     try:
-        expected = state_shapes(model_config)
-    except ValueError as err:
+        expected = _shapes_of(model_config)
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{cfg_path}: 'model' does not describe a qnoise model: {err}") from err
     saved = {}
     for key, value in header.items():
@@ -403,7 +450,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
     such values anyway, with a warning, for inspection. Only files inside ``path`` are read.
     """
     from .device import resolve_device
-    from .models import model_from_config
 
     path = Path(path)
     doc = read_checkpoint_config(path)
@@ -413,8 +459,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
     check_sha256(file, sha)  # first: a file cut off while saving gets that message, not a header error
     check_header(cfg_path, doc["model"], file)
     try:
-        model = model_from_config(doc["model"])
-    except (TypeError, ValueError) as err:
+        model = _build(doc["model"])
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{cfg_path}: 'model' does not describe a qnoise model: {err}") from err
     tensors = load_tensors(file, sha)
     expected = model.state_dict()
