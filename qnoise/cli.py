@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "qnoise.commands.convert",
     "qnoise.commands.evaluate",
     "qnoise.commands.sample_data",
+    "qnoise.commands.import_model",
     "qnoise.commands.analyze",
     "qnoise.commands.sweep",
     "qnoise.commands.report",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from ..samples import sample_checkpoint, sample_checkpoints, sample_dir
 from . import _args
 
-__all__ = ["add_analysis_options", "check_probe_memory", "int_list", "sample_checkpoint", "sample_checkpoints",
-           "sample_dir", "str_list"]
+__all__ = ["add_analysis_options", "check_probe_memory", "dataset_arg", "int_list", "sample_checkpoint",
+           "sample_checkpoints", "sample_dir", "str_list"]
 
 
 def int_list(text: str | None, what: str) -> list[int | None] | None:
@@ -38,6 +38,11 @@ def add_analysis_options(p) -> None:
     """Options common to analyze and sweep."""
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled sample model)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's dataset)")
+    p.add_argument("--data", default=None, metavar="PATH",
+                   help="your own data instead of --dataset: an .npz of frames and labels, or a folder of event "
+                        "recordings with a labels file (see docs/interop.md)")
+    p.add_argument("--data-root", default=None, help="where named datasets are read (default: $QNOISE_DATA, else "
+                                                      "~/.cache/qnoise/data)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--limit", type=_args.samples, default=None, help="analyse at most this many samples")
     p.add_argument("--batch-size", type=_args.batch_size, default=64)
@@ -53,6 +58,11 @@ def add_analysis_options(p) -> None:
     p.add_argument("--no-isolate", action="store_true", help="skip the isolated-mode rows")
     p.add_argument("--weight-method", choices=("uniform", "ternary", "sigmoid"), default="uniform",
                    help="weight quantizer for weight bits 2..31 (1 bit is always binary)")
+    p.add_argument("--weight-step", type=_args.float_positive("a weight step"), default=None,
+                   help="quantize uniform weights on this fixed step (a hardware's grid, e.g. 2 for Loihi's 8-bit "
+                        "weights) instead of from max|w|; weights already on a b-bit grid keep it without this")
+    p.add_argument("--ties", default="half-even", choices=("half-even", "half-away", "half-up"),
+                   help="how nearest rounding breaks exact halves")
     p.add_argument("--energy", action="append", default=[], metavar="KEY=PJ",
                    help="override a per-operation energy of qnoise.metrics.EnergyModel (45 nm, Horowitz 2014), e.g. "
                         "--energy float_add=0.9 --energy int_mult_8=0.2; repeatable")
@@ -100,9 +110,16 @@ def energy_model(overrides: list[str], memory_access: bool = False):
     return EnergyModel(**values)
 
 
+def dataset_arg(args):
+    """What the data options name: ``--data PATH`` (the user's own data) or ``--dataset``; both is refused."""
+    if args.data and args.dataset:
+        raise ValueError("give --data PATH or --dataset NAME, not both")
+    return args.data or args.dataset
+
+
 def probe_options(args) -> dict:
     """The probe's options (`qnoise.probe.options`) from the arguments of `add_analysis_options`."""
     return {"split": args.split, "limit": args.limit, "batch_size": args.batch_size, "reference": args.reference,
             "isolate": not args.no_isolate, "twin_input": args.twin_input, "input_mode": args.input_mode,
-            "device": args.device, "seed": args.seed,
+            "device": args.device, "seed": args.seed, "data_root": args.data_root,
             "energy": energy_model(args.energy, args.memory_access)}

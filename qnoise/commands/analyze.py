@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from . import _args
-from ._common import add_analysis_options, check_probe_memory, int_list, probe_options, sample_checkpoint
+from ._common import add_analysis_options, check_probe_memory, dataset_arg, int_list, probe_options, sample_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
         check_table_output(args.out, args.force)
     check_probe_memory(checkpoint, [args.timesteps], args.batch_size)
-    df = analyze(checkpoint, args.dataset, timesteps=args.timesteps, weight_bits=wb[0] if wb else None,
+    df = analyze(checkpoint, dataset_arg(args), timesteps=args.timesteps, weight_bits=wb[0] if wb else None,
                  state_bits=sb[0] if sb else None, rounding=args.rounding, weight_method=args.weight_method,
-                 neuron=args.neuron, **probe_options(args))
+                 neuron=args.neuron, weight_step=args.weight_step, ties=args.ties, **probe_options(args))
     if args.out:
         from ..io import write_parquet_atomic
 

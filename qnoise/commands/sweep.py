@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 
 from . import _args
-from ._common import add_analysis_options, check_probe_memory, int_list, probe_options, sample_checkpoint, str_list
+from ._common import (add_analysis_options, check_probe_memory, dataset_arg, int_list, probe_options,
+                      sample_checkpoint, str_list)
 
 ROUNDINGS = ("nearest", "truncate", "stochastic")
 
@@ -38,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
 
     check_probe_memory(args.checkpoint or sample_checkpoint(), int_list(args.timesteps, "timesteps"),
                        args.batch_size)
-    df = sweep(args.checkpoint, args.dataset, weight_bits=int_list(args.weight_bits, "weight-bits"),
+    df = sweep(args.checkpoint, dataset_arg(args), weight_bits=int_list(args.weight_bits, "weight-bits"),
                timesteps=int_list(args.timesteps, "timesteps"), rounding=str_list(args.rounding),
                state_bits=int_list(args.state_bits, "state-bits"), neuron=str_list(args.neuron), out=args.out,
                executor=args.executor, workers=args.workers, weight_method=args.weight_method,
+               weight_step=args.weight_step, ties=args.ties,
                **probe_options(args))
     print(f"{args.out}: {df.groupby(['weight_bits', 'timesteps', 'rounding', 'state_bits', 'neuron']).ngroups} "
           f"cells, {len(df)} rows. Accuracy after T steps:")

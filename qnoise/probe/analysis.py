@@ -48,7 +48,8 @@ def configured(model: nn.Module, setting: Setting | None = None, **fields):
                 method = "binary" if s.weight_bits == 1 else s.weight_method
                 quantize_weights(model, s.weight_bits, method, s.rounding, skip=spec.get("skip", ()),
                                  keep_first_last=spec.get("keep_first_last", False),
-                                 per_channel=spec.get("per_channel", False), levels=spec.get("levels", "uniform"))
+                                 per_channel=spec.get("per_channel", False), levels=spec.get("levels", "uniform"),
+                                 **({"step": s.weight_step, "ties": s.ties} if method == "uniform" else {}))
         for n in neurons:
             if s.state_bits is not None:
                 n.state_bits = None if s.state_bits == 32 else s.state_bits
@@ -113,7 +114,7 @@ def analyze(model, data=None, *, setting: Setting | None = None, compare=None, c
     dev = resolve_device(execution.device)
     model, default_name, ckpt = resolve_model(model, dev)
     static, steps, bins = data_plan(ckpt, setting.timesteps, execution.input_mode)
-    data, default_dataset = resolve_data(data, ckpt, bins, execution.split, execution.limit)
+    data, default_dataset = resolve_data(data, ckpt, bins, execution.split, execution.limit, execution.data_root)
     ann, source, source_note = _references(compare, model, ckpt, dev)
     home = model_device(model)
     total = count_samples(data, execution.limit)

@@ -103,9 +103,10 @@ def resolve_model(model, device: torch.device | None = None) -> tuple[nn.Module,
     raise TypeError(f"model must be an nn.Module or a checkpoint directory, got {type(model).__name__}")
 
 
-def resolve_data(data, checkpoint_config: dict, bins: int | None, split: str, limit: int | None):
+def resolve_data(data, checkpoint_config: dict, bins: int | None, split: str, limit: int | None, root=None):
     """A dataset name is loaded with `qnoise.data.load_dataset` (``bins`` frames, else 8) with the loader
-    options the checkpoint recorded for that dataset; anything else is returned as is. ``(data, name)``."""
+    options the checkpoint recorded for that dataset (read from ``root``, None: the default root; a name may also
+    be the path of the user's own data, `qnoise.data.user`); anything else is returned as is. ``(data, name)``."""
     record = checkpoint_config.get("dataset") or {}
     if data is None:
         if not record.get("name"):
@@ -113,7 +114,7 @@ def resolve_data(data, checkpoint_config: dict, bins: int | None, split: str, li
         data = record["name"]
     if isinstance(data, str):
         options = dict(record.get("options") or {}) if record.get("name") == data else {}
-        return load_dataset(data, split, timesteps=bins or 8, limit=limit, **options), data
+        return load_dataset(data, split, root=root, timesteps=bins or 8, limit=limit, **options), data
     if isinstance(data, (tuple, list)):
         return data, "tensors"
     name = getattr(data, "name", None) or getattr(getattr(data, "dataset", None), "name", None)

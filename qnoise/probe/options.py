@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from ..metrics import EnergyModel
-from ..quant import METHODS, ROUNDINGS
+from ..quant import METHODS, ROUNDINGS, TIES
 
 NEURON_CHOICES = ("if", "signed")
 ANN_REFERENCES = ("ann", "ann-quantized", "source")
@@ -44,6 +44,9 @@ class Setting:
     ``weight_bits``: 32 float (quantizers removed), 1 binary, else ``weight_method`` (``"uniform"`` with
     ``rounding``, ``"ternary"``, ``"sigmoid"``) at that width. ``state_bits``: 32 float membrane, else a
     b-bit membrane. ``neuron``: ``"if"`` unsigned or ``"signed"`` (Fast-SNN). ``timesteps``: T.
+    ``weight_step``: uniform weights on this fixed step (a hardware's grid) instead of max|w|; without it, weights
+    already on a b-bit grid keep it exactly. ``ties``: how nearest rounding breaks exact halves
+    (``"half-even"``, ``"half-away"``, ``"half-up"``).
     """
 
     weight_bits: int | None = None
@@ -52,6 +55,8 @@ class Setting:
     state_bits: int | None = None
     neuron: str | None = None
     weight_method: str = "uniform"
+    weight_step: float | None = None
+    ties: str = "half-even"
 
     def __post_init__(self) -> None:
         _check_int("weight_bits", self.weight_bits, 1, 32)
@@ -63,6 +68,16 @@ class Setting:
             raise ValueError(f"neuron={self.neuron!r} is not one of {NEURON_CHOICES} (or None: as the model is)")
         if self.weight_method not in METHODS:
             raise ValueError(f"weight_method={self.weight_method!r} is not one of {METHODS}")
+        if self.weight_step is not None:  # a hardware's grid (issue 11): levels k * step, k in b-bit range
+            step = self.weight_step
+            if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0 < step < float("inf"):
+                raise ValueError(f"weight_step must be a positive number, got {step!r}")
+            if self.weight_bits is None or self.weight_bits == 1 or self.weight_method != "uniform":
+                raise ValueError("weight_step needs weight_bits (2..31: the grid's range; 32 stays float) and "
+                                 f"weight_method 'uniform', got weight_bits={self.weight_bits}, "
+                                 f"weight_method={self.weight_method!r}")
+        if self.ties not in TIES:
+            raise ValueError(f"ties={self.ties!r} is not one of {TIES}")
 
 
 def reference_name(reference) -> str:
@@ -123,7 +138,8 @@ class Execution:
     """How a run goes: ``batch_size``, ``limit`` (samples), ``split`` (of a named dataset), ``input_mode``
     (``"sequence"``: the frames as they are; ``"static"``: their mean at every step; None: as the checkpoint
     records), ``device`` (``"auto"``: CUDA if present), ``compile`` (fused kernels: True, False, ``"auto"``),
-    ``seed`` (stochastic rounding), ``progress`` (a tqdm bar; None: only on a terminal)."""
+    ``seed`` (stochastic rounding), ``progress`` (a tqdm bar; None: only on a terminal), ``data_root`` (where a
+    named dataset is read: `qnoise.data.load_dataset`'s ``root``; None: ``$QNOISE_DATA``)."""
 
     batch_size: int = 64
     limit: int | None = None
@@ -133,6 +149,7 @@ class Execution:
     compile: bool | str = "auto"
     seed: int = 0
     progress: bool | None = None
+    data_root: str | None = None
 
     def __post_init__(self) -> None:
         _check_int("batch_size", self.batch_size, 1, allow_none=False)

@@ -32,6 +32,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import MultiStep
 from ..metrics import dense_macs
+from ..neuron_kinds import Delay
 from ..neurons import IF
 from ..quant import float_weight, weight_layers
 from .copying import clone_model
@@ -168,7 +169,7 @@ def _model_structure(model: nn.Module, sample_shape: tuple[int, ...], masks: dic
         if isinstance(m, IF):
             sources[name] = _Source()
             _set_module(ind, name, sources[name])
-        elif isinstance(m, _BatchNorm):
+        elif isinstance(m, (_BatchNorm, Delay)):  # a delay moves events in time only: same fan-out
             _set_module(ind, name, nn.Identity())
         elif isinstance(m, _AVG_POOLS + _ADAPTIVE_POOLS):
             _set_module(ind, name, _SumPool(m))

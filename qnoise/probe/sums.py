@@ -105,7 +105,11 @@ def membrane_sums(x: torch.Tensor, membrane: torch.Tensor, spikes: torch.Tensor,
     """Per-step sums ``[T, 2]`` = (``sum v_pre^2``, ``sum (v_q - v_pre)^2``) of a neuron with a quantized
     membrane: ``v_q`` is the stored (quantized) membrane after charging, ``v_pre = beta v_prev + x`` the value
     the quantizer was given (same trajectory), from the neuron's trace (`qnoise.neurons.NeuronTrace`);
-    ``theta`` broadcasts against one step."""
+    ``theta`` broadcasts against one step. A neuron with its own rule (`qnoise.neuron_kinds`) computes these
+    sums itself (its ``membrane_sums`` method)."""
+    own = getattr(neuron, "membrane_sums", None)
+    if own is not None:
+        return own(x, membrane, spikes, theta)
     v0 = (theta / 2).expand_as(x[0]) if neuron.v_init == "half" else torch.zeros_like(x[0])
     post = membrane * (1 - spikes.abs()) if neuron.reset == "zero" else membrane - spikes * theta
     prev = torch.cat([v0.unsqueeze(0), post[:-1]])

@@ -6,7 +6,7 @@ from .clip import LearnableClip, learnable_clip
 from .folded import FoldedWeight, base_quantizer, fold_quantizers
 from .sigmoid_sum import SigmoidSumQuantizer, data_levels, linear_temperature, preset_levels, uniform_levels
 from .state import membrane_step, quantize_membrane, quantize_threshold
-from .uniform import ROUNDINGS, integer_range, maxabs_scale, nearest_levels, quantize
+from .uniform import ROUNDINGS, TIES, grid_step, integer_range, maxabs_scale, nearest_levels, quantize, round_half
 from .weights import (
     METHODS,
     BinaryWeight,
@@ -23,7 +23,7 @@ from .weights import (
 )
 
 __all__ = [
-    "ROUNDINGS", "METHODS", "quantize", "integer_range", "maxabs_scale", "nearest_levels", "binarize",
+    "ROUNDINGS", "TIES", "grid_step", "round_half", "METHODS", "quantize", "integer_range", "maxabs_scale", "nearest_levels", "binarize",
     "ternarize", "SigmoidSumQuantizer", "data_levels", "linear_temperature", "preset_levels",
     "uniform_levels", "LearnableClip", "learnable_clip", "membrane_step", "quantize_membrane",
     "quantize_threshold", "quantize_weights", "remove_weight_quantization", "weight_quantizers",

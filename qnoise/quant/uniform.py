@@ -13,6 +13,11 @@ Signed (symmetric) quantization uses ``[qmin, qmax] = [-2^(b-1), 2^(b-1) - 1]`` 
 ``Δ = max(x) / (2^b - 1)``. Asymmetric uses ``[0, 2^b - 1]``, ``Δ = (max - min) / (2^b - 1)`` and an
 integer zero point. Values outside the range saturate.
 
+Ties (a value exactly half-way between two levels) under ``"nearest"`` round as ``ties`` says: ``"half-even"``
+(to the even level, torch's and IEEE's default), ``"half-away"`` (away from zero, C's ``round``) or ``"half-up"``
+(towards +inf, ``floor(u + 1/2)``, as a neuron that fires at its threshold). A given step Δ (``scale``) keeps a
+hardware's grid, e.g. Loihi's 8-bit weights with step 2; `grid_step` finds the grid values already sit on.
+
 Gradient: straight-through (identity) inside the representable range, zero outside it.
 """
 
@@ -24,6 +29,7 @@ import torch
 
 Rounding = Literal["nearest", "truncate", "stochastic"]
 ROUNDINGS: tuple[str, ...] = ("nearest", "truncate", "stochastic")
+TIES: tuple[str, ...] = ("half-even", "half-away", "half-up")
 
 _TINY = 1e-12
 
@@ -43,6 +49,50 @@ def check_rounding(rounding: str) -> str:
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding={rounding!r} is not one of {ROUNDINGS}")
     return rounding
+
+
+def check_ties(ties: str) -> str:
+    if ties not in TIES:
+        raise ValueError(f"ties={ties!r} is not one of {TIES}")
+    return ties
+
+
+def round_half(u: torch.Tensor, ties: str = "half-even") -> torch.Tensor:
+    """Round to the nearest integer; exact halves as ``ties`` says (module docstring). Computed from
+    ``floor(u)`` and the exact remainder ``u - floor(u)``, never from ``u + 1/2`` (which rounds in float)."""
+    if check_ties(ties) == "half-even":
+        return torch.round(u)
+    f = torch.floor(u)
+    r = u - f  # exact for |u| < 2^mantissa
+    up = (r > 0.5) | ((r == 0.5) & ((u > 0) if ties == "half-away" else torch.ones_like(u, dtype=torch.bool)))
+    return f + up.to(u.dtype)
+
+
+def grid_step(w: torch.Tensor, bits: int, rel_tol: float = 1e-5) -> float | None:
+    """The step Δ of a b-bit signed grid that every value of ``w`` already sits on (``w = k Δ`` with integer k in
+    ``[-2^(b-1), 2^(b-1) - 1]``, up to ``rel_tol`` of a step), the largest such Δ; None when there is none (or
+    ``bits > 16``, or ``w`` is all zero). E.g. Loihi's weights ``2 * int8`` give Δ = 2 at 8 bits."""
+    if bits > 16:
+        return None
+    a = torch.unique(w.detach().abs().double().flatten())
+    a = a[a > 0]
+    if a.numel() == 0:
+        return None
+    qmax = 2 ** (bits - 1)
+    ratios = a / a[0]  # each value in units of the smallest: k_i / k_0
+    top = int(qmax / float(ratios[-1]))
+    probe = ratios[: 256]
+    for start in range(1, top + 1, 1024):
+        k0 = torch.arange(start, min(start + 1024, top + 1), dtype=torch.float64).unsqueeze(1)
+        scaled = probe.unsqueeze(0) * k0
+        ok = ((scaled - scaled.round()).abs() <= rel_tol * scaled.clamp_min(1)).all(1)
+        for k in k0[ok, 0].tolist():
+            step = float(a[0]) / k
+            q = w.detach().double() / step
+            if bool(((q - q.round()).abs() <= rel_tol * q.abs().clamp_min(1)).all()) and \
+                    float(q.round().max()) <= qmax - 1 and float(q.round().min()) >= -qmax:
+                return step
+    return None
 
 
 def integer_range(bits: int, signed: bool) -> tuple[int, int]:
@@ -79,15 +129,16 @@ def maxabs_scale(x: torch.Tensor, bits: int, signed: bool = True, axis: int | No
 
 
 def round_levels(
-    u: torch.Tensor, rounding: str, generator: torch.Generator | None = None
+    u: torch.Tensor, rounding: str, generator: torch.Generator | None = None, ties: str = "half-even"
 ) -> torch.Tensor:
-    """Round real-valued level indices ``u = x/Δ`` to integers with the given rounding mode.
+    """Round real-valued level indices ``u = x/Δ`` to integers with the given rounding mode (``ties``: how
+    ``"nearest"`` rounds exact halves).
 
     Indices within a few float ulps of an integer are snapped to it first: a value already on the grid,
     such as ``7 * Δ``, may divide back to ``6.9999995`` and must not fall a level under truncation.
     """
     if rounding == "nearest":
-        return torch.round(u)
+        return round_half(u, ties)
     nearest = torch.round(u)
     tol = 8 * torch.finfo(u.dtype).eps * nearest.abs().clamp_min(1.0)
     u = torch.where((u - nearest).abs() <= tol, nearest, u)
@@ -108,6 +159,7 @@ def quantize(
     axis: int | None = None,
     asymmetric: bool = False,
     generator: torch.Generator | None = None,
+    ties: str = "half-even",
 ) -> torch.Tensor:
     """Uniform, saturating fake-quantization of ``x`` to ``bits`` bits (see the module docstring).
 
@@ -120,12 +172,14 @@ def quantize(
         axis: per-channel scale along this dimension (ignored when ``scale`` is given).
         asymmetric: unsigned code with a zero point spanning ``[min(x), max(x)]``.
         generator: random generator for reproducible stochastic rounding.
+        ties: how ``"nearest"`` rounds exact halves: ``"half-even"``, ``"half-away"`` or ``"half-up"``.
 
     Returns:
         A tensor like ``x`` whose values are ``Δ * (q - zero_point)``; gradient is straight-through
         inside the representable range and zero outside it.
     """
     check_rounding(rounding)
+    check_ties(ties)
     if asymmetric:
         bits = check_bits(bits, signed=False)
         qmin, qmax = integer_range(bits, signed=False)
@@ -150,7 +204,7 @@ def quantize(
     high = (qmax - zero_point) * step
     clipped = torch.clamp(x, low, high)
     with torch.no_grad():
-        q = round_levels(clipped / step, rounding, generator) + zero_point
+        q = round_levels(clipped / step, rounding, generator, ties) + zero_point
         q = q.clamp(qmin, qmax)
         y = (q - zero_point) * step
     return straight_through(y, clipped)

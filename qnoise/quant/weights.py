@@ -8,6 +8,7 @@ float weights bit for bit. No new layer classes are needed, so any model can be 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -19,7 +20,7 @@ from torch.nn.utils import parametrize
 from .binary import binarize, ternarize
 from .sigmoid_sum import PRESETS as SIGMOID_LEVELS
 from .sigmoid_sum import SigmoidSumQuantizer, data_levels, preset_levels
-from .uniform import check_bits, check_rounding, quantize
+from .uniform import check_bits, check_rounding, check_ties, grid_step, quantize
 
 Method = Literal["uniform", "sigmoid", "binary", "ternary"]
 METHODS: tuple[str, ...] = ("uniform", "sigmoid", "binary", "ternary")
@@ -27,19 +28,35 @@ WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 
 class UniformWeight(nn.Module):
-    """Parametrization ``w -> quantize(w, bits, rounding)`` (symmetric, per tensor or per output channel)."""
+    """Parametrization ``w -> quantize(w, bits, rounding)`` (symmetric, per tensor or per output channel).
 
-    def __init__(self, bits: int, rounding: str = "nearest", per_channel: bool = False) -> None:
+    ``step``: a fixed step Δ (a hardware's grid, e.g. 2.0 for Loihi's 8-bit weights): levels ``k Δ`` with k in
+    ``[-2^(b-1), 2^(b-1) - 1]``, and a weight already on that grid is returned as it is, bit for bit. None: Δ from
+    max|w|. ``ties``: how exact halves round (`qnoise.quant.uniform.TIES`).
+    """
+
+    def __init__(self, bits: int, rounding: str = "nearest", per_channel: bool = False, step: float | None = None,
+                 ties: str = "half-even") -> None:
         super().__init__()
         self.bits = check_bits(bits, signed=True)
         self.rounding = check_rounding(rounding)
         self.per_channel = per_channel
+        self.ties = check_ties(ties)
+        if step is not None and not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
+            raise ValueError(f"step must be a positive number, got {step!r}")
+        self.step = None if step is None else float(step)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return quantize(w, self.bits, self.rounding, signed=True, axis=0 if self.per_channel else None)
+        if self.step is None:
+            return quantize(w, self.bits, self.rounding, signed=True, axis=0 if self.per_channel else None,
+                            ties=self.ties)
+        y = quantize(w, self.bits, self.rounding, signed=True, scale=self.step, ties=self.ties)
+        on_grid = (y.detach() - w.detach()).abs() <= 1e-5 * self.step  # already a level: keep its exact value
+        return torch.where(on_grid, w, y)
 
     def extra_repr(self) -> str:
-        return f"bits={self.bits}, rounding={self.rounding}, per_channel={self.per_channel}"
+        step = f", step={self.step:.6g}" if self.step is not None else ""
+        return f"bits={self.bits}, rounding={self.rounding}, per_channel={self.per_channel}{step}, ties={self.ties}"
 
 
 class BinaryWeight(nn.Module):
@@ -85,19 +102,26 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def make_weight_quantizer(weight: torch.Tensor, bits: int, method: str = "uniform",
                           rounding: str = "nearest", per_channel: bool = False,
-                          levels: str = "uniform") -> nn.Module:
+                          levels: str = "uniform", step: float | str | None = None,
+                          ties: str = "half-even") -> nn.Module:
     """Build the parametrization module for one weight tensor.
 
     ``method="sigmoid"`` (`SigmoidSumQuantizer`, initialised from ``weight``): bits 1 is binary {-1, 1},
     bits 2 ternary {-1, 0, 1}; for more bits ``levels="uniform"`` (integers ``-(2^(k-1)-1) .. 2^(k-1)-1``),
     ``"pow2"`` (the paper's power-of-two-like set, e.g. {-4, -2, -1, 0, 1, 2, 4} at 3 bits) or ``"data"``
     (k-means on |w|, a qnoise extension). ``method="uniform"`` with bits 1 is binary, as everywhere.
-    ``method="ternary"`` ignores ``bits``.
+    ``method="ternary"`` ignores ``bits``. For ``"uniform"``, ``step`` is a fixed step Δ, ``"maxabs"`` the step from
+    max|w|, None (default) the grid ``weight`` already sits on at ``bits`` (`grid_step`; so b bits applied to
+    weights on a b-bit grid leave them exactly as they are), else max|w|.
     """
     if method == "uniform" and bits == 1:
         method = "binary"
     if method == "uniform":
-        return UniformWeight(bits, rounding, per_channel)
+        if step is None:
+            step = grid_step(weight, bits) if bits >= 2 else None
+        elif step == "maxabs":
+            step = None
+        return UniformWeight(bits, rounding, per_channel, step, ties)
     if method == "binary":
         return BinaryWeight(per_channel)
     if method == "ternary":
@@ -124,6 +148,8 @@ def quantize_weights(
     keep_first_last: bool = False,
     per_channel: bool = False,
     levels: str = "uniform",
+    step: float | str | None = None,
+    ties: str = "half-even",
 ) -> list[QuantizedWeight]:
     """Quantize every Conv/Linear weight of ``model`` in place through a parametrization.
 
@@ -136,12 +162,18 @@ def quantize_weights(
         keep_first_last: also leave the first and the last weight layer at full precision.
         per_channel: one scale per output channel instead of per tensor.
         levels: for ``"sigmoid"`` with ``bits >= 3``, ``"uniform"``, ``"pow2"`` or ``"data"`` levels.
+        step: ``"uniform"`` only: a fixed step Δ (a hardware's grid), ``"maxabs"``, or None: each weight's own
+            b-bit grid when it already sits on one (kept exactly), else from max|w| (`make_weight_quantizer`).
+        ties: ``"uniform"`` nearest rounding of exact halves: ``"half-even"``, ``"half-away"``, ``"half-up"``.
 
     Returns:
         One `QuantizedWeight` per quantized layer. A layer that is already quantized is re-quantized.
     """
     if method not in METHODS:
         raise ValueError(f"method={method!r} is not one of {METHODS}")
+    check_ties(ties)
+    if step is not None and step != "maxabs" and method != "uniform":
+        raise ValueError(f"step={step!r} applies to method='uniform' only, not {method!r}")
     layers = weight_layers(model)
     if not layers:
         raise ValueError(f"{type(model).__name__} has no Conv/Linear layer to quantize")
@@ -158,7 +190,7 @@ def quantize_weights(
             continue
         if parametrize.is_parametrized(module, "weight"):
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-        quantizer = make_weight_quantizer(module.weight, bits, method, rounding, per_channel, levels)
+        quantizer = make_weight_quantizer(module.weight, bits, method, rounding, per_channel, levels, step, ties)
         parametrize.register_parametrization(module, "weight", quantizer)
         done.append(QuantizedWeight(name, module, quantizer, int(getattr(quantizer, "bits", bits))))
     return done

@@ -61,7 +61,7 @@ def _options(compare: Compare, count: Count, execution: Execution, weight_method
                "count": {"energy": count.energy.as_dict(), "keep_tensors": count.keep_tensors},
                "execution": {k: v for k, v in dataclasses.asdict(execution).items() if k != "progress"},
                "weight_method": weight_method, "reference_cache_mb": int(reference_cache_mb)}
-    local = ("device", "compile", "batch_size")
+    local = ("device", "compile", "batch_size", "data_root")
     same = {**{k: v for k, v in options.items() if k not in ("execution", "reference_cache_mb")},
             "execution": {k: v for k, v in options["execution"].items() if k not in local}}
     return options, same
@@ -80,7 +80,8 @@ def _source(checkpoint) -> tuple[tuple, str]:
 def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, rounding="nearest", state_bits=None,
           neuron=None, out: str | Path | None = None, executor: str = "local", workers: int | None = None, *,
           compare: Compare | None = None, count: Count | None = None, execution: Execution | None = None,
-          weight_method: str = "uniform", reference_cache_mb: int = 1024, **options):
+          weight_method: str = "uniform", reference_cache_mb: int = 1024, weight_step: float | None = None,
+          ties: str = "half-even", **options):
     """Analyse every cell of a grid and return the concatenated table (`qnoise.probe.COLUMNS`).
 
     Args:
@@ -98,6 +99,7 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
         compare, count, execution: as `qnoise.probe.analyze` (`qnoise.probe.options`), or their fields by name
             (``reference="snn", limit=256``); a reference must be a name or an ANN checkpoint folder.
         reference_cache_mb: per-worker memory for reference activations shared between cells.
+        weight_step, ties: as `qnoise.probe.options.Setting`, for every cell (a hardware's weight grid).
 
     Returns:
         One DataFrame with the rows of every cell of this grid (finished earlier or now).
@@ -113,8 +115,14 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
     cells = make_cells(weight_bits, timesteps, rounding, state_bits, neuron)
     _, compare, count, execution = split_options({"compare": compare, "count": count, "execution": execution},
                                                  **options)
-    Setting(weight_method=weight_method)  # checks the method
+    Setting(weight_method=weight_method, ties=ties)  # checks the method
     options, same = _options(compare, count, execution, weight_method, reference_cache_mb)
+    if weight_step is not None or ties != "half-even":  # a hardware's grid (issue 11); absent: as before
+        for cell in cells:
+            Setting(weight_bits=cell["weight_bits"], weight_method=weight_method, weight_step=weight_step, ties=ties)
+        # weight_bits 32 cells stay float (the step applies to the quantized ones)
+        options.update(weight_step=weight_step, ties=ties)
+        same.update(weight_step=weight_step, ties=ties)
     identity = {"model": model_identity(checkpoint), "data": data_identity(dataset, execution.split, execution.limit),
                 "options": same}
     if out is None:

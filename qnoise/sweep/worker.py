@@ -35,7 +35,8 @@ def data_for(dataset, T: int | None, execution: Execution, model_cfg: dict) -> t
     number of frames the model is fed (`qnoise.train.evaluation.data_plan`), a factory is called with T."""
     static, steps, bins = data_plan(model_cfg, T, execution.input_mode)
     if isinstance(dataset, str) or dataset is None:
-        return resolve_data(dataset, model_cfg, bins, execution.split, execution.limit)[0], ("named", bins), static
+        data = resolve_data(dataset, model_cfg, bins, execution.split, execution.limit, execution.data_root)[0]
+        return data, ("named", bins), static
     if callable(dataset) and not hasattr(dataset, "__getitem__") and not isinstance(dataset, (tuple, list)):
         return dataset(steps), ("factory", steps), static
     one_frame = isinstance(dataset, (tuple, list)) and torch.is_tensor(dataset[0]) and dataset[0].shape[1] == 1
@@ -78,7 +79,8 @@ def run_cells(task: dict, on_cell: Callable[[str], None] | None = None) -> list[
         if key not in reference_caches:
             reference_caches = {key: {}}  # cells come grouped by reference: keep only the current group's
         setting = Setting(weight_bits=cell["weight_bits"], timesteps=T, rounding=cell["rounding"],
-                          state_bits=cell["state_bits"], neuron=cell["neuron"], weight_method=opts["weight_method"])
+                          state_bits=cell["state_bits"], neuron=cell["neuron"], weight_method=opts["weight_method"],
+                          weight_step=opts.get("weight_step"), ties=opts.get("ties", "half-even"))
         df = analyze(model, data, setting=setting, compare=compare, count=count,
                      execution=dataclasses.replace(execution, progress=False),
                      model_name=task["model_name"], dataset_name=task["dataset_name"],

@@ -1,0 +1,90 @@
+"""Weights as hardware stores them (issue 11): a fixed step, an existing grid kept exactly, tie rounding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from qnoise.probe.options import Setting
+from qnoise.quant import grid_step, quantize, quantize_weights, remove_weight_quantization, round_half
+
+
+def test_ties_round_as_chosen():
+    u = torch.tensor([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.49999997, 1.2, -1.7])
+    assert round_half(u, "half-even").tolist() == [-2, -2, -0, 0, 2, 2, 0, 1, -2]
+    assert round_half(u, "half-away").tolist() == [-3, -2, -1, 1, 2, 3, 0, 1, -2]
+    assert round_half(u, "half-up").tolist() == [-2, -1, 0, 1, 2, 3, 0, 1, -2]
+    x = torch.tensor([0.25, 0.75, -0.25])  # halves of step 0.5
+    assert quantize(x, 4, scale=0.5, ties="half-away").tolist() == [0.5, 1.0, -0.5]
+    assert quantize(x, 4, scale=0.5, ties="half-even").tolist() == [0.0, 1.0, -0.0]
+    with pytest.raises(ValueError, match="ties"):
+        quantize(x, 4, ties="banker")
+
+
+def _loihi_layer(seed=0) -> nn.Linear:
+    g = torch.Generator().manual_seed(seed)
+    lin = nn.Linear(64, 10, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(2.0 * torch.randint(-128, 128, (10, 64), generator=g).float())  # 8 bits, step 2
+        lin.weight[0, 0] = -256.0  # the grid's most negative level: max-abs scaling would move every weight
+    return lin
+
+
+def test_eight_bits_on_an_eight_bit_grid_changes_nothing():
+    lin = _loihi_layer()
+    before = lin.weight.detach().clone()
+    assert grid_step(before, 8) == 2.0
+    quantize_weights(nn.Sequential(lin), 8)
+    assert torch.equal(lin.weight, before)
+    remove_weight_quantization(lin)
+    # the same layer through max-abs (the old default) would not keep them
+    quantize_weights(nn.Sequential(lin), 8, step="maxabs")
+    assert not torch.equal(lin.weight, before)
+
+
+def test_float_grid_from_maxabs_is_kept_bit_for_bit():
+    w = quantize(torch.randn(32, 16), 6)  # values k * max|w| / 31
+    lin = nn.Linear(16, 32)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    quantize_weights(nn.Sequential(lin), 6)
+    assert torch.equal(lin.weight, w)
+
+
+def test_fixed_step_and_saturation():
+    lin = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 3.2, -7.0, 300.0]]))
+    quantize_weights(nn.Sequential(lin), 8, step=2.0, ties="half-away")
+    assert lin.weight.tolist() == [[2.0, 4.0, -8.0, 254.0]]  # 1 -> tie away from 0; 300 saturates at 127 * 2
+
+
+def test_random_weights_have_no_grid():
+    assert grid_step(torch.randn(100), 8) is None
+
+
+def test_setting_checks_weight_step():
+    Setting(weight_bits=8, weight_step=2.0)
+    with pytest.raises(ValueError, match="weight_step needs weight_bits"):
+        Setting(weight_step=2.0)
+    with pytest.raises(ValueError, match="positive"):
+        Setting(weight_bits=8, weight_step=-1.0)
+    with pytest.raises(ValueError, match="ties"):
+        Setting(ties="nearest-even")
+
+
+def test_analyze_with_a_weight_step_keeps_the_grid():
+    from qnoise import analyze
+    from qnoise.neuron_kinds import Leaky
+    from qnoise.layers import MultiStep
+
+    lin = _loihi_layer()
+    model = nn.Sequential(MultiStep(lin), Leaky(500.0, fire=">", spike_value="one"))
+    x = (torch.rand(32, 4, 64) < 0.3).float()  # [N, T, features]
+    y = torch.randint(0, 10, (32,))
+    df = analyze(model, (x, y), weight_bits=8, weight_step=2.0, reference="snn", progress=False)
+    sqnr = df[(df.metric == "weight_sqnr_db")].value
+    assert (sqnr == float("inf")).all()  # the grid is kept: no weight noise
+    own = df[(df.metric == "err_own_mse")].value
+    assert (own == 0).all()
