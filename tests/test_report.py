@@ -1,0 +1,92 @@
+"""qnoise.report: the sweep report's figures say what they show (issue 13: accuracy vs T drew each weight width
+as vertical spikes on a linear axis ticked at 1.5, 2.5...; the cost scatters crowded every point into a corner
+of an unlabelled log axis; the tables printed 1.755e+06 where nJ and KiB would do) and every page names its
+model, data, configuration and qnoise version."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from dashboard_fixtures import sweep_frame
+
+from qnoise import __version__
+from qnoise import report as R
+
+
+@pytest.fixture(scope="module")
+def sweep():
+    df = sweep_frame(model="digits-snn-3bit", weight_bits=(2, 4, 32), timesteps=(1, 3, 7))
+    df.loc[df.metric == "energy_pj", "value"] *= 20  # micro-joule scale energies, as a real CNN's
+    return df.sample(frac=1.0, random_state=0)  # row order must not matter
+
+
+def fig_named(figs, start):
+    return next(f for t, f in figs if t.startswith(start))
+
+
+def test_accuracy_vs_timesteps_is_one_line_per_width_on_a_log_axis_ticked_at_t(sweep):
+    figs = R.figures(sweep)
+    fig = fig_named(figs, "Accuracy vs timesteps")
+    lines = [t for t in fig.data if t.name.endswith("weights")]
+    assert [t.name for t in lines] == ["2-bit weights", "4-bit weights", "float weights"]
+    runs = R.run_table(sweep)
+    for t in lines:
+        assert list(t.x) == [1, 3, 7]  # one point per T, in order: no vertical spikes
+        bits = {"2-bit weights": 2, "4-bit weights": 4, "float weights": 32}[t.name]
+        want = runs[runs.weight_bits == bits].sort_values("timesteps")["accuracy"]
+        assert np.allclose(t.y, want)
+    assert fig.layout.xaxis.type == "log" and list(fig.layout.xaxis.tickvals) == [1, 3, 7]
+    assert len({(t.line.dash, t.marker.symbol) for t in lines}) == 3
+    assert all("digits-snn-3bit" in title for title, _ in figs)  # every figure names its model
+
+
+def test_cost_scatters_use_readable_units_and_label_points(sweep):
+    figs = R.figures(sweep)
+    runs = R.run_table(sweep)
+    energy = next(f for t, f in figs if t.startswith("Accuracy vs energy"))
+    div, unit = R.energy_unit(runs["energy_pj"])
+    assert unit in ("nJ", "µJ") and energy.layout.xaxis.title.text == f"energy per sample ({unit})"
+    xs = np.concatenate([np.asarray(t.x, dtype=float) for t in energy.data])
+    assert np.allclose(np.sort(xs), np.sort(runs["energy_pj"] / div))
+    lo, hi = energy.layout.xaxis.range  # the axis spans the points, not the ANN far away
+    assert 10 ** lo < xs.min() and xs.max() < 10 ** hi and hi - lo < np.log10(xs.max() / xs.min()) + 0.5
+    labels = [s for t in energy.data for s in t.text]
+    assert "W2 T7" in labels and "W float T1" in labels
+    memory = next(f for t, f in figs if t.startswith("Accuracy vs memory"))
+    assert memory.layout.xaxis.title.text == "memory (KiB)"
+    mx = np.concatenate([np.asarray(t.x, dtype=float) for t in memory.data])
+    assert np.allclose(np.sort(mx), np.sort(runs["memory_bits"] / 8192))
+
+
+def test_report_page_names_what_it_shows_and_its_tables_read_in_units(sweep, tmp_path):
+    path, tables = R.write_report(sweep, tmp_path, title="qnoise report: run")
+    page = path.read_text()
+    assert "Layer SQNR over time (digits-snn-3bit, float weights, T = 7)" in page  # names the configuration
+    for fact in ("digits-snn-3bit", "digits", "qnoise version", __version__, "2-bit, 4-bit, float", "1, 3, 7"):
+        assert fact in page
+    assert "e+0" not in page.split("<h2>Runs")[1]  # no 1.755e+06 in the runs table
+    assert "(KiB)" in page and ("(nJ)" in page or "(µJ)" in page)
+    assert page.count("Plotly.newPlot") >= 6 and page.count("<script type=\"text/javascript\">/**") <= 1
+    runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    assert np.allclose(runs["memory_kib"], runs["memory_bits"] / 8192)
+    acc = pd.read_csv(tmp_path / "tables" / "accuracy.csv")
+    assert list(acc.columns) == ["weight_bits", "T=1", "T=3", "T=7"]
+
+
+def test_readable_tables():
+    t = pd.DataFrame({"weight_bits": [4, 32], "accuracy": [0.9, 0.95], "energy_pj": [2.5e6, 1.0e6],
+                      "memory_bits": [8192 * 3, 8192 * 12]})
+    r = R.readable(t)
+    assert list(r.columns) == ["weight_bits", "accuracy (%)", "energy (µJ)", "memory (KiB)"]
+    assert list(r["weight_bits"]) == ["4-bit", "float"]
+    assert r["energy (µJ)"].tolist() == [2.5, 1.0] and r["memory (KiB)"].tolist() == [3.0, 12.0]
+
+
+def test_html_page_is_standalone():
+    import plotly.graph_objects as go
+
+    page = R.html_page("t", {"model": "m"}, [("a figure", go.Figure(go.Bar(x=[1], y=[2]))),
+                                            ("a table", pd.DataFrame({"x": [1.5]})), ("words", "hello")])
+    assert "<script src=\"http" not in page and "Plotly.newPlot" in page
+    assert "<th>model</th><td>m</td>" in page and __version__ in page and "hello" in page
