@@ -1,0 +1,67 @@
+"""Budget figure: accuracy against memory (KiB) or energy (nJ/µJ) for every configuration, each point
+labelled and with its 95% interval, the Pareto front, a budget line and the chosen configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .common import _base, check_frame, config_label, energy_unit, kib, label
+
+LABEL_KEYS = ("weight_bits", "timesteps", "state_bits", "neuron")
+
+
+def cost_axis(cost: str, values) -> tuple[float, str]:
+    """``(divisor, axis title)`` turning a cost column into readable units (KiB, nJ or µJ)."""
+    if cost == "memory_bits":
+        return 8192.0, "memory (KiB)"
+    if cost.endswith("energy_pj"):
+        div, unit = energy_unit(values)
+        return div, f"{label(cost).replace(' (pJ)', '')} per sample ({unit})"
+    return 1.0, label(cost)
+
+
+def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.DataFrame | None = None,
+                   chosen: Mapping | pd.Series | None = None, limit: float | None = None,
+                   subject: str | None = None, chosen_name: str = "chosen") -> go.Figure:
+    """Accuracy against a cost for every configuration (``points``: one row per configuration with
+    ``weight_bits``, ``timesteps``, ``accuracy``, the cost column and, when known, the Wilson interval
+    ``low``/``high``), each point labelled with its configuration; the Pareto front as a line, the budget
+    ``limit`` (in the cost's own unit, pJ or bits) as a vertical line and the chosen configuration ringed."""
+    check_frame(points, columns=("weight_bits", "timesteps", "accuracy", cost), what="Pareto plot")
+    div, xtitle = cost_axis(cost, points[cost])
+    keys = [k for k in LABEL_KEYS if k in points and points[k].nunique(dropna=False) > 1] or ["weight_bits",
+                                                                                              "timesteps"]
+    names = [config_label(r, keys) for _, r in points.iterrows()]
+    err = None
+    if {"low", "high"} <= set(points.columns) and points["low"].notna().any():
+        err = dict(type="data", symmetric=False, array=(points["high"] - points["accuracy"]).to_numpy(),
+                   arrayminus=(points["accuracy"] - points["low"]).to_numpy(), thickness=1, width=3,
+                   color="rgba(60,60,60,0.45)")
+    fig = go.Figure(go.Scatter(
+        x=points[cost] / div, y=points["accuracy"], mode="markers+text", name="configurations", text=names,
+        textposition="top center", textfont=dict(size=10, color="#444"), error_y=err,
+        marker=dict(size=9, color=np.log2(points["timesteps"].astype(float)), colorscale="Viridis", showscale=True,
+                    colorbar=dict(title="T", tickvals=np.log2(sorted(points["timesteps"].unique())).tolist(),
+                                  ticktext=[str(int(t)) for t in sorted(points["timesteps"].unique())])),
+        hovertemplate="%{text}<br>%{x:.4g}<br>accuracy %{y:.2%}<extra></extra>"))
+    if front is not None and len(front):
+        f = front.sort_values(cost)
+        fig.add_trace(go.Scatter(x=f[cost] / div, y=f["accuracy"], mode="lines", name="Pareto front",
+                                 line=dict(color="#E45756", width=2, shape="hv")))
+    if limit is not None:
+        fig.add_vline(x=float(limit) / div, line_color="#F58518", line_dash="dash", line_width=2)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"budget: {limit / div:.4g}",
+                                 line=dict(color="#F58518", dash="dash")))
+    if chosen is not None:
+        fig.add_trace(go.Scatter(x=[chosen[cost] / div], y=[chosen["accuracy"]], mode="markers", name=chosen_name,
+                                 marker=dict(size=22, symbol="circle-open", color="black", line=dict(width=3))))
+    fig.update_xaxes(title=xtitle, type="log")
+    fig.update_yaxes(title="accuracy" + (" (bars: 95% interval)" if err else ""), tickformat=".0%")
+    fig = _base(fig, f"Accuracy vs {xtitle}", height=540, subject=subject)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
+                      margin=dict(b=110))
+    return fig
