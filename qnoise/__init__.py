@@ -20,6 +20,7 @@ _LAZY = {
     "Probe": "qnoise.probe",
     "sensitivity": "qnoise.probe",
     "sweep": "qnoise.sweep",
+    "search": "qnoise.search",
     "load_dataset": "qnoise.data",
     "build_model": "qnoise.models",
     "save_checkpoint": "qnoise.io",

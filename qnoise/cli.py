@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "qnoise.commands.import_model",
     "qnoise.commands.analyze",
     "qnoise.commands.sweep",
+    "qnoise.commands.search",
     "qnoise.commands.report",
     "qnoise.commands.dashboard",
 ]

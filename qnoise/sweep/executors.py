@@ -44,19 +44,24 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="qnoise-parent-watch", daemon=True).start()
 
 
-def run_processes(tasks: list[dict], workers: int, bar) -> None:
-    """Run tasks in ``workers`` spawned local processes that exit when this process dies."""
+def run_processes(tasks: list, workers: int, bar, fn=run_cells, collect=None) -> None:
+    """Run ``fn(task)`` for every task in ``workers`` spawned local processes that exit when this process
+    dies; each result (a list) goes to ``collect`` and advances ``bar`` by its length."""
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                              initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
-        pending = {pool.submit(run_cells, t) for t in tasks}
+        pending = {pool.submit(fn, t) for t in tasks}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
-                bar.update(len(f.result()))
+                result = f.result()
+                if collect is not None:
+                    collect(result)
+                bar.update(len(result))
 
 
-def run_ray(tasks: list[dict], workers: int, bar) -> None:
-    """Run tasks as Ray tasks: on a local Ray started here, or the cluster a prior ``ray.init`` joined."""
+def run_ray(tasks: list, workers: int, bar, fn=run_cells, collect=None) -> None:
+    """Run ``fn(task)`` as Ray tasks: on a local Ray started here, or the cluster a prior ``ray.init`` joined;
+    results as `run_processes`."""
     try:
         import ray
     except ImportError as err:
@@ -65,12 +70,15 @@ def run_ray(tasks: list[dict], workers: int, bar) -> None:
     if started:  # a local Ray; connect to a cluster by calling ray.init(address=...) before the sweep
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(run_cells)
+        remote = ray.remote(fn)
         pending = [remote.remote(t) for t in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                bar.update(len(ray.get(ref)))
+                result = ray.get(ref)
+                if collect is not None:
+                    collect(result)
+                bar.update(len(result))
     finally:
         if started:
             ray.shutdown()
