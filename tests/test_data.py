@@ -457,15 +457,17 @@ def test_shd_release_layout(tmp_path):
     ("ncaltech101", "NCALTECH101/Caltech101/<class>/image_<NNNN>.bin"),
     ("shd", "SHD/shd_train.h5"),
 ])
-def test_missing_root_names_path_layout_and_download(tmp_path, name, expected):
+def test_missing_root_names_path_layout_and_data_root(tmp_path, name, expected):
     with pytest.raises(FileNotFoundError) as err:
         load_dataset(name, "train", root=tmp_path / "nowhere")
     message = str(err.value)
-    assert str(tmp_path / "nowhere") in message and expected in message and "download=True" in message
+    # the CLI cannot pass download=True: the message names what it can pass (issue 11)
+    assert str(tmp_path / "nowhere") in message and expected in message and "--data-root" in message
+    assert "download=True" not in message
 
 
 def test_missing_test_split_is_a_clear_error(nmnist_root):
-    with pytest.raises(FileNotFoundError, match=r"test split not found: .*NMNIST/Test.*download=True"):
+    with pytest.raises(FileNotFoundError, match=r"test split not found: .*NMNIST/Test.*--data-root"):
         load_dataset("nmnist", "test", root=nmnist_root)
 
 

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="checkpoint directory")
     p.add_argument("--dataset", default=None, help="dataset name (default: the checkpoint's)")
+    p.add_argument("--data", dest="dataset", metavar="PATH",
+                   help="your own data instead of a dataset name: an .npz of frames and labels or a folder of event "
+                        "recordings (same as --dataset PATH)")
     p.add_argument("--split", default="test", help="train, val or test")
     p.add_argument("--timesteps", type=_args.timesteps, default=None, help="T (default: the checkpoint's)")
     p.add_argument("--data-root", default=None)

@@ -39,6 +39,7 @@ from .events import BadEventFile, events_to_frames
 from .formats import SOURCES, EventSource
 from .formats import download as tonic_download
 from .frames import EventFrames
+from . import user
 from .split import SPLITS, split_indices, stratified_subset
 
 DATASETS = ("digits", *SOURCES)
@@ -95,7 +96,8 @@ def load_dataset(name: str, split: str = "train", root=None, timesteps: int = 8,
     """One split of a dataset as a torch ``Dataset`` of ``(x [T, ...] float32, label int)``.
 
     Args:
-        name: one of ``DATASETS``.
+        name: one of ``DATASETS``, or the path of your own data (an ``.npz`` of frames and labels, or a folder
+            of event recordings with labels: `qnoise.data.user`).
         split: ``"train"``, ``"val"`` or ``"test"``.
         root: folder holding ``<tonic class name>/`` (e.g. ``root/NMNIST/Train/3/00012.bin``); default
             ``default_data_root()``. Unused by digits.
@@ -113,6 +115,14 @@ def load_dataset(name: str, split: str = "train", root=None, timesteps: int = 8,
             dropped); None: T bins spanning each recording from first to last event.
         clip: cap each frame value (an event count) at this value; None keeps counts.
     """
+    if isinstance(name, str) and name.startswith(user.PREFIX):
+        user.refuse_recorded(name)
+    if user.is_user_data(name):
+        _check_args("digits", split, timesteps, val_fraction, test_fraction, limit, downsample)
+        return user.load_user_data(name, split, timesteps, seed=seed, val_fraction=val_fraction,
+                                   test_fraction=test_fraction, limit=limit, cache=cache, cache_dir=cache_dir,
+                                   downsample=downsample, duration_us=duration_us, clip=clip, skip_bad=skip_bad,
+                                   encoding=encoding)
     _check_args(name, split, timesteps, val_fraction, test_fraction, limit, downsample)
     if name == "digits":
         return _load_digits(split, timesteps, encoding or "static", seed, val_fraction, test_fraction, limit)
@@ -155,7 +165,8 @@ def collate_time_first(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check_args(name, split, timesteps, val_fraction, test_fraction, limit, downsample) -> None:
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or give the path of your "
+                         f"own data (--data PATH: an .npz of frames and labels, or a folder of event recordings)")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if isinstance(timesteps, bool) or not isinstance(timesteps, int) or timesteps <= 0:
@@ -192,8 +203,7 @@ def locate(source: EventSource, root: Path) -> Path:
     part = source.parts.get("train", source.parts.get("all"))
     raise FileNotFoundError(
         f"{source.title} not found: {nested} does not exist. Expected the release layout "
-        f"{_expected(source, nested / part)}. Point root= at a local copy, or pass download=True to fetch it "
-        f"with tonic.")
+        f"{_expected(source, nested / part)}. Point --data-root (Python: root=) at a local copy.")
 
 
 def _expected(source: EventSource, part: Path) -> str:
@@ -207,7 +217,7 @@ def _list_split(source: EventSource, location: Path, split: str, seed, val_fract
         held = sorted(p.name for p in location.iterdir()) or "nothing"
         raise FileNotFoundError(
             f"{source.title} {split} split not found: {part} does not exist (this copy holds {held}). Expected "
-            f"{_expected(source, part)}; pass download=True to fetch the release with tonic.")
+            f"{_expected(source, part)}; point --data-root (Python: root=) at a copy that holds it.")
     recordings, classes = source.list_part(part)
     if not recordings:
         raise FileNotFoundError(f"{source.title}: no recordings in {part}; expected {_expected(source, part)}")

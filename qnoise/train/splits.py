@@ -44,6 +44,11 @@ def batches(split, batch_size: int = 256) -> Batches:
 def dataset_record(name: str, timesteps: int, options: dict | None, splits: dict, input_mode: str) -> dict:
     """What a checkpoint stores about its data: name, T, loader options, split sizes and the input mode
     (``"sequence"``: the T frames as they are, which an ANN averages into one step; ``"static"``: their mean
-    repeated over the model's T steps, for SNNs converted from ANNs)."""
+    repeated over the model's T steps, for SNNs converted from ANNs). The user's own data (a path) is recorded as
+    ``user:<name>`` (`qnoise.data.user`): where data is read is the caller's choice, never a checkpoint's."""
+    from ..data.user import is_user_data, record_name
+
+    if is_user_data(name):
+        name = record_name(name)
     return {"name": name, "timesteps": timesteps, "options": dict(options or {}), "splits": splits,
             "input_mode": input_mode}

@@ -1,0 +1,230 @@
+"""Data a user brings: an ``.npz`` of frames and labels, or a folder of event recordings with labels.
+
+``load_dataset(PATH, ...)`` (and ``--data PATH`` on the command line) reads:
+
+- an ``.npz`` file holding ``frames`` ``[N, T, ...]`` (a sequence per sample) or ``images`` ``[N, ...]`` (one static
+  frame per sample, repeated to T steps by whoever runs the model), and ``labels`` ``[N]`` (integers 0..K-1);
+- a folder of event recordings, one sample per file: N-MNIST ``.bin`` (34 x 34 x 2), ``.npy`` (a structured array
+  with fields x, y, t, p, or an ``[E, 4]`` array of x, y, t, p), ``.npz`` (arrays x, y, t, p), AEDAT4
+  ``.aedat4`` (tonic's reader; needs the ``aedat`` package) or AER-DAT 2 ``.aedat`` (DVS128). Labels come from
+  ``labels.csv`` in the folder (``file,label`` per line, paths relative to the folder, a header line allowed) or,
+  without one, from class subfolders (``folder/<class>/<file>``, classes sorted by name). The sensor size
+  ``(W, H, P)`` is N-MNIST's for ``.bin``, else ``sensor.json`` (``{"sensor_size": [W, H, P]}``) in the folder,
+  else read from the events (max x, y, p + 1 over all recordings). Frames are binned as for the named event
+  datasets (`qnoise.data.frames.EventFrames`) and cached the same way (``$QNOISE_CACHE``).
+
+The split is seeded and class-stratified (``val_fraction``, ``test_fraction``) as for datasets without a test
+split. A checkpoint trained on such data records the name ``user:<file or folder name>``, never the path:
+where data is read is the caller's choice, so ``evaluate``/``analyze`` need ``--data PATH`` again
+(`UserDataNeeded`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .cache import FrameCache, default_cache_dir
+from .events import BadEventFile
+from .formats import EventSource, Recording, read_aedat2_dvs128, read_aedat4, read_nmnist
+from .frames import EventFrames
+from .split import split_indices, stratified_subset
+
+PREFIX = "user:"
+SUFFIXES = (".bin", ".npy", ".npz", ".aedat4", ".aedat")
+_XYTP = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+
+
+class UserDataNeeded(FileNotFoundError):
+    """A checkpoint names the user's own data (``user:...``), which only the caller can point at."""
+
+
+def is_user_data(name) -> bool:
+    """Whether ``name`` names the user's own data: an existing file or folder (not a dataset name)."""
+    return isinstance(name, (str, Path)) and not str(name).startswith(PREFIX) and Path(str(name)).expanduser().exists()
+
+
+def record_name(path) -> str:
+    """What a checkpoint records for data read from ``path``: ``user:<name>``, never the path itself."""
+    return PREFIX + Path(str(path)).name
+
+
+def refuse_recorded(name: str) -> None:
+    """Raise `UserDataNeeded` for a ``user:`` name (module docstring)."""
+    raise UserDataNeeded(f"this model was trained on your own data {name[len(PREFIX):]!r}: pass its path with --data "
+                         f"PATH (or --dataset PATH; Python: load_dataset(PATH, ...)); a checkpoint never says where "
+                         f"data is read")
+
+
+class FrameArrays(Dataset):
+    """Frames from an ``.npz``: items ``(x [T, ...] float32, label)`` (module docstring)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, name: str, split: str, static: bool):
+        self.x, self.y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.as_tensor(y).long()
+        self.name, self.split, self.static = name, split, static
+        self.timesteps = 1 if static else int(self.x.shape[1])
+        self.input_shape = tuple(self.x.shape[1:] if static else self.x.shape[2:])
+        self.num_classes = int(self.y.max()) + 1 if len(self.y) else 0
+        self.classes = tuple(str(c) for c in range(self.num_classes))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        x = self.x[i].unsqueeze(0) if self.static else self.x[i]
+        return x, int(self.y[i])
+
+    @property
+    def targets(self) -> list[int]:
+        return self.y.tolist()
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.x.unsqueeze(1) if self.static else self.x
+        return x, self.y
+
+
+def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fraction: float, limit):
+    with np.load(path, allow_pickle=False) as z:
+        keys = set(z.files)
+        fkey = next((k for k in ("frames", "images", "x") if k in keys), None)
+        lkey = next((k for k in ("labels", "y", "targets") if k in keys), None)
+        if fkey is None or lkey is None:
+            raise ValueError(f"{path} must hold 'frames' [N, T, ...] or 'images' [N, ...] and 'labels' [N]; it holds "
+                             f"{sorted(keys)}")
+        x, y = z[fkey], z[lkey]
+    static = fkey != "frames"
+    if x.ndim < (2 if static else 3) or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"{path}: {fkey} of shape {x.shape} and {lkey} of shape {y.shape} do not match (expected "
+                         f"{'[N, ...]' if static else '[N, T, ...]'} and [N])")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise ValueError(f"{path}: {lkey} must be integers 0..K-1, got dtype {y.dtype}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{path}: {fkey} holds non-finite values")
+    idx = split_indices(y, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+    idx = idx[stratified_subset(y[idx], limit, seed)]
+    return FrameArrays(x[idx], y[idx], record_name(path), split, static)
+
+
+def read_npy_events(rec: Recording) -> np.ndarray:
+    """Events of a ``.npy`` / ``.npz`` file as tonic's (x, y, t, p) structured array."""
+    if rec.path.suffix == ".npz":
+        with np.load(rec.path, allow_pickle=False) as z:
+            missing = [k for k in "xytp" if k not in z.files]
+            if missing:
+                raise BadEventFile(rec.path, f"an events .npz needs arrays x, y, t, p; missing {missing}")
+            cols = [z[k] for k in "xytp"]
+    else:
+        a = np.load(rec.path, allow_pickle=False)
+        if a.dtype.names:
+            missing = [k for k in "xytp" if k not in a.dtype.names]
+            if missing:
+                raise BadEventFile(rec.path, f"structured events need fields x, y, t, p; missing {missing}")
+            cols = [a[k] for k in "xytp"]
+        elif a.ndim == 2 and a.shape[1] == 4:
+            cols = [a[:, i] for i in range(4)]
+        else:
+            raise BadEventFile(rec.path, f"expected structured (x, y, t, p) events or an [E, 4] array, got shape "
+                                         f"{a.shape}")
+    out = np.empty(len(cols[0]), dtype=_XYTP)
+    for k, c in zip("xytp", cols, strict=True):
+        out[k] = c
+    return out
+
+
+_READERS = {".bin": read_nmnist, ".npy": read_npy_events, ".npz": read_npy_events, ".aedat4": read_aedat4,
+            ".aedat": read_aedat2_dvs128}
+
+
+def _inside(folder: Path, rel: str, labels_file: Path) -> Path:
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise FileNotFoundError(f"{labels_file}: {rel!r} is not a file inside {folder}")
+    return path
+
+
+def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
+    """Recordings and class names of a user folder (``labels.csv``, else class subfolders)."""
+    labels_file = folder / "labels.csv"
+    if labels_file.is_file():
+        rows = []
+        with labels_file.open(newline="") as f:
+            for i, row in enumerate(csv.reader(f)):
+                if not row or (i == 0 and not row[-1].strip().lstrip("-").isdigit()):
+                    continue  # blank line or header
+                if len(row) != 2 or not row[1].strip().isdigit():
+                    raise ValueError(f"{labels_file} line {i + 1}: expected 'file,label' with an integer label, got "
+                                     f"{row!r:.80}")
+                rows.append((_inside(folder, row[0].strip(), labels_file), int(row[1])))
+        if not rows:
+            raise ValueError(f"{labels_file} lists no recordings")
+        classes = tuple(str(c) for c in range(max(r[1] for r in rows) + 1))
+        return [Recording(p, y) for p, y in rows], classes
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subfolders:
+        raise FileNotFoundError(f"{folder} has neither labels.csv nor class subfolders (folder/<class>/<file>)")
+    recs = []
+    for label, sub in enumerate(subfolders):
+        recs += [Recording(f, label) for f in sorted(sub.iterdir()) if f.is_file() and f.suffix in SUFFIXES]
+    if not recs:
+        raise FileNotFoundError(f"{folder}: no recordings ({', '.join(SUFFIXES)}) in its class subfolders")
+    if len(recs) and len(subfolders) == 1:
+        raise ValueError(f"{folder} has one class subfolder ({subfolders[0].name}); point --data at the folder "
+                         f"that holds one subfolder per class")
+    return recs, tuple(p.name for p in subfolders)
+
+
+def _sensor_size(folder: Path, recs: list[Recording]) -> tuple[int, int, int]:
+    suffixes = {r.path.suffix for r in recs}
+    if len(suffixes) > 1:
+        raise ValueError(f"{folder} mixes recording formats {sorted(suffixes)}; use one")
+    meta = folder / "sensor.json"
+    if meta.is_file():
+        size = json.loads(meta.read_text()).get("sensor_size")
+        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise ValueError(f"{meta}: sensor_size must be [W, H, P] of positive ints, got {size!r}")
+        return tuple(size)
+    if suffixes == {".bin"}:
+        return (34, 34, 2)
+    top = np.zeros(3, dtype=np.int64)
+    for rec in recs:
+        ev = _READERS[rec.path.suffix](rec)
+        if len(ev):
+            top = np.maximum(top, [int(ev["x"].max()), int(ev["y"].max()), int(ev["p"].max())])
+    return tuple(int(v) + 1 for v in top)
+
+
+def load_user_data(path, split: str, timesteps: int, *, seed: int = 0, val_fraction: float = 0.2,
+                   test_fraction: float = 0.2, limit: int | None = None, cache: bool = True, cache_dir=None,
+                   downsample: int = 1, duration_us: float | None = None, clip: float | None = None,
+                   skip_bad: bool = False, **unused):
+    """One split of the user's data at ``path`` (module docstring), as ``load_dataset`` returns it."""
+    if unused.get("encoding") not in (None, "frames"):
+        raise ValueError(f"encoding={unused['encoding']!r} applies to digits only")
+    path = Path(str(path)).expanduser()
+    if path.is_file():
+        if path.suffix != ".npz":
+            raise ValueError(f"{path}: a data file must be an .npz of frames and labels (or give a folder of event "
+                             f"recordings)")
+        return _npz_frames(path, split, seed, val_fraction, test_fraction, limit)
+    recs, classes = list_recordings(path)
+    sensor = _sensor_size(path, recs)
+    labels = [r.label for r in recs]
+    idx = split_indices(labels, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction,
+                        seed=seed)
+    keep = idx[stratified_subset(np.asarray(labels)[idx], limit, seed)]
+    kind = recs[0].path.suffix
+    source = EventSource(name=record_name(path), title=f"your data {path.name}", folder=path.name,
+                         sensor_size=sensor, parts={"all": "."}, layout=f"<class>/*{kind} or labels.csv",
+                         list_part=lambda part: list_recordings(part), read=_READERS[kind], classes=classes)
+    tag = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]  # two folders of one name never share frames
+    frame_cache = FrameCache(cache_dir if cache_dir is not None else default_cache_dir(),
+                             f"user-{path.name}-{tag}") if cache else None
+    return EventFrames(source, [recs[i] for i in keep], classes=classes, location=path, split=split,
+                       timesteps=timesteps, cache=frame_cache, downsample=downsample, duration_us=duration_us,
+                       clip=clip, skip_bad=skip_bad)

@@ -1,0 +1,126 @@
+"""Data a user brings (issue 11): .npz frames, folders of event recordings with labels, tensors given to train;
+a checkpoint trained on them records ``user:<name>`` and still converts, evaluates and analyses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from qnoise.data import load_dataset
+from qnoise.data.user import UserDataNeeded
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nmnist-1k" / "NMNIST" / "Train"
+_EV = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+
+
+def _events(rng, n=200, w=16, h=12):
+    ev = np.zeros(n, dtype=_EV)
+    ev["x"], ev["y"] = rng.integers(0, w, n), rng.integers(0, h, n)
+    ev["t"], ev["p"] = np.sort(rng.integers(0, 10_000, n)), rng.integers(0, 2, n)
+    return ev
+
+
+def test_npz_frames_and_static_images(tmp_path):
+    x = np.random.default_rng(0).random((60, 4, 2, 6, 6)).astype(np.float32)
+    y = np.arange(60) % 3
+    np.savez(tmp_path / "frames.npz", frames=x, labels=y)
+    ds = load_dataset(str(tmp_path / "frames.npz"), "train", timesteps=4)
+    assert ds[0][0].shape == (4, 2, 6, 6) and ds.num_classes == 3 and ds.name == "user:frames.npz"
+    np.savez(tmp_path / "images.npz", images=x[:, 0], labels=y)
+    assert load_dataset(str(tmp_path / "images.npz"), "test", timesteps=4)[0][0].shape == (1, 2, 6, 6)
+    np.savez(tmp_path / "bad.npz", pictures=x, labels=y)
+    with pytest.raises(ValueError, match="must hold 'frames'"):
+        load_dataset(str(tmp_path / "bad.npz"), "train")
+
+
+def test_event_folder_with_class_subfolders_and_labels_csv(tmp_path):
+    rng = np.random.default_rng(1)
+    for c in range(3):
+        (tmp_path / "ev" / f"class{c}").mkdir(parents=True)
+        for i in range(10):
+            np.save(tmp_path / "ev" / f"class{c}" / f"{i}.npy", _events(rng))
+    ds = load_dataset(str(tmp_path / "ev"), "train", timesteps=5, cache_dir=tmp_path / "cache")
+    x, label = ds[0]
+    assert x.shape == (5, 2, 12, 16) and ds.classes == ("class0", "class1", "class2")
+    assert float(x.sum()) == 200  # every event counted once
+    # a labels file with [E, 4] arrays and a sensor.json
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    rows = ["file,label"]
+    for i in range(12):
+        ev = _events(rng)
+        np.save(flat / f"r{i}.npy", np.stack([ev["x"], ev["y"], ev["t"], ev["p"]], 1))
+        rows.append(f"r{i}.npy,{i % 2}")
+    (flat / "labels.csv").write_text("\n".join(rows) + "\n")
+    (flat / "sensor.json").write_text('{"sensor_size": [20, 20, 2]}')
+    ds = load_dataset(str(flat), "test", timesteps=3, cache=False)
+    assert ds[0][0].shape == (3, 2, 20, 20) and ds.num_classes == 2
+    (flat / "labels.csv").write_text("file,label\n../outside.npy,0\n")
+    with pytest.raises(FileNotFoundError, match="not a file inside"):
+        load_dataset(str(flat), "test", timesteps=3, cache=False)
+
+
+def test_nmnist_bin_folder_as_user_data(tmp_path):
+    if not SHARED.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED} is missing")
+        pytest.skip("shared N-MNIST subset not present")
+    ds = load_dataset(str(SHARED), "val", timesteps=4, limit=20, cache_dir=tmp_path)
+    assert ds[0][0].shape == (4, 2, 34, 34) and ds.num_classes == 10
+
+
+def test_recorded_user_name_needs_the_path():
+    with pytest.raises(UserDataNeeded, match="--data PATH"):
+        load_dataset("user:mnist5k", "test")
+
+
+def test_train_takes_tensors_and_datasets_and_the_checkpoint_still_works(tmp_path):
+    from qnoise.io import load_checkpoint
+    from qnoise.train import TrainConfig, convert_checkpoint, train
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.rand(90, 3, 12, generator=g)
+    y = torch.arange(90) % 3
+    for c in range(3):
+        X[y == c, :, 4 * c:4 * c + 4] += 1.0
+    cfg = dict(model="mlp", epochs=1, timesteps=3, progress=False, model_options={"hidden": [16]})
+    m = train(TrainConfig(**cfg), tmp_path / "direct", data={"train": (X[:60], y[:60]), "test": (X[60:], y[60:])})
+    assert m.qnoise_checkpoint["dataset"]["name"] == "user:data"
+    assert "test_accuracy" in m.qnoise_checkpoint["metrics"]
+    np.savez(tmp_path / "mine.npz", frames=X.numpy(), labels=y.numpy())
+    ds = load_dataset(str(tmp_path / "mine.npz"), "train", timesteps=3)
+    m = train(TrainConfig(**cfg), tmp_path / "from_dataset", data=ds)
+    assert m.qnoise_checkpoint["dataset"]["name"] == "user:mine.npz"
+    # an ANN trained on the user's data converts without it (nothing to fine-tune), and evaluates / analyses with it
+    ann = train(TrainConfig(**{**cfg, "mode": "ann", "act_bits": 2, "dataset": str(tmp_path / "mine.npz")}),
+                tmp_path / "ann")
+    assert ann.qnoise_checkpoint["dataset"]["name"] == "user:mine.npz"
+    with pytest.warns(UserWarning, match="own data"):
+        convert_checkpoint(tmp_path / "ann", tmp_path / "snn", progress=False)
+    assert load_checkpoint(tmp_path / "snn").qnoise_checkpoint["dataset"]["name"] == "user:mine.npz"
+    cli = [sys.executable, "-m", "qnoise.cli"]
+    r = subprocess.run([*cli, "evaluate", "--checkpoint", str(tmp_path / "snn")], capture_output=True, text=True)
+    assert r.returncode == 2 and "--data PATH" in r.stderr
+    r = subprocess.run([*cli, "evaluate", "--checkpoint", str(tmp_path / "snn"), "--data", str(tmp_path / "mine.npz")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([*cli, "analyze", "--checkpoint", str(tmp_path / "snn"), "--data", str(tmp_path / "mine.npz"),
+                        "--weight-bits", "4", "--limit", "16"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_given_data_is_checked():
+    from qnoise.train.given import given_splits
+
+    with pytest.raises(ValueError, match="do not fit"):
+        given_splits((torch.zeros(4, 3), torch.zeros(4, dtype=torch.long)), "x")
+    with pytest.raises(ValueError, match="integers"):
+        given_splits((torch.zeros(4, 2, 3), torch.zeros(4)), "x")
+    with pytest.raises(ValueError, match="splits must be"):
+        given_splits({"training": (torch.zeros(4, 2, 3), torch.zeros(4, dtype=torch.long))}, "x")
