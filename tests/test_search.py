@@ -39,7 +39,8 @@ def reduced_space(timesteps: int = 7) -> dict:
 
 def test_space_moves_neighbours_and_enumeration():
     model = build_model("mlp", (6,), 3, hidden=[8, 4])
-    space = SearchSpace.for_model(model, (8, 4), weight_bits=(32, 4, 2), state_bits=(32, 8), fixed={"readout.body.0": 8})
+    space = SearchSpace.for_model(model, (8, 4), weight_bits=(32, 4, 2), state_bits=(32, 8),
+                                  fixed={"readout.body.0": 8})
     assert space.size == 3 * 3 * 1 * 2 * 2 * 2
     top = space.top()
     assert dict(top.weights) == {"fc1.body.1": 32, "fc2.body.0": 32, "readout.body.0": 8} and top.timesteps == 8
