@@ -27,6 +27,7 @@ from .budget import check_training
 from .config import TrainConfig
 from .loop import Batches, check_trainable, evaluate, train_epoch
 from .resume import load_epoch, save_epoch
+from .given import given_name, given_splits
 from .splits import batches, dataset_record, load_split, optional_split
 
 
@@ -93,11 +94,12 @@ def _final_metrics(model, val, test, device) -> dict:
     return metrics
 
 
-def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True) -> nn.Module:
+def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True, data=None) -> nn.Module:
     """Train as ``config`` says and save to ``out``; rerunning continues after the last completed epoch.
 
     Returns the trained model (eval mode) with its checkpoint document at ``model.qnoise_checkpoint``.
-    ``record_time=False`` leaves wall times out of the history (byte-identical reruns).
+    ``record_time=False`` leaves wall times out of the history (byte-identical reruns). ``data``: the splits in
+    memory (a Dataset, tensors or a dict of splits, `qnoise.train.given`) instead of ``config.dataset`` by name.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     out = check_output_folder(out)  # before any work: saving into it must not fail at the end
@@ -109,13 +111,17 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True)
     device = resolve_device(cfg.device)
     recycle_large_allocations()
     steps = cfg.timesteps
-    train_split = load_split(cfg.dataset, cfg.train_split, steps, cfg.data_root, cfg.data_options)
-    val = optional_split(cfg.dataset, cfg.val_split, steps, cfg.data_root, cfg.data_options)
-    test = optional_split(cfg.dataset, cfg.test_split, steps, cfg.data_root, cfg.data_options)
+    if data is None:
+        train_split = load_split(cfg.dataset, cfg.train_split, steps, cfg.data_root, cfg.data_options)
+        val = optional_split(cfg.dataset, cfg.val_split, steps, cfg.data_root, cfg.data_options)
+        test = optional_split(cfg.dataset, cfg.test_split, steps, cfg.data_root, cfg.data_options)
+    else:
+        train_split, val, test = given_splits(data, given_name(data, cfg.dataset))
     info = train_split[2]
     splits = {s: d[2]["samples"] for s, d in ((cfg.train_split, train_split), (cfg.val_split, val),
                                               (cfg.test_split, test)) if d is not None}
-    dataset = dataset_record(cfg.dataset, steps, cfg.data_options, splits, "sequence")
+    dataset = dataset_record(cfg.dataset if data is None else given_name(data, cfg.dataset), steps, cfg.data_options,
+                             splits, "sequence")
 
     model = build_for(cfg, info["input_shape"], info["num_classes"]).to(device)
     optimizer = make_optimizer(model, cfg)
