@@ -381,3 +381,21 @@ def test_training_with_event_augmentation(tmp_path):
         TrainConfig(augment="shift", augment_options={"drop": 0.1})
     with pytest.raises(ValueError, match="unknown event augmentation"):
         TrainConfig(augment="events", augment_options={"flip": True})
+
+
+def test_init_starts_quantized_training_from_float_weights(tmp_path):
+    """--init: the float weights of a trained checkpoint, and the sum-of-sigmoids quantizers initialised from
+    them (beta = 5p / (4 max|w|)), as Quantization Networks start from a trained full-precision model."""
+    from qnoise.quant import float_weight, weight_quantizers
+
+    src = train(TrainConfig(**{**FAST, "epochs": 1}), tmp_path / "float")
+    cfg = TrainConfig(**{**FAST, "weight_bits": 1, "weight_method": "sigmoid", "init": str(tmp_path / "float")})
+    model = run_module.build_for(cfg, (1, 8, 8), 10)
+    w_src = src.fc1.body[1].weight.detach()
+    assert torch.equal(float_weight(model.fc1.body[1]), w_src)
+    assert torch.equal(float_weight(model.readout.body[0]), src.readout.body[0].weight)
+    q = weight_quantizers(model)["fc1.body.1"]
+    assert float(q.beta) == pytest.approx(5 * 1 / (4 * float(w_src.abs().max())))
+    other = TrainConfig(**{**FAST, "model_options": {"hidden": [32]}, "init": str(tmp_path / "float")})
+    with pytest.raises(ValueError, match="--init"):
+        run_module.build_for(other, (1, 8, 8), 10)

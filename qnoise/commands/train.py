@@ -71,6 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--augment-options", default="{}",
                    help='JSON strengths for --augment events, e.g. \'{"shift": 2, "jitter": 1.0, "drop": 0.2, '
                         '"time_jitter": 1000}\'')
+    g.add_argument("--init", default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's float weights (same architecture); weight quantizers are "
+                        "initialised from them")
     g.add_argument("--epochs", type=_args.epochs, default=10)
     g.add_argument("--batch-size", type=_args.batch_size, default=64)
     g.add_argument("--lr", type=_args.float_positive("a learning rate"), default=1e-3)
@@ -112,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         quantizer_lr_scale=args.quantizer_lr_scale, timesteps=args.timesteps, data_root=args.data_root,
         data_options=_json(args.data_options, "--data-options"), train_split=args.train_split,
         val_split=args.val_split, test_split=args.test_split, augment=args.augment,
-        augment_options=_json(args.augment_options, "--augment-options"), epochs=args.epochs,
+        augment_options=_json(args.augment_options, "--augment-options"), init=args.init, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, device=args.device,
         progress=not args.no_progress)
     model = train(cfg, args.out)

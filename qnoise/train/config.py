@@ -15,6 +15,9 @@ sum-of-sigmoids quantizer). The sigmoid-sum quantizer's temperature is the paper
 ``alpha``, ``beta`` and ``b_i`` learn at ``quantizer_lr_scale`` times the learning rate, without weight
 decay (the authors' code: 0.1).
 
+``init`` starts from the float weights of a trained checkpoint of the same architecture (the quantizers
+are initialised from them, as Quantization Networks start from a trained full-precision model).
+
 Data: ``augment="shift"`` translates the frames by up to 2 pixels; ``augment="events"`` re-bins each event
 recording every epoch after tonic's event augmentations (`qnoise.data.augment.EventAugment`, strengths in
 ``augment_options``).
@@ -74,6 +77,7 @@ class TrainConfig:
     augment: str | None = None                          # None, "shift" (frames, +-2 px) or "events" (tonic)
     augment_options: dict = field(default_factory=dict)  # EventAugment strengths for augment="events"
     # optimisation
+    init: str | None = None                             # checkpoint whose float weights start the run (QAT)
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3

@@ -15,32 +15,64 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
 from ..device import resolve_device
 from ..io import CONFIG_FILE, check_output_folder, load_checkpoint, read_checkpoint_config, save_checkpoint
-from ..models import build_model, set_act_bits
-from ..quant import SigmoidSumQuantizer, set_temperature
+from ..models import apply_quantization, build_model, set_act_bits
+from ..neurons import spiking_neurons
+from ..quant import SigmoidSumQuantizer, remove_weight_quantization, set_temperature
 from . import schedule
 from .allocator import recycle_large_allocations
 from .budget import check_training
 from .config import TrainConfig
+from .given import given_name, given_splits
 from .loop import Batches, check_trainable, evaluate, train_epoch
 from .resume import load_epoch, save_epoch
-from .given import given_name, given_splits
 from .splits import batches, dataset_record, load_split, optional_split
 
 
 def build_for(cfg: TrainConfig, input_shape, num_classes: int) -> nn.Module:
-    """The model a `TrainConfig` trains, seeded with ``cfg.seed``, its quantization applied (QAT)."""
+    """The model a `TrainConfig` trains, seeded with ``cfg.seed``, its quantization applied (QAT).
+
+    With ``cfg.init`` the float model first takes the parameters and buffers of that checkpoint (same
+    architecture; its own weight quantizers, if any, removed: their float weights are taken), and the
+    quantizers are then initialised from those weights, as Quantization Networks start from a trained
+    full-precision model."""
     torch.manual_seed(cfg.seed)
+    quantization = cfg.quantization()
     if cfg.mode == "ann":
-        return build_model(cfg.model, input_shape, num_classes, kind="ann", act_bits=cfg.act_bits,
-                           act_alpha=cfg.act_alpha, quantization=cfg.quantization(), **cfg.model_options)
-    neuron = {"type": cfg.neuron, "threshold": cfg.threshold, "learn_threshold": cfg.learn_threshold,
-              "v_init": cfg.v_init, "surrogate": cfg.surrogate}
-    return build_model(cfg.model, input_shape, num_classes, kind="snn", neuron=neuron,
-                       quantization=cfg.quantization(), **cfg.model_options)
+        model = build_model(cfg.model, input_shape, num_classes, kind="ann", act_bits=cfg.act_bits,
+                            act_alpha=cfg.act_alpha, quantization=None if cfg.init else quantization,
+                            **cfg.model_options)
+    else:
+        neuron = {"type": cfg.neuron, "threshold": cfg.threshold, "learn_threshold": cfg.learn_threshold,
+                  "v_init": cfg.v_init, "surrogate": cfg.surrogate}
+        model = build_model(cfg.model, input_shape, num_classes, kind="snn", neuron=neuron,
+                            quantization=None if cfg.init else quantization, **cfg.model_options)
+    if cfg.init:
+        load_float_weights(model, cfg.init)
+        if quantization:
+            apply_quantization(model, quantization)
+    return model
+
+
+def load_float_weights(model: nn.Module, path: str | Path) -> None:
+    """Copy the float parameters and buffers of the checkpoint at ``path`` into ``model`` (an unquantized
+    model of the same architecture); names the first mismatch."""
+    source = load_checkpoint(path)
+    remove_weight_quantization(source)
+    for _, m in spiking_neurons(source):
+        if parametrize.is_parametrized(m, "raw_threshold"):
+            parametrize.remove_parametrizations(m, "raw_threshold", leave_parametrized=False)
+    state = source.state_dict()
+    mine = model.state_dict()
+    if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
+        diff = sorted(set(state) ^ set(mine)) or [k for k in mine if state[k].shape != mine[k].shape]
+        raise ValueError(f"--init {path}: its model differs from the one to train (first difference: {diff[0]}); "
+                         f"give the same --model, --model-options, --mode and neuron options")
+    model.load_state_dict(state)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
