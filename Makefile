@@ -13,6 +13,8 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"
+	# SpikingJelly for the interop tests, without its torchvision/torchaudio requirement (a multi-GB CUDA build)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps spikingjelly==2.0.0
 	$(BIN)/python -c "from qnoise.probe.cpu_kernel import warm_up; warm_up()"
 	touch $@
 

@@ -8,8 +8,10 @@ import torch
 
 from qnoise.neuron_kinds import CUBA, Leaky
 
-snn = pytest.importorskip("snntorch")
-sj_neuron = pytest.importorskip("spikingjelly.activation_based.neuron")
+from interop_helpers import need
+
+snn = need("snntorch")
+sj_neuron = need("spikingjelly.activation_based.neuron")
 
 T, B, N = 16, 32, 40
 

@@ -41,7 +41,10 @@ def from_state_dict(module: nn.Module, path, library: str | None = None, **kwarg
     from .spikingjelly import from_spikingjelly
 
     state = read_state_dict(path)
-    result = module.load_state_dict(state, strict=False)
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes that differ
+        raise ValueError(f"{path} does not fit {type(module).__name__}: {str(err).splitlines()[-1].strip()}") from err
     # snnTorch neurons keep an empty "mem" buffer that may or may not be saved: it carries no value
     missing = [k for k in result.missing_keys if not k.endswith((".mem", ".syn"))]
     unexpected = [k for k in result.unexpected_keys if not k.endswith((".mem", ".syn"))]

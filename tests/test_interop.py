@@ -1,0 +1,196 @@
+"""Imported models (issue 11): snnTorch and SpikingJelly models and NIR graphs give the original's outputs exactly;
+SpikingJelly -> NIR -> qnoise -> NIR keeps every weight and parameter; what cannot map is refused by name;
+imported models save, load, analyse and export (weights at their quantized values)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import qnoise
+from interop_helpers import need
+from qnoise.interop import NIRImportError, from_nir, from_snntorch, from_spikingjelly, from_state_dict, to_nir
+from qnoise.io import load_checkpoint, save_checkpoint
+
+snn = need("snntorch")
+nir = need("nir")
+sj_neuron = need("spikingjelly.activation_based.neuron")
+from spikingjelly.activation_based import functional as sf  # noqa: E402
+from spikingjelly.activation_based import layer  # noqa: E402
+
+
+def _sj_cnn(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    net = nn.Sequential(layer.Conv2d(2, 8, 3, padding=1), sj_neuron.IFNode(v_reset=0.0), layer.AvgPool2d(2),
+                        layer.Conv2d(8, 8, 3, padding=1), sj_neuron.LIFNode(tau=3.0, v_reset=0.0), layer.Flatten(),
+                        layer.Linear(8 * 4 * 4, 10), sj_neuron.LIFNode(tau=2.0, decay_input=False, v_reset=0.0))
+    sf.set_step_mode(net, "m")
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "weight" in name:
+                p.mul_(6)  # active enough that every layer spikes
+    return net.eval()
+
+
+def _events(seed: int = 1, T: int = 8, B: int = 6) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, B, 2, 8, 8, generator=g) < 0.3).float()
+
+
+def _sj_out(net, x):
+    sf.reset_net(net)
+    with torch.no_grad():
+        out = net(x)
+    sf.reset_net(net)
+    return out
+
+
+def test_spikingjelly_model_output_equals_the_original():
+    net, x = _sj_cnn(), _events()
+    ref = _sj_out(net, x)
+    q = from_spikingjelly(net, input_shape=(2, 8, 8))
+    assert ref.sum() > 0
+    assert torch.equal(q(x), ref)
+    assert [type(m).__name__ for _, m in qnoise.spiking_neurons(q)] == ["Leaky", "Leaky", "Leaky"]
+
+
+def test_snntorch_model_output_equals_the_original():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(128, 32), snn.Leaky(beta=0.8, init_hidden=True),
+                        nn.Linear(32, 10), snn.Synaptic(alpha=0.7, beta=0.9, init_hidden=True, reset_mechanism="zero"))
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if "weight" in name:
+                p.mul_(3)
+    x = _events(2)
+    from snntorch import utils
+
+    utils.reset(net)
+    with torch.no_grad():
+        ref = torch.stack([net(x[t]) for t in range(x.shape[0])])
+    q = from_snntorch(net, input_shape=(2, 8, 8))
+    assert ref.sum() > 0
+    assert torch.equal(q(x), ref)
+
+
+def _param_arrays(node) -> dict[str, np.ndarray]:
+    out = {}
+    for field in node.__dataclass_fields__:
+        v = getattr(node, field)
+        if isinstance(v, np.ndarray) and field not in ("input_type", "output_type"):
+            out[field] = v
+    return out
+
+
+def test_nir_round_trip_keeps_every_weight_and_parameter(tmp_path):
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    net, x = _sj_cnn(), _events()
+    graph = export_to_nir(net, x[:, :1], dt=1e-4)
+    q = from_nir(graph, dt=1e-4)
+    assert torch.equal(q(x), _sj_out(net, x))  # SpikingJelly's NIR, run by qnoise: the same spikes
+    back = to_nir(q, dt=1e-4, path=tmp_path / "back.nir")
+    assert set(back.nodes) == set(graph.nodes)
+    assert sorted(back.edges) == sorted(graph.edges)
+    compared = 0
+    for name, node in graph.nodes.items():
+        assert type(back.nodes[name]) is type(node), name
+        mine, theirs = _param_arrays(back.nodes[name]), _param_arrays(node)
+        assert set(theirs) <= set(mine), (name, set(theirs) - set(mine))
+        for field, value in theirs.items():
+            # parameters as the model runs them: float32 (NIR files hold float64)
+            assert np.array_equal(np.asarray(mine[field], np.float32), np.asarray(value, np.float32)), (name, field)
+            compared += 1
+    assert compared >= 15
+    again = from_nir(tmp_path / "back.nir", dt=1e-4)  # through the file, metadata included
+    assert torch.equal(again(x), q(x))
+
+
+def test_subtract_reset_survives_a_qnoise_nir_round_trip():
+    net = nn.Sequential(layer.Flatten(), layer.Linear(128, 10), sj_neuron.IFNode(v_reset=None))
+    sf.set_step_mode(net, "m")
+    q = from_spikingjelly(net, input_shape=(2, 8, 8))
+    back = from_nir(to_nir(q))  # NIR cannot say "subtract": the node's qnoise.reset metadata does
+    x = _events(3) * 0.7
+    assert torch.equal(back(x), q(x))
+    assert qnoise.spiking_neurons(back)[0][1].reset == "subtract"
+    plain = from_nir(to_nir(q), reset="zero")  # metadata wins over the argument
+    assert qnoise.spiking_neurons(plain)[0][1].reset == "subtract"
+
+
+def test_to_nir_exports_quantized_weights():
+    from qnoise.quant import quantize_weights
+
+    net = nn.Sequential(layer.Flatten(), layer.Linear(128, 10), sj_neuron.IFNode(v_reset=0.0))
+    sf.set_step_mode(net, "m")
+    q = from_spikingjelly(net, input_shape=(2, 8, 8))
+    quantize_weights(q, 3)
+    w = to_nir(q).nodes["n1"].weight
+    assert len(np.unique(np.abs(w))) <= 4  # 3 bits: levels 0..3 steps in magnitude
+    assert np.array_equal(w, q.n1.body.weight.detach().double().numpy())
+
+
+def test_imported_checkpoint_saves_loads_and_analyses(tmp_path):
+    net, x = _sj_cnn(), _events(B=12)
+    q = from_spikingjelly(net, input_shape=(2, 8, 8))
+    save_checkpoint(q, tmp_path / "ck", timesteps=8)
+    m = load_checkpoint(tmp_path / "ck")
+    assert torch.equal(m(x), q(x))
+    y = torch.arange(12) % 10
+    df = qnoise.analyze(m, (x.transpose(0, 1), y), reference="snn", weight_bits=4, progress=False)
+    rows = df[(df.t == df.timesteps) & (df["mode"] == "propagated")]
+    assert {"err_own_mse", "err_prop_mse", "firing_rate"} <= set(rows.metric)
+    first = rows[(rows.layer == "n1") & (rows.metric == "err_prop_mse")].value
+    assert float(first.iloc[0]) == 0.0  # nothing is inherited by the first layer
+
+
+def test_qnoise_import_command(tmp_path):
+    net = _sj_cnn()
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    nir.write(str(tmp_path / "m.nir"), export_to_nir(net, _events()[:, :1], dt=1e-4))
+    cli = [sys.executable, "-m", "qnoise.cli", "import", str(tmp_path / "m.nir"), "--out", str(tmp_path / "ck"),
+           "--timesteps", "8"]
+    r = subprocess.run(cli, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    m = load_checkpoint(tmp_path / "ck")
+    assert m.qnoise_checkpoint["model"]["source"]["dt"] == 1e-4
+    assert m.qnoise_checkpoint["model"]["source"]["reset"] == "zero"
+    assert torch.equal(m(_events()), _sj_out(net, _events()))
+
+
+def test_what_cannot_map_is_named():
+    bad = nn.Sequential(nn.Flatten(), nn.Linear(128, 10), nn.MaxPool1d(2), snn.Leaky(beta=0.9, init_hidden=True))
+    with pytest.raises(ValueError, match=r"module '2' \(MaxPool1d\).*not an affine"):
+        from_snntorch(bad)
+    with pytest.raises(ValueError, match="reset_mechanism='none'"):
+        from_snntorch(nn.Sequential(nn.Linear(4, 2), snn.Leaky(beta=0.9, init_hidden=True, reset_mechanism="none")))
+    with pytest.raises(ValueError, match="resets to v_reset=-0.5"):
+        from_spikingjelly(nn.Sequential(layer.Linear(4, 2), sj_neuron.IFNode(v_reset=-0.5)))
+    g = nir.NIRGraph.from_list(nir.Input(np.array([4])), nir.Linear(np.ones((2, 4))),
+                               nir.LIF(tau=np.ones(2) * 2e-4, r=np.ones(2), v_leak=np.zeros(2),
+                                       v_threshold=np.ones(2), v_reset=np.full(2, 0.3)),
+                               nir.Output(np.array([2])))
+    with pytest.raises(NIRImportError, match=r"NIR node '.*' \(LIF\) resets to v_reset != 0"):
+        from_nir(g)
+
+
+def test_from_state_dict_safetensors_and_torch_file(tmp_path):
+    from safetensors.torch import save_file
+
+    net = _sj_cnn(3)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    fresh = _sj_cnn(4)
+    q = from_state_dict(fresh, tmp_path / "w.safetensors", input_shape=(2, 8, 8))
+    x = _events()
+    assert torch.equal(q(x), _sj_out(net, x))
+    q2 = from_state_dict(_sj_cnn(5), tmp_path / "w.pt", input_shape=(2, 8, 8))
+    assert torch.equal(q2(x), q(x))
+    with pytest.raises(ValueError, match="does not fit"):
+        from_state_dict(nn.Sequential(layer.Linear(3, 2), sj_neuron.IFNode()), tmp_path / "w.safetensors")
