@@ -8,14 +8,18 @@ Everything here is a thin call into qnoise's own neurons and quantizers, returni
   `qnoise.quant.nearest_levels` (equal for ``v_init="half"`` and reset by subtraction).
 - `sigmoid_sum_curves`: the sum-of-sigmoids quantizer at several temperatures and its hard limit.
 - `membrane_levels`: the values a ``bits``-bit membrane can hold (`qnoise.quant.membrane_step`).
+- `weight_distribution`: a weight layer's float and quantized weights under a configuration, the grid its
+  quantizer maps them onto and the clipping range (what AIMET's QuantAnalyzer draws on its histograms).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from .neurons import IF, ClampActivation
 from .quant import SigmoidSumQuantizer, membrane_step, nearest_levels
@@ -90,3 +94,46 @@ def membrane_levels(threshold: float, bits: int) -> np.ndarray:
     with ``Δ = theta / 2^(b-2)`` (`qnoise.quant.state`)."""
     step = float(membrane_step(torch.tensor(float(threshold)), bits))
     return step * np.arange(-(2 ** (bits - 1)), 2 ** (bits - 1), dtype=float)
+
+
+MAX_GRID = 4096  # a grid with more values than this is described by its step, not listed
+
+
+def weight_distribution(model: nn.Module, layer: str, weight_bits: int | None = None,
+                        rounding: str = "nearest") -> dict:
+    """One Conv/Linear layer's weights under a configuration (`qnoise.probe.configured`: ``weight_bits`` None
+    keeps the model's own quantization, 32 is float), on a private copy of ``model``.
+
+    Returns ``{"float", "quantized"}`` (flat numpy arrays), ``"bits"`` (32 for float), ``"grid"`` (every value
+    the quantizer can output: ``Δ * {-2^(b-1), ..., 2^(b-1) - 1}`` for a per-tensor uniform quantizer; else
+    the distinct quantized values; None for float weights), ``"clip"`` (the range the quantizer saturates to,
+    the grid's ends; None for float) and ``"quantizer"`` (its description)."""
+    from .probe import configured
+    from .quant import float_weight, integer_range, maxabs_scale, weight_layers, weight_quantizers
+    from .quant.weights import UniformWeight
+
+    m = copy.deepcopy(model)
+    with torch.no_grad(), configured(m, weight_bits=weight_bits, rounding=rounding):
+        layers = dict(weight_layers(m))
+        if layer not in layers:
+            raise ValueError(f"{layer!r} is not a Conv/Linear layer of the model; layers are {sorted(layers)}")
+        module = layers[layer]
+        w = float_weight(module).detach().double()
+        q = module.weight.detach().double()
+        quantizer = weight_quantizers(m).get(layer)
+        grid = clip = None
+        bits = 32
+        if quantizer is not None:
+            bits = int(getattr(quantizer, "bits", 32))
+            if isinstance(quantizer, UniformWeight) and not quantizer.per_channel and bits <= 12:
+                lo, hi = integer_range(bits, signed=True)
+                step = float(maxabs_scale(float_weight(module).detach(), bits))
+                grid = step * np.arange(lo, hi + 1, dtype=float)
+            else:
+                values = torch.unique(q)
+                grid = values.numpy() if values.numel() <= MAX_GRID else None
+            lo_hi = (float(grid.min()), float(grid.max())) if grid is not None else (float(q.min()), float(q.max()))
+            clip = lo_hi
+    return {"float": w.flatten().numpy(), "quantized": q.flatten().numpy(), "bits": bits, "grid": grid,
+            "clip": clip, "quantizer": "float" if quantizer is None else quantizer.extra_repr() or
+            type(quantizer).__name__}
