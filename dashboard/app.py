@@ -23,6 +23,7 @@ PAGES = [
     ("spikes.py", "Spikes", ":material/bolt:"),
     ("explore.py", "Explore", ":material/tune:"),
     ("diagnose.py", "Diagnose ANN vs SNN", ":material/troubleshoot:"),
+    ("compare.py", "Compare runs", ":material/compare:"),
     ("budget.py", "Budget", ":material/savings:"),
     ("learn.py", "Learn", ":material/school:"),
 ]

@@ -137,6 +137,19 @@ def is_eval_batch(path: Path) -> bool:
     return bool(keys & set(BATCH_INPUTS)) and bool(keys & set(BATCH_LABELS))
 
 
+GRIDS = "grids"
+GRID_FORMAT = "qnoise-model-grids"  # `qnoise.train.sample_data.GRID_FORMAT`
+
+
+def is_grid_folder(path: Path) -> bool:
+    """A folder of model grids written beside checkpoints by `qnoise.train.sample_data.write_sample_grids`:
+    each belongs to its checkpoint (read by `state.shipped_grid`), so it is not listed as a results table."""
+    try:
+        return json.loads((path / "index.json").read_text()).get("format") == GRID_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def is_sweep_dir(path: Path) -> bool:
     return path.is_dir() and (path / "manifest.json").is_file() and any(path.rglob("*.parquet"))
 
@@ -205,7 +218,8 @@ def scan(path: str | Path, max_depth: int = 4) -> Catalog:
                 cat.results[label(p)] = p
             elif p.is_file() and p.suffix == ".safetensors" and is_eval_batch(p):
                 cat.eval_batches[label(p)] = p
-            elif p.is_dir() and depth < max_depth and p.name not in _SKIP_DIRS and not p.name.startswith("."):
+            elif p.is_dir() and depth < max_depth and p.name not in _SKIP_DIRS and not p.name.startswith(".") \
+                    and not is_grid_folder(p):
                 walk(p, depth + 1)
 
     walk(root, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import json
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import sources
+from dashboard.memo import Memo
 
 ANALYSIS_SAMPLES = 256
 KEEP_SAMPLES = 4
@@ -172,6 +174,7 @@ def batch_file_for(cat: sources.Catalog, checkpoint: Path) -> str | None:
 
 # ---------------------------------------------------------------- analysis
 
+
 def _analyze_fn():
     import qnoise
 
@@ -219,15 +222,60 @@ def _tensors_of(result) -> dict:
     return out
 
 
-@st.cache_data(show_spinner="Analysing…", max_entries=64)
-def _analysis(checkpoint: str, batch_file: str | None, cfg_items: tuple, keep: int, isolate: bool,
-              _stamp: float) -> tuple[pd.DataFrame, dict]:
+ANALYSES = Memo(128)
+SLOW = Memo(32)  # sensitivity, per-class accuracy
+BATCH_SIZE = 64  # `qnoise.probe.Execution`'s default: the same batches, so the same sums, as the CLI
+
+
+class _Batches:
+    """Batch indices for a DataLoader that report, as each batch is drawn, how many samples the analysis has
+    finished (the previous batches): a real progress bar without hooks into the probe."""
+
+    def __init__(self, n: int, size: int, on_done) -> None:
+        self.n, self.size, self.on_done = n, size, on_done
+
+    def __len__(self) -> int:
+        return -(-self.n // self.size)
+
+    def __iter__(self):
+        for start in range(0, self.n, self.size):
+            self.on_done(start)
+            yield list(range(start, min(self.n, start + self.size)))
+        self.on_done(self.n)
+
+
+def reporting_data(x: np.ndarray, y: np.ndarray, on_done=None):
+    """``(X, y)`` as the probe takes them, or, with ``on_done(samples finished)``, a DataLoader over the same
+    batches of `BATCH_SIZE` that reports its progress."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    X, Y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+    if on_done is None:
+        return X, Y
+    return DataLoader(TensorDataset(X, Y), batch_sampler=_Batches(len(Y), BATCH_SIZE, on_done))
+
+
+def _analysis_key(checkpoint, batch_file, cfg: Config, keep: int, isolate: bool) -> tuple:
+    return ("analysis", str(checkpoint), batch_file, tuple(sorted(asdict(cfg).items())), int(keep), bool(isolate),
+            sources.stamp(Path(checkpoint) / "model.safetensors"))
+
+
+def has_analysis(checkpoint, cfg: Config, batch_file: str | None = None, keep: int = 0, isolate: bool = False) -> bool:
+    """Whether this analysis is already computed (then it is instant: no progress bar is needed)."""
+    return _analysis_key(checkpoint, batch_file, cfg, keep, isolate) in ANALYSES
+
+
+def _compute_analysis(checkpoint: str, batch_file: str | None, cfg: Config, keep: int, isolate: bool,
+                      progress) -> tuple[pd.DataFrame, dict]:
     import torch
 
-    cfg = Config(**dict(cfg_items))
-    x, y = eval_data(checkpoint, cfg.timesteps, cfg.samples, batch_file, _stamp)
+    stamp_ = sources.stamp(Path(checkpoint) / "model.safetensors")
+    x, y = eval_data(checkpoint, cfg.timesteps, cfg.samples, batch_file, stamp_)
     model, lock = load_model(checkpoint)
-    data = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)))
+    n = len(y)
+    report = None if progress is None else (lambda done: progress(done / max(n, 1), f"analysed {done} of {n} samples"))
+    data = reporting_data(x, y, report)
     names = {"model_name": Path(checkpoint).name, "dataset_name": dataset_name(checkpoint) or "data"}
     with lock, torch.no_grad():
         result = _call_analyze(_variant(model, cfg), data, cfg, keep, isolate, names)
@@ -238,39 +286,179 @@ def _analysis(checkpoint: str, batch_file: str | None, cfg_items: tuple, keep: i
     note = (df.attrs.get("qnoise") or {}).get("note")
     df = df.copy()
     df.attrs = {"note": note} if note else {}  # why the table has no error rows (a model without an ANN twin)
+    df.attrs["samples"] = int(n)
     return df, tensors
 
 
 def analysis(checkpoint: str | Path, cfg: Config, batch_file: str | None = None, keep: int = 0,
-             isolate: bool = False) -> tuple[pd.DataFrame, dict]:
-    """``(table, kept tensors)`` of ``qnoise.analyze`` for one configuration, cached per configuration."""
-    return _analysis(str(checkpoint), batch_file, tuple(sorted(asdict(cfg).items())), int(keep), bool(isolate),
-                     sources.stamp(Path(checkpoint) / "model.safetensors"))
+             isolate: bool = False, progress=None) -> tuple[pd.DataFrame, dict]:
+    """``(table, kept tensors)`` of ``qnoise.analyze`` for one configuration, computed once per process and
+    shared by every session. ``progress(fraction, text)`` is called as the batches finish (only when it is
+    computed). ``table.attrs["samples"]``: how many samples it was computed on."""
+    key = _analysis_key(checkpoint, batch_file, cfg, keep, isolate)
+    df, tensors = ANALYSES.get(key, lambda: _compute_analysis(str(checkpoint), batch_file, cfg, int(keep),
+                                                              bool(isolate), progress))
+    out = df.copy(deep=False)
+    out.attrs = dict(df.attrs)
+    return out, tensors
 
 
-@st.cache_data(show_spinner="Measuring per-layer sensitivity…", max_entries=16)
-def _sensitivity(checkpoint: str, batch_file: str | None, cfg_items: tuple, _stamp: float) -> pd.DataFrame:
+def sensitivity_bits(cfg: Config, chosen: int | None = None) -> int:
+    """The weight bits the sensitivity test turns on per layer: ``chosen``, else the configuration's own
+    (when it names a width), else 4."""
+    if chosen is not None:
+        return int(chosen)
+    return int(cfg.weight_bits) if cfg.weight_bits not in (None, 32) else 4
+
+
+def _compute_sensitivity(checkpoint: str, batch_file: str | None, cfg: Config, bits: int, progress) -> pd.DataFrame:
     import torch
 
     import qnoise
+    from qnoise.neurons import spiking_neurons
+    from qnoise.quant import weight_layers
 
-    cfg = Config(**dict(cfg_items))
-    fn = getattr(qnoise, "sensitivity")
-    x, y = eval_data(checkpoint, cfg.timesteps, cfg.samples, batch_file, _stamp)
+    stamp_ = sources.stamp(Path(checkpoint) / "model.safetensors")
+    x, y = eval_data(checkpoint, cfg.timesteps, cfg.samples, batch_file, stamp_)
     model, lock = load_model(checkpoint)
-    data = (torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y)))
-    kwargs = dict(timesteps=cfg.timesteps, weight_bits=cfg.weight_bits if cfg.weight_bits not in (None, 32) else 4, rounding=cfg.rounding,
-                  device="cpu", model_name=Path(checkpoint).name, dataset_name=dataset_name(checkpoint) or "data")
-    params = inspect.signature(fn).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    data = reporting_data(x, y)
+    kwargs = dict(timesteps=cfg.timesteps, weight_bits=bits, rounding=cfg.rounding, device="cpu",
+                  model_name=Path(checkpoint).name, dataset_name=dataset_name(checkpoint) or "data")
     with lock, torch.no_grad():
-        return fn(_variant(model, cfg), data, **kwargs)
+        m = _variant(model, cfg)
+        batches = -(-len(y) // 64)
+        # forwards qnoise.sensitivity runs: (2 + 2 per weight layer) + (2 + 2 per neuron layer), per batch
+        total = batches * (4 + 2 * len(weight_layers(m)) + 2 * len(spiking_neurons(m)))
+        count = [0]
+
+        def tick(*_):
+            count[0] += 1
+            if progress is not None:
+                progress(min(1.0, count[0] / total), f"measuring sensitivity: {count[0]} of about {total} passes")
+
+        handle = m.register_forward_pre_hook(tick)  # copies made inside (the hybrids) keep it: they count too
+        try:
+            out = qnoise.sensitivity(m, data, **kwargs)
+        finally:
+            handle.remove()
+    out.attrs = {"samples": int(len(y)), "weight_bits": bits}
+    return out
 
 
-def sensitivity(checkpoint: str | Path, cfg: Config, batch_file: str | None = None) -> pd.DataFrame:
-    return _sensitivity(str(checkpoint), batch_file, tuple(sorted(asdict(cfg).items())),
-                        sources.stamp(Path(checkpoint) / "model.safetensors"))
+def sensitivity(checkpoint: str | Path, cfg: Config, batch_file: str | None = None, bits: int | None = None,
+                progress=None) -> pd.DataFrame:
+    """`qnoise.sensitivity` of one configuration at ``bits`` weight bits (`sensitivity_bits`), computed once."""
+    b = sensitivity_bits(cfg, bits)
+    key = ("sensitivity", str(checkpoint), batch_file, tuple(sorted(asdict(cfg).items())), b,
+           sources.stamp(Path(checkpoint) / "model.safetensors"))
+    return SLOW.get(key, lambda: _compute_sensitivity(str(checkpoint), batch_file, cfg, b, progress))
+
+
+def _classes_key(checkpoint, cfg: Config, batch_file) -> tuple:
+    return ("classes", str(checkpoint), batch_file, tuple(sorted(asdict(cfg).items())),
+            sources.stamp(Path(checkpoint) / "model.safetensors"))
+
+
+def has_class_accuracy(checkpoint, cfg: Config, batch_file: str | None = None) -> bool:
+    return _classes_key(checkpoint, cfg, batch_file) in SLOW
+
+
+def class_accuracy(checkpoint: str | Path, cfg: Config, batch_file: str | None = None,
+                   progress=None) -> pd.DataFrame:
+    """Per-class accuracy with sample counts and Wilson intervals (`qnoise.accuracy.class_accuracy`) of one
+    configuration on the evaluation data; ``progress(fraction, text)`` follows its batches."""
+
+    def compute():
+        import torch
+
+        from qnoise.accuracy import class_accuracy as table
+        from qnoise.accuracy import predictions
+
+        stamp_ = sources.stamp(Path(checkpoint) / "model.safetensors")
+        x, y = eval_data(str(checkpoint), cfg.timesteps, cfg.samples, batch_file, stamp_)
+        n = len(y)
+        report = None if progress is None else (lambda done: progress(done / max(n, 1), f"{done} of {n} samples"))
+        model, lock = load_model(checkpoint)
+        with lock, torch.no_grad():
+            pred, labels = predictions(_variant(model, cfg), reporting_data(x, y, report), cfg.timesteps,
+                                       weight_bits=cfg.weight_bits, state_bits=cfg.state_bits, neuron=cfg.neuron,
+                                       rounding=cfg.rounding)
+        return table(pred, labels, classes=card(checkpoint).get("num_classes"))
+
+    return SLOW.get(_classes_key(checkpoint, cfg, batch_file), compute)
+
+
+def weight_distribution(checkpoint: str | Path, cfg: Config, layer: str) -> dict:
+    """A weight layer's float and quantized weights, grid and clipping range under ``cfg``
+    (`qnoise.teaching.weight_distribution`), on a private copy of the model."""
+    from qnoise.teaching import weight_distribution as dist
+
+    model, lock = load_model(checkpoint)
+    with lock:
+        return dist(model, layer, weight_bits=cfg.weight_bits, rounding=cfg.rounding)
+
+
+# ---------------------------------------------------------------- grids shipped beside checkpoints
+
+GRIDS = sources.GRIDS
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _shipped_grid(path: str, _stamp: float) -> tuple[pd.DataFrame, dict]:
+    from qnoise.io import read_parquet
+
+    df, side = read_parquet(path)
+    return sources.check_results(df, path), side
+
+
+def shipped_grid(checkpoint: str | Path, batch_file: str | None) -> tuple[pd.DataFrame, dict] | None:
+    """``(table, record)`` of the grid shipped beside a checkpoint (``<folder>/grids/<name>.parquet``), when
+    it was computed from these very tensors (SHA-256) on this evaluation batch; else None."""
+    from qnoise.io import read_checkpoint_config
+
+    checkpoint = Path(checkpoint)
+    folder = checkpoint.parent / GRIDS
+    path = folder / f"{checkpoint.name}.parquet"
+    if not (path.is_file() and sources.is_grid_folder(folder) and sources.is_allowed(path)):
+        return None
+    try:
+        df, record = _shipped_grid(str(path), sources.stamp(path))
+        sha = (read_checkpoint_config(checkpoint).get("tensors") or {}).get("sha256")
+    except Exception:  # noqa: BLE001 - an unreadable grid is computed again
+        return None
+    if not sha or record.get("sha256") != sha:
+        return None
+    if batch_file is not None and record.get("batch") != Path(batch_file).name:
+        return None
+    return df, record
+
+
+# ---------------------------------------------------------------- a sweep's own model
+
+def sweep_checkpoint(results_path: str | Path | None) -> tuple[Path | None, str | None]:
+    """``(checkpoint, why not)``: the checkpoint a sweep run folder's manifest records
+    (``identity.model.checkpoint``), when it exists and this dashboard may open it."""
+    if results_path is None:
+        return None, None
+    manifest = Path(results_path) / "manifest.json"
+    if not manifest.is_file():
+        return None, None
+    try:
+        identity = json.loads(manifest.read_text()).get("identity") or {}
+        recorded = (identity.get("model") or {}).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None, None
+    if not recorded:
+        return None, None
+    path = Path(recorded)
+    if not path.is_absolute():
+        path = Path(results_path) / path
+    if not sources.is_allowed(path):
+        return None, (f"the sweep records its checkpoint {recorded}, which lies outside the folders this dashboard "
+                      f"may open: start it with `qnoise dashboard --data {Path(recorded).parent}` to use it")
+    if not sources.is_checkpoint(path):
+        return None, f"the sweep records its checkpoint {recorded}, which is no longer there"
+    return path, None
 
 
 # ---------------------------------------------------------------- small grid, persisted

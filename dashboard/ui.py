@@ -1,25 +1,31 @@
-"""Shared page parts: the sidebar (where the data comes from), configuration controls, figures with their
-downloads, tables with theirs, and errors shown as messages rather than tracebacks."""
+"""Shared page parts: the sidebar (where the data comes from, and the page's report), analyses with a progress
+bar, figures and tables with their downloads (each naming its model and configuration), and errors shown as
+messages rather than tracebacks. Controls live in `dashboard.controls`, results grids in `dashboard.grids`."""
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, replace
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from dashboard import controls, sources, state
 from dashboard import figures as F
-from dashboard import sources, state
+from dashboard.controls import (  # noqa: F401 - the pages' vocabulary
+    NEURONS,
+    ROUNDINGS,
+    STATE_BITS,
+    TIMESTEPS,
+    WEIGHT_BITS,
+    config_controls,
+)
 
-WEIGHT_BITS = ["as trained", "float", 1, 2, 3, 4, 6, 8]
-STATE_BITS = ["as trained", "float", 4, 6, 8, 12, 16]
-NEURONS = {"as trained": None, "IF": "if", "signed IF": "signed"}
-TIMESTEPS = [1, 2, 3, 4, 6, 7, 8, 12, 15, 16, 24, 31, 32, 48, 64]
-ROUNDINGS = ["nearest", "truncate", "stochastic"]
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
+KEEP_SAMPLES = state.KEEP_SAMPLES
 
 
 @dataclass
@@ -63,35 +69,40 @@ def message(err: BaseException) -> str:
 
 # ---------------------------------------------------------------- sidebar
 
-def _keep(key: str) -> None:
-    """Carry a sidebar widget's value across pages: Streamlit forgets the state of a widget that the next
-    page draws anew, so the value also lives under ``_<key>`` and is restored before the widget is drawn."""
-    st.session_state[f"_{key}"] = st.session_state[key]
-
-
-def _restore(key: str, default) -> None:
-    ss = st.session_state
-    ss[key] = ss.get(f"_{key}", default)
-
-
-def _pick(label: str, options: list[str], key: str, help: str | None = None) -> str | None:
+def _pick(label: str, options: list[str], key: str, help: str | None = None, default: str | None = None):
     if not options:
         return None
-    _restore(key, options[0])
-    if st.session_state[key] not in options:
-        st.session_state[key] = options[0]
-    return st.selectbox(label, options, key=key, help=help, on_change=_keep, args=(key,))
+    return controls.choice("selectbox", label, options, key, default=default or options[0], help=help)
 
 
-def sidebar() -> Context:
+def _sweep_model(ctx: Context, results: dict[str, Path], checkpoints: dict[str, Path]) -> str | None:
+    """Add the checkpoint the chosen sweep records (`state.sweep_checkpoint`) to ``checkpoints`` unless it is
+    there already; returns its label (or None), and says why when the sweep's model cannot be opened."""
+    ss = st.session_state
+    label = ss.get("_results_label", ss.get("results_label"))
+    path = results.get(label) if label in results else next(iter(results.values()), None)
+    ckpt, why = state.sweep_checkpoint(path)
+    if why:
+        st.caption(f"⚠️ {why}")
+    if ckpt is None:
+        return None
+    for name, p in checkpoints.items():
+        if p.resolve() == ckpt.resolve():
+            return name
+    name = f"from the sweep: {ckpt.name}"
+    checkpoints[name] = ckpt
+    return name
+
+
+def sidebar(page: str = "") -> Context:
     """Draw the data-source sidebar and return the chosen context (also kept in session_state)."""
     ss = st.session_state
     default = str(sources.default_dir())
     ss.setdefault("uploads", {})
-    _restore("folder", default)
+    controls.persist("folder", default)
     with st.sidebar:
         st.markdown("### Data")
-        st.text_input("Folder (sample, checkpoint, sweep run or .parquet)", key="folder", on_change=_keep,
+        st.text_input("Folder (sample, checkpoint, sweep run or .parquet)", key="folder", on_change=controls.keep,
                       args=("folder",),
                       help="Opens on the bundled sample_data/. Any folder holding qnoise checkpoints "
                            "(model.safetensors + config.json) or results tables (.parquet, sweep runs).")
@@ -105,17 +116,21 @@ def sidebar() -> Context:
         checkpoints: dict[str, Path] = {}
         if ctx.catalog is not None:
             checkpoints.update(ctx.catalog.checkpoints)
+        from_sweep = _sweep_model(ctx, ctx.catalog.results, checkpoints) if ctx.catalog is not None else None
         checkpoints.update({f"uploaded: {k}": Path(v) for k, v in ss["uploads"].items() if Path(v).is_dir()})
-        label = _pick("Model (checkpoint)", list(checkpoints), "checkpoint_label")
+        label = _pick("Model (checkpoint)", list(checkpoints), "checkpoint_label",
+                      default=from_sweep if from_sweep and not ctx.catalog.checkpoints else None)
         if label is not None:
             ctx.checkpoint, ctx.checkpoint_label = checkpoints[label], label
         if ctx.catalog is not None:
             label = _pick("Results table (sweep)", list(ctx.catalog.results), "results_label")
             if label is not None:
                 ctx.results_path = ctx.catalog.results[label]
+        controls.follow_model(ctx.checkpoint)
         with st.expander("Upload a checkpoint"):
             upload_form()
         st.caption(f"Reading {ctx.folder}")
+        report_button(page)
     ss["ctx"] = ctx
     return ctx
 
@@ -142,11 +157,11 @@ def upload_form() -> None:
         st.rerun()
 
 
-def context() -> Context:
+def context(page: str = "") -> Context:
     """Every page starts here: it draws the data sidebar and returns the chosen context. (The sidebar is
     drawn by the page, not by app.py before ``nav.run()``: Streamlit's AppTest drops elements the entry
     script writes on reruns, so the pages could not be tested that way.)"""
-    return sidebar()
+    return sidebar(page)
 
 
 def need_checkpoint(ctx: Context) -> Path:
@@ -157,47 +172,8 @@ def need_checkpoint(ctx: Context) -> Path:
     return ctx.checkpoint
 
 
-# ---------------------------------------------------------------- configuration controls
-
-def _bits_value(v):
-    if v in ("as trained", "float"):
-        return {"as trained": None, "float": 32}[v]
-    return None if v is None else int(v)
-
-
-def _bits_option(v):
-    return {None: "as trained", 32: "float"}.get(v, v)
-
-
 def default_config(ctx: Context) -> state.Config:
-    t = 8
-    if ctx.checkpoint is not None:
-        with contextlib.suppress(Exception):
-            t = int(state.card(ctx.checkpoint).get("timesteps") or 8)
-    return state.Config(timesteps=t)
-
-
-def config_controls(key: str, base: state.Config, columns: bool = True, extended: bool = True) -> state.Config:
-    """Widgets for one configuration; their state lives under ``key`` in this browser session."""
-    cols = st.columns(6 if extended else 3) if columns else [*st.columns(3), *st.columns(3)]
-    t_opts = sorted(set(TIMESTEPS) | {base.timesteps})
-    w = cols[0].selectbox("Weight bits", WEIGHT_BITS, key=f"{key}_w",
-                          index=WEIGHT_BITS.index(_bits_option(base.weight_bits)),
-                          help="'as trained': the checkpoint's own weights; 1 = binary")
-    t = cols[1].select_slider("Timesteps T", t_opts, value=base.timesteps, key=f"{key}_t")
-    s = cols[2].selectbox("State bits", STATE_BITS, key=f"{key}_s",
-                          index=STATE_BITS.index(_bits_option(base.state_bits)),
-                          help="membrane potential quantized to this many bits every step")
-    cfg = replace(base, weight_bits=_bits_value(w), timesteps=int(t), state_bits=_bits_value(s))
-    if extended:
-        r = cols[3].selectbox("Rounding", ROUNDINGS, key=f"{key}_r", index=ROUNDINGS.index(base.rounding))
-        names = list(NEURONS)
-        n = cols[4].selectbox("Neuron", names, key=f"{key}_n",
-                              index=list(NEURONS.values()).index(base.neuron))
-        th = cols[5].number_input("Threshold scale", 0.25, 4.0, float(base.threshold_scale), 0.05, key=f"{key}_th",
-                                  help="multiplies every neuron's threshold θ")
-        cfg = replace(cfg, rounding=r, neuron=NEURONS[n], threshold_scale=float(th))
-    return cfg
+    return controls.default_config(ctx.checkpoint)
 
 
 def is_ann(ctx: Context) -> bool:
@@ -212,17 +188,70 @@ def ann_note(ctx: Context) -> None:
             f"the sidebar — e.g. the one converted from it.", icon="ℹ️")
 
 
+# ---------------------------------------------------------------- what a page shows: its subject
+
+def data_name(ctx: Context, samples: int | None = None) -> str:
+    """The evaluation data in words, e.g. ``digits-test-256.safetensors, 256 samples``."""
+    where = Path(ctx.batch_file).name if ctx.batch_file else (state.dataset_name(ctx.checkpoint) or "data"
+                                                              if ctx.checkpoint else "data")
+    return f"{where}, {samples} samples" if samples else where
+
+
+def subject(ctx: Context, cfg: state.Config | None = None, samples: int | None = None) -> str:
+    """The line every figure and export carries: model, configuration and data."""
+    model = ctx.checkpoint.name if ctx.checkpoint is not None else (ctx.results_path.name if ctx.results_path
+                                                                    else "no model")
+    parts = [model]
+    if cfg is not None:
+        parts.append(cfg.label())
+    if samples is not None or ctx.batch_file:
+        parts.append(data_name(ctx, samples))
+    text = " · ".join(parts)
+    _page()["info"].update({"model": model, "configuration": cfg.label() if cfg is not None else "—",
+                            "data": data_name(ctx, samples),
+                            "checkpoint": str(ctx.checkpoint) if ctx.checkpoint else "—"})
+    return text
+
+
+def describe(**facts) -> None:
+    """Set what the page's report names (model, configuration, data, ...) where `subject` does not fit."""
+    _page()["info"].update(facts)
+
+
+# ---------------------------------------------------------------- analyses with a progress bar
+
 def analysis_for(ctx: Context, cfg: state.Config, keep: int = 0, isolate: bool = False):
-    """``(table, tensors)`` for a configuration of the chosen model (cached), or stop the page with a message."""
+    """``(table, tensors)`` for a configuration of the chosen model, or stop the page with a message. When it
+    is not computed yet, a progress bar follows its batches."""
     ckpt = need_checkpoint(ctx)
     if is_ann(ctx):
         ann_note(ctx)
         st.stop()
+    bar = None
     try:
-        return state.analysis(ckpt, cfg, ctx.batch_file, keep=keep, isolate=isolate)
+        if not state.has_analysis(ckpt, cfg, ctx.batch_file, keep, isolate):
+            bar = st.progress(0.0, text=f"analysing {cfg.label()}…")
+
+        def progress(frac, text):
+            if bar is not None:
+                bar.progress(min(1.0, frac), text=f"analysing {cfg.label()}: {text}")
+
+        return state.analysis(ckpt, cfg, ctx.batch_file, keep=keep, isolate=isolate, progress=progress)
     except Exception as err:  # noqa: BLE001
         st.error(f"Could not analyse {cfg.label()}: {message(err)}", icon="⚠️")
         st.stop()
+    finally:
+        if bar is not None:
+            bar.empty()
+
+
+def with_progress(what: str, fn):
+    """``fn(progress)`` under a progress bar that ``progress(fraction, text)`` moves, removed afterwards."""
+    bar = st.progress(0.0, text=what)
+    try:
+        return fn(lambda frac, text: bar.progress(min(1.0, frac), text=f"{what}: {text}"))
+    finally:
+        bar.empty()
 
 
 def results_for(ctx: Context) -> pd.DataFrame | None:
@@ -236,116 +265,110 @@ def results_for(ctx: Context) -> pd.DataFrame | None:
         return None
 
 
-# ---------------------------------------------------------------- figures and tables
+# ---------------------------------------------------------------- figures and tables, collected for the report
 
-def show_figure(fig: go.Figure, name: str, key: str) -> None:
-    """Draw a figure with its HTML download (and PNG where the server can render it)."""
+def _page() -> dict:
+    """This run's report: the page, what it shows and its figures and tables (reset by `report_button`)."""
+    ss = st.session_state
+    if "_report" not in ss:
+        ss["_report"] = {"page": "", "info": {}, "items": []}
+    return ss["_report"]
+
+
+def _file_stem(name: str) -> str:
+    model = _page()["info"].get("model")
+    stem = f"{model}_{name}" if model and model != "no model" else name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem)
+
+
+def show_figure(fig: go.Figure, name: str, key: str, subject: str | None = None) -> None:
+    """Draw a figure (its title names ``subject``: model and configuration) with its HTML download (and PNG
+    where the server can render it); it goes into the page's report."""
+    fig = F.with_subject(fig, subject)
+    _page()["items"].append((name, fig))
     st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, theme=None)
     row = st.container(horizontal=True, vertical_alignment="center")
-    row.download_button("HTML", data=lambda f=fig: F.to_html(f), file_name=f"{name}.html", mime="text/html",
-                        key=f"{key}_html", icon=":material/download:", help="standalone page, works offline")
+    stem = _file_stem(name)
+    row.download_button("HTML", data=lambda f=fig: F.to_html(f), file_name=f"{stem}.html", mime="text/html",
+                        key=f"{key}_html", icon=":material/download:", help="standalone page, works offline",
+                        on_click="ignore")
     ok, why = state.png_export_available()
     if ok:
-        row.download_button("PNG", data=lambda f=fig: state.figure_png(f), file_name=f"{name}.png",
-                            mime="image/png", key=f"{key}_png", icon=":material/download:")
+        row.download_button("PNG", data=lambda f=fig: state.figure_png(f), file_name=f"{stem}.png",
+                            mime="image/png", key=f"{key}_png", icon=":material/download:", on_click="ignore")
     else:
         row.caption("PNG: camera icon in the figure's toolbar", help=why)
+
+
+def named_table(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``model`` and ``configuration`` columns first when it lacks them: an exported table names
+    what it is about."""
+    info = _page()["info"]
+    out = df.copy()
+    if "configuration" not in out.columns and info.get("configuration") not in (None, "—"):
+        out.insert(0, "configuration", info["configuration"])
+    if "model" not in out.columns and info.get("model"):
+        out.insert(0, "model", info["model"])
+    return out
 
 
 def show_table(df: pd.DataFrame, name: str, key: str, show: bool = True) -> None:
     if show:
         st.dataframe(df, hide_index=True, key=f"{key}_df", height=min(400, 38 + 35 * len(df)))
+    export = named_table(df)
+    _page()["items"].append((name, export))
     row = st.container(horizontal=True)
-    row.download_button("CSV", data=lambda: state.table_bytes(df, "csv"), file_name=f"{name}.csv",
-                        mime="text/csv", key=f"{key}_csv", icon=":material/download:")
-    row.download_button("Parquet", data=lambda: state.table_bytes(df, "parquet"), file_name=f"{name}.parquet",
-                        mime="application/octet-stream", key=f"{key}_pq", icon=":material/download:")
+    stem = _file_stem(name)
+    row.download_button("CSV", data=lambda: state.table_bytes(export, "csv"), file_name=f"{stem}.csv",
+                        mime="text/csv", key=f"{key}_csv", icon=":material/download:", on_click="ignore")
+    row.download_button("Parquet", data=lambda: state.table_bytes(export, "parquet"), file_name=f"{stem}.parquet",
+                        mime="application/octet-stream", key=f"{key}_pq", icon=":material/download:",
+                        on_click="ignore")
 
 
-# ---------------------------------------------------------------- results for the chosen model
+def report_html(report: dict) -> bytes:
+    """The page's figures and tables as one standalone HTML file (`qnoise.report.html_page`) naming the
+    model, data, configuration and qnoise version."""
+    from qnoise.report import html_page
 
-def model_rows(ctx: Context, df: pd.DataFrame, key: str) -> pd.DataFrame:
-    """The rows of one model in a results table: the chosen checkpoint's when the table names it, else the
-    model picked here."""
-    if "model" not in df.columns or df["model"].nunique() <= 1:
-        return df
-    models = [str(m) for m in pd.unique(df["model"])]
-    name = ctx.checkpoint.name if ctx.checkpoint is not None else ""
-    guess = name if name in models else next((m for m in models if name and (m in name or name in m)), models[0])
-    if st.session_state.get(key) not in models:
-        st.session_state[key] = guess
-    chosen = st.selectbox("Model in the results table", models, key=key)
-    return df[df["model"].astype(str) == chosen]
-
-
-GRID_BITS = [2, 4, 8, "float"]
-GRID_T = [1, 2, 4, 8, 16]
-GRID_SAMPLES = 128
+    info = {"page": report.get("page") or "dashboard", **report.get("info", {})}
+    sections = []
+    for name, item in report.get("items", []):
+        title = name
+        if isinstance(item, go.Figure) and item.layout.title.text:
+            title = re.sub(r"<[^>]+>", " ", item.layout.title.text).strip()
+        sections.append((title, item))
+    if not sections:
+        sections.append(("Nothing drawn", "This page had drawn no figure or table when the report was made."))
+    return html_page(f"qnoise dashboard: {info['page']}", info, sections).encode()
 
 
-def grid_results(ctx: Context, key: str) -> pd.DataFrame | None:
-    """Results to draw: the chosen sweep table's rows for this model, or a small grid analysed here on request."""
-    df = results_for(ctx)
-    if df is not None:
-        return model_rows(ctx, df, f"{key}_model")
-    if ctx.results_path is not None:  # a table was chosen but could not be read: its error is shown
-        return None
-    if ctx.checkpoint is None:
-        st.info("Choose a folder with a checkpoint or a sweep table in the sidebar.")
-        return None
-    if is_ann(ctx):
-        ann_note(ctx)
-        return None
-    st.caption(f"No sweep table in this folder: showing a small grid (weight bits {', '.join(map(str, GRID_BITS))}"
-               f" x timesteps {', '.join(map(str, GRID_T))}, 128 samples) analysed here and cached for every session. For a full grid run "
-               f"`qnoise sweep --checkpoint DIR --out RUN` and open RUN in the sidebar.")
-    cells = [(w, t) for w in GRID_BITS for t in GRID_T]
-    try:
-        cache = state.grid_cache_file(ctx.checkpoint, ctx.batch_file, cells, GRID_SAMPLES)
-    except Exception as err:  # noqa: BLE001
-        st.error(f"Could not read the checkpoint: {message(err)}", icon="⚠️")
-        return None
-    done = state.read_grid_cache(cache)
-    if done is not None:
-        return done
-    frames = []
-    bar = st.progress(0.0, text="analysing a small grid (once: it is kept on disk)")
-    for i, (w, t) in enumerate(cells):
-        cfg = state.Config(weight_bits=_bits_value(w), timesteps=t, samples=GRID_SAMPLES)
-        frames.append(analysis_for(ctx, cfg)[0])
-        bar.progress((i + 1) / len(cells), text=f"analysed {i + 1}/{len(cells)} configurations")
-    bar.empty()
-    df = pd.concat(frames, ignore_index=True)
-    state.write_grid_cache(cache, df)
-    return df
-
-
-def config_frame(ctx: Context, cfg: state.Config, keep: int = 0, isolate: bool = False):
-    """``(table, tensors)`` for one configuration: the sweep table's rows when it holds that configuration
-    with per-layer rows (instant), else a cached analysis of the chosen model."""
-    if keep == 0 and not isolate and cfg.neuron is None and cfg.threshold_scale == 1.0 and ctx.results_path \
-            and None not in (cfg.weight_bits, cfg.state_bits):
-        try:
-            df = state.load_results(ctx.results_path)
-            rows = F.select(df, weight_bits=cfg.weight_bits, timesteps=cfg.timesteps, state_bits=cfg.state_bits,
-                            rounding=cfg.rounding)
-            if "model" in rows.columns:
-                name = ctx.checkpoint.name if ctx.checkpoint is not None else None
-                if name in set(rows["model"].astype(str)):
-                    rows = rows[rows["model"].astype(str) == name]
-                elif rows["model"].nunique() > 1:
-                    rows = rows.iloc[0:0]
-            if "mode" in rows.columns:
-                rows = rows[rows["mode"] != "isolated"]
-            if len(rows) and (rows["layer"] != F.OUTPUT).any():
-                return rows, {}
-        except Exception:  # noqa: BLE001 - fall back to analysing
-            pass
-    return analysis_for(ctx, cfg, keep=keep, isolate=isolate)
+def report_button(page: str) -> None:
+    """The sidebar's report download. Its file is made when it is clicked, from this run's figures and tables
+    (collected by `show_figure` / `show_table` as the page draws them)."""
+    ss = st.session_state
+    report = {"page": page, "info": {}, "items": []}
+    ss["_report"] = report
+    st.download_button("Report of this page (HTML)", data=lambda r=report: report_html(r),
+                       file_name=f"qnoise-{re.sub(r'[^A-Za-z0-9]+', '-', page.lower()).strip('-') or 'page'}.html",
+                       mime="text/html", key="report_html", icon=":material/description:", on_click="ignore",
+                       help="every figure and table of this page in one standalone HTML file (works offline), "
+                            "naming the model, data, configuration and qnoise version")
 
 
 def present(df: pd.DataFrame, metrics) -> list[str]:
     have = set(df["metric"].unique())
     return [m for m in metrics if m in have]
 
-KEEP_SAMPLES = state.KEEP_SAMPLES
+
+# the grids' entry points, where the pages have always found them
+def grid_results(ctx: Context, key: str):
+    from dashboard import grids
+
+    return grids.grid_results(ctx, key)
+
+
+def config_frame(ctx: Context, cfg: state.Config, keep: int = 0, isolate: bool = False):
+    from dashboard import grids
+
+    return grids.config_frame(ctx, cfg, keep, isolate)

@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from dashboard_fixtures import sweep_frame, write_sweep_dir
@@ -21,13 +22,14 @@ SAMPLE = Path(os.environ.get("QNOISE_TEST_SAMPLE_DIR", REPO / "sample_data"))  #
 TIMEOUT = 120
 
 
-def make_checkpoint(path: Path) -> Path:
+def make_checkpoint(path: Path, timesteps: int = 4, hidden=(32, 24)) -> Path:
     from qnoise.io import save_checkpoint
     from qnoise.models import build_model
 
     torch.manual_seed(0)
-    model = build_model("mlp", (1, 8, 8), 10, neuron={"v_init": "half"}, hidden=[32, 24])
-    return save_checkpoint(model, path, dataset={"name": "digits"}, timesteps=4, metrics={"test_accuracy": 0.5})
+    model = build_model("mlp", (1, 8, 8), 10, neuron={"v_init": "half"}, hidden=list(hidden))
+    return save_checkpoint(model, path, dataset={"name": "digits"}, timesteps=timesteps,
+                           metrics={"test_accuracy": 0.5, "test_samples": 359})
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +83,11 @@ def _env(grid_cache, monkeypatch):
 # page, widget kind, widget key, new value, minimum number of figures
 CHANGES = [
     ("overview", "selectbox", "ov_heat_metric", "agreement", 3),
-    ("layer_noise", "selectbox", "ln_metric", "err_seq_mse", 3),
-    ("spikes", "selectbox", "sp_layer", "act2", 4),
-    ("explore", "selectbox", "exA_w", 4, 5),
-    ("diagnose", "select_slider", "dg_t", 8, 3),
+    ("layer_noise", "selectbox", "ln_metric", "err_seq_mse", 4),
+    ("spikes", "selectbox", "sp_layer", "act2", 5),
+    ("explore", "selectbox", "exA_w", 4, 6),
+    ("diagnose", "select_slider", "cfg_t", 8, 3),
+    ("compare", "selectbox", "cmp_metric", "agreement", 2),
     ("budget", "selectbox", "bg_cost", "energy_pj", 1),
     ("learn", "slider", "learn_x", 0.9, 3),
 ]
@@ -110,6 +113,7 @@ def test_overview_analyses_a_grid_without_a_sweep(bare_dir, grid_cache):
     assert heat, "the bits x timesteps heatmap is drawn from the grid analysed here"
     assert "2-bit" in heat[0] and "float" in heat[0]
     (kept,) = grid_cache.glob("grid-tiny-mlp-*.parquet")  # kept on disk: the next start is instant
+    assert set(pd.read_parquet(kept)["timesteps"]) == {1, 2, 4, 8, 16}
     again = open_app(bare_dir.parent)
     assert_clean(again)
     assert [s for s in specs(again) if '"heatmap"' in s] == heat
@@ -185,7 +189,7 @@ def test_opens_on_the_bundled_sample(monkeypatch):
     assert str(SAMPLE) in at.sidebar.text_input(key="folder").value
     before = specs(at)
     assert any('"heatmap"' in s for s in before)
-    at.selectbox(key="ln_w").set_value(2).run()
+    at.selectbox(key="cfg_w").set_value(2).run()
     assert_clean(at)
     assert specs(at) != before
 

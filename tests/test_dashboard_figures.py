@@ -238,7 +238,7 @@ def test_pareto_scatter(grid):
     assert np.allclose(fig.data[0].x, points["memory_bits"] / 8192)
     assert list(fig.data[0].text) == [F.config_label(r) for _, r in points.iterrows()]
     assert "textposition" in fig.data[0] and fig.data[0].mode == "markers+text"
-    with_ci = points.assign(low=points["accuracy"] - 0.02, high=points["accuracy"] + 0.01)
+    with_ci = points.assign(ci_low=points["accuracy"] - 0.02, ci_high=points["accuracy"] + 0.01)
     ci = F.pareto_scatter(with_ci, "energy_pj", limit=float(points["energy_pj"].median())).data[0].error_y
     assert np.allclose(ci.array, 0.01) and np.allclose(ci.arrayminus, 0.02)
     assert "nJ" in F.pareto_scatter(points, "energy_pj").layout.xaxis.title.text

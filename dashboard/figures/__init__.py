@@ -55,6 +55,13 @@ from .layers import (
 )
 from .learn import neuron_figure, sigmoid_sum_figure, staircase_figure
 from .overview import accuracy_vs_timesteps, class_accuracy_bars, cost_comparison, metric_heatmap, runs_overlay
-from .spikes import firing_rate_lines, membrane_histogram, membrane_traces, spike_raster, value_histogram
+from .spikes import (
+    MAX_LEVELS_DRAWN,
+    firing_rate_lines,
+    membrane_histogram,
+    membrane_traces,
+    spike_raster,
+    value_histogram,
+)
 
 __all__ = [n for n in dir() if not n.startswith("__")]

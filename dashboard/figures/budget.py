@@ -29,17 +29,19 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
                    subject: str | None = None, chosen_name: str = "chosen") -> go.Figure:
     """Accuracy against a cost for every configuration (``points``: one row per configuration with
     ``weight_bits``, ``timesteps``, ``accuracy``, the cost column and, when known, the Wilson interval
-    ``low``/``high``), each point labelled with its configuration; the Pareto front as a line, the budget
+    ``ci_low``/``ci_high`` and a ``label``: the columns of `qnoise.choice.with_intervals` and of a mixed-precision
+    search's table), each point labelled with its configuration; the Pareto front as a line, the budget
     ``limit`` (in the cost's own unit, pJ or bits) as a vertical line and the chosen configuration ringed."""
     check_frame(points, columns=("weight_bits", "timesteps", "accuracy", cost), what="Pareto plot")
     div, xtitle = cost_axis(cost, points[cost])
     keys = [k for k in LABEL_KEYS if k in points and points[k].nunique(dropna=False) > 1] or ["weight_bits",
                                                                                               "timesteps"]
-    names = [config_label(r, keys) for _, r in points.iterrows()]
+    names = list(points["label"].astype(str)) if "label" in points else [config_label(r, keys)
+                                                                         for _, r in points.iterrows()]
     err = None
-    if {"low", "high"} <= set(points.columns) and points["low"].notna().any():
-        err = dict(type="data", symmetric=False, array=(points["high"] - points["accuracy"]).to_numpy(),
-                   arrayminus=(points["accuracy"] - points["low"]).to_numpy(), thickness=1, width=3,
+    if {"ci_low", "ci_high"} <= set(points.columns) and points["ci_low"].notna().any():
+        err = dict(type="data", symmetric=False, array=(points["ci_high"] - points["accuracy"]).to_numpy(),
+                   arrayminus=(points["accuracy"] - points["ci_low"]).to_numpy(), thickness=1, width=3,
                    color="rgba(60,60,60,0.45)")
     fig = go.Figure(go.Scatter(
         x=points[cost] / div, y=points["accuracy"], mode="markers+text", name="configurations", text=names,

@@ -1,14 +1,28 @@
-"""Overview: the model's card, accuracy against timesteps and bits, memory and energy beside the ANN's."""
+"""Overview: the model's card, accuracy against timesteps and bits (every accuracy with its sample count and
+95% interval), memory and energy beside the ANN, and accuracy per class."""
 
 import pandas as pd
 import streamlit as st
 
+from dashboard import controls, state, ui
 from dashboard import figures as F
-from dashboard import state, ui
+from qnoise.accuracy import accuracy_interval
+from qnoise.choice import with_intervals
 
-ctx = ui.context()
+ctx = ui.context("Overview")
 st.title("Overview")
 
+
+def samples_of(metrics: dict, key: str) -> int | None:
+    """The sample count a card metric was measured on: ``test_accuracy`` -> ``test_samples`` (also for the
+    ANN's ``ann_test_accuracy``)."""
+    for split in ("test", "val", "train"):
+        if split in key and isinstance(metrics.get(f"{split}_samples"), int):
+            return metrics[f"{split}_samples"]
+    return None
+
+
+card_samples = None
 if ctx.checkpoint is not None:
     with ui.guard("read the model card"):
         card = state.card(ctx.checkpoint)
@@ -27,7 +41,16 @@ if ctx.checkpoint is not None:
         if acc:
             acols = st.columns(min(6, len(acc)))
             for i, (k, v) in enumerate(sorted(acc.items())[:6]):
-                acols[i].metric(k.replace("_", " "), f"{100 * v:.2f}%" if v <= 1 else f"{v:.2f}")
+                n = samples_of(m, k)
+                card_samples = card_samples or (n if k == "test_accuracy" else None)
+                if n and v <= 1:
+                    lo, hi = accuracy_interval(v, n)
+                    acols[i].metric(f"{k.replace('_', ' ')} ({n} samples)", f"{100 * v:.2f}%",
+                                    help=f"95% Wilson interval {100 * lo:.1f}% – {100 * hi:.1f}% on {n} samples")
+                    acols[i].caption(f"95% interval {100 * lo:.1f} – {100 * hi:.1f}%")
+                else:
+                    acols[i].metric(k.replace("_", " "), f"{100 * v:.2f}%" if v <= 1 else f"{v:.2f}",
+                                    help="the checkpoint does not record how many samples this was measured on")
         with st.expander("Thresholds, neuron and layers"):
             neuron = (f"neuron {card['neuron']}, v_init {card['v_init']}, signed {card['signed']}"
                       if card["neuron"] else "ANN (no spiking neurons)")
@@ -40,21 +63,45 @@ if ctx.checkpoint is not None:
             st.code(card["modules"], language=None)
 
 st.subheader("Accuracy, bits and timesteps")
-df = ui.grid_results(ctx, "ov")
-if df is not None:
+grid = ui.grid_results(ctx, "ov")
+if grid is not None:
+    df = grid.frame
+    subject = ui.subject(ctx, samples=grid.samples)
+    note = f"From {grid.source}."
+    if grid.samples and card_samples and grid.samples != card_samples:
+        note += (f" The card's test accuracy is on {card_samples} samples, these accuracies on {grid.samples}: they "
+                 f"differ by sampling, within the 95% intervals shown (bars).")
+    elif not grid.samples:
+        note += " No intervals: the table does not say how many samples its accuracies are on."
+    st.caption(note)
     with ui.guard("draw accuracy against timesteps"):
         left, right = st.columns(2)
         with left:
-            ui.show_figure(F.accuracy_vs_timesteps(df), "accuracy_vs_timesteps", "ov_acc")
+            ui.show_figure(F.accuracy_vs_timesteps(df, samples=grid.samples), "accuracy_vs_timesteps", "ov_acc",
+                           subject=subject)
         with right:
             have = [m for m in ("accuracy", "agreement", "energy_pj", "synops", "memory_bits")
                     if m in set(df.loc[df["layer"] == F.OUTPUT, "metric"])]
-            metric = st.selectbox("Heatmap metric", have or ["accuracy"], key="ov_heat_metric",
-                                  format_func=F.label)
-            ui.show_figure(F.metric_heatmap(df, metric), f"heatmap_{metric}", "ov_heat")
+            metric = controls.choice("selectbox", "Heatmap metric", have or ["accuracy"], "ov_heat_metric",
+                                     format_func=F.label)
+            ui.show_figure(F.metric_heatmap(df, metric), f"heatmap_{metric}", "ov_heat", subject=subject)
     with ui.guard("draw memory and energy"):
-        ui.show_figure(F.cost_comparison(df), "energy_memory", "ov_cost")
-    with st.expander("Run-level table"):
+        ui.show_figure(F.cost_comparison(df), "energy_memory", "ov_cost", subject=subject)
+    with st.expander("Run-level table (accuracy with its 95% interval; memory in KiB, energy in nJ)"):
         from qnoise.insights import config_table
 
-        ui.show_table(config_table(df), "configurations", "ov_table")
+        ui.show_table(with_intervals(config_table(df), grid.samples), "configurations", "ov_table")
+
+if ctx.checkpoint is not None and not ui.is_ann(ctx):
+    own = ui.default_config(ctx)
+    st.subheader(f"Accuracy per class ({own.label()})")
+    with ui.guard("measure the accuracy per class"):
+        if state.has_class_accuracy(ctx.checkpoint, own, ctx.batch_file):
+            table = state.class_accuracy(ctx.checkpoint, own, ctx.batch_file)
+        else:
+            table = ui.with_progress("predicting every class", lambda p: state.class_accuracy(
+                ctx.checkpoint, own, ctx.batch_file, progress=p))
+        ui.show_figure(F.class_accuracy_bars(table), "class_accuracy", "ov_classes",
+                       subject=ui.subject(ctx, own, int(table["samples"].iloc[-1])))
+        with st.expander("Per-class table"):
+            ui.show_table(table, "class_accuracy", "ov_class_table")

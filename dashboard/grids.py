@@ -1,0 +1,146 @@
+"""Results to draw for the Overview and Budget pages: the chosen sweep table's rows for the model, the grid
+shipped beside the checkpoint (`qnoise sample-data` writes the sample's: no analysis at all), a grid analysed
+before (kept on disk), or the model's small grid analysed here with a progress bar. Each comes with the number
+of samples its accuracies were measured on (None when the table does not say)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import figures as F
+from dashboard import state, ui
+
+
+@dataclass
+class Grid:
+    frame: pd.DataFrame
+    samples: int | None  # accuracies were measured on this many samples (None: not recorded)
+    source: str          # in words, for a caption
+
+
+def grid_cells(checkpoint) -> list[tuple[int | None, int]]:
+    """The model's small grid (`qnoise.train.sample_data.grid_cells`: weight bits 2, 4, 8, float and the
+    trained ones x T in 1, 2, 4, 8, 16 and the model's own), the one shipped with the sample."""
+    from qnoise.io import read_checkpoint_config
+    from qnoise.train.sample_data import grid_cells as cells
+
+    return cells(read_checkpoint_config(checkpoint))
+
+
+def _describe(cells) -> str:
+    bits = list(dict.fromkeys("as trained" if b is None else F.bits_name(b) for b, _ in cells))
+    steps = sorted({t for _, t in cells})
+    return f"weight bits {', '.join(bits)} x T {', '.join(map(str, steps))}"
+
+
+def sweep_samples(ctx: ui.Context) -> int | None:
+    """How many samples a sweep's accuracies are on, when its manifest says (a ``limit`` on its data)."""
+    import json
+
+    if ctx.results_path is None or not (ctx.results_path / "manifest.json").is_file():
+        return None
+    try:
+        data = (json.loads((ctx.results_path / "manifest.json").read_text()).get("identity") or {}).get("data") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    limit = data.get("limit")
+    return int(limit) if isinstance(limit, int) else None
+
+
+def grid_results(ctx: ui.Context, key: str) -> Grid | None:
+    """Results to draw (module docstring), or None with a message saying why there are none."""
+    df = ui.results_for(ctx)
+    if df is not None:
+        n = sweep_samples(ctx)
+        return Grid(model_rows(ctx, df, f"{key}_model"), n,
+                    f"the results table {ctx.results_path.name}" + (f" ({n} samples)" if n else
+                                                                      " (its sample count is not recorded)"))
+    if ctx.results_path is not None:  # a table was chosen but could not be read: its error is shown
+        return None
+    if ctx.checkpoint is None:
+        st.info("Choose a folder with a checkpoint or a sweep table in the sidebar.")
+        return None
+    if ui.is_ann(ctx):
+        ui.ann_note(ctx)
+        return None
+    shipped = state.shipped_grid(ctx.checkpoint, ctx.batch_file)
+    if shipped is not None:
+        df, record = shipped
+        cells = [(b, t) for b, t in record.get("cells", [])]
+        return Grid(df, record.get("samples"), f"the grid shipped with the sample ({_describe(cells)}, "
+                                               f"{record.get('samples')} samples of {record.get('batch')})")
+    try:
+        cells = grid_cells(ctx.checkpoint)
+        samples = state.ANALYSIS_SAMPLES
+        cache = state.grid_cache_file(ctx.checkpoint, ctx.batch_file, cells, samples)
+    except Exception as err:  # noqa: BLE001
+        st.error(f"Could not read the checkpoint: {ui.message(err)}", icon="⚠️")
+        return None
+    source = (f"a small grid ({_describe(cells)}, {samples} samples) analysed here and kept on disk for every "
+              f"session; for a full grid run `qnoise sweep --checkpoint DIR --out RUN` and open RUN")
+    done = state.read_grid_cache(cache)
+    if done is not None:
+        return Grid(done, samples, source)
+    bar = st.progress(0.0, text="analysing the model's small grid (once: it is kept on disk)")
+    frames = []
+    for i, (w, t) in enumerate(cells):
+        cfg = state.Config(weight_bits=w, timesteps=t, samples=samples)
+        name = cfg.label()
+
+        def progress(frac, text, i=i, name=name):
+            bar.progress(min(1.0, (i + frac) / len(cells)), text=f"grid {i + 1}/{len(cells)}, {name}: {text}")
+
+        try:
+            frames.append(state.analysis(ctx.checkpoint, cfg, ctx.batch_file, progress=progress)[0])
+        except Exception as err:  # noqa: BLE001
+            bar.empty()
+            st.error(f"Could not analyse {name}: {ui.message(err)}", icon="⚠️")
+            return None
+    bar.empty()
+    df = pd.concat(frames, ignore_index=True)
+    df.attrs = {}
+    state.write_grid_cache(cache, df)
+    return Grid(df, samples, source)
+
+
+def model_rows(ctx: ui.Context, df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows of one model in a results table: the chosen checkpoint's when the table names it, else the
+    model picked here."""
+    from dashboard import controls
+
+    if "model" not in df.columns or df["model"].nunique() <= 1:
+        return df
+    models = [str(m) for m in pd.unique(df["model"])]
+    name = ctx.checkpoint.name if ctx.checkpoint is not None else ""
+    guess = name if name in models else next((m for m in models if name and (m in name or name in m)), models[0])
+    chosen = controls.choice("selectbox", "Model in the results table", models, key, default=guess)
+    return df[df["model"].astype(str) == chosen]
+
+
+def config_frame(ctx: ui.Context, cfg: state.Config, keep: int = 0, isolate: bool = False):
+    """``(table, tensors)`` for one configuration: the sweep table's rows when it holds that configuration
+    with per-layer rows (instant), else a cached analysis of the chosen model."""
+    if keep == 0 and not isolate and cfg.neuron is None and cfg.threshold_scale == 1.0 and ctx.results_path \
+            and None not in (cfg.weight_bits, cfg.state_bits):
+        try:
+            df = state.load_results(ctx.results_path)
+            rows = F.select(df, weight_bits=cfg.weight_bits, timesteps=cfg.timesteps, state_bits=cfg.state_bits,
+                            rounding=cfg.rounding)
+            if "model" in rows.columns:
+                name = ctx.checkpoint.name if ctx.checkpoint is not None else None
+                if name in set(rows["model"].astype(str)):
+                    rows = rows[rows["model"].astype(str) == name]
+                elif rows["model"].nunique() > 1:
+                    rows = rows.iloc[0:0]
+            if "mode" in rows.columns:
+                rows = rows[rows["mode"] != "isolated"]
+            if len(rows) and (rows["layer"] != F.OUTPUT).any():
+                rows = rows.copy()
+                rows.attrs = {"samples": sweep_samples(ctx), "source": f"the results table {ctx.results_path.name}"}
+                return rows, {}
+        except Exception:  # noqa: BLE001 - fall back to analysing
+            pass
+    return ui.analysis_for(ctx, cfg, keep=keep, isolate=isolate)
