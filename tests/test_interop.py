@@ -92,7 +92,7 @@ def test_nir_round_trip_keeps_every_weight_and_parameter(tmp_path):
 
     net, x = _sj_cnn(), _events()
     graph = export_to_nir(net, x[:, :1], dt=1e-4)
-    q = from_nir(graph, dt=1e-4)
+    q = from_nir(graph, dt=1e-4, fire=">=")  # SpikingJelly fires at v >= theta, which NIR cannot say
     assert torch.equal(q(x), _sj_out(net, x))  # SpikingJelly's NIR, run by qnoise: the same spikes
     back = to_nir(q, dt=1e-4, path=tmp_path / "back.nir")
     assert set(back.nodes) == set(graph.nodes)
@@ -107,8 +107,23 @@ def test_nir_round_trip_keeps_every_weight_and_parameter(tmp_path):
             assert np.array_equal(np.asarray(mine[field], np.float32), np.asarray(value, np.float32)), (name, field)
             compared += 1
     assert compared >= 15
-    again = from_nir(tmp_path / "back.nir", dt=1e-4)  # through the file, metadata included
+    again = from_nir(tmp_path / "back.nir", dt=1e-4)  # through the file, metadata (fire '>=') included
     assert torch.equal(again(x), q(x))
+
+
+def test_nir_firing_test_decides_ties():
+    from spikingjelly.activation_based.nir_exchange import export_to_nir
+
+    net = nn.Sequential(layer.Flatten(), layer.Linear(4, 3, bias=False), sj_neuron.IFNode(v_reset=0.0))
+    sf.set_step_mode(net, "m")
+    with torch.no_grad():
+        net[1].weight.copy_(torch.tensor([[0.25, 0.25, 0.0, 0.0], [0.5, 0.0, 0.25, 0.0], [0.25, 0.0, 0.0, 0.5]]))
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(12, 8, 1, 2, 2, generator=g) < 0.6).float()  # quarter sums: membranes land on theta = 1
+    ref = _sj_out(net, x)
+    graph = export_to_nir(net, x[:, :1], dt=1e-4)
+    assert torch.equal(from_nir(graph, fire=">=")(x), ref)
+    assert not torch.equal(from_nir(graph, fire=">")(x), ref)  # the default of NIR's Heaviside differs at ties
 
 
 def test_subtract_reset_survives_a_qnoise_nir_round_trip():

@@ -42,7 +42,23 @@ def neuron_rules(model: nn.Module) -> dict[str, dict]:
         theta = n.threshold.detach()
         out[name] = {"type": type(n).__name__, "v_init": n.v_init, "reset": n.reset, "signed": bool(n.signed),
                      "state_bits": n.state_bits, "per_channel": bool(n.per_channel), "q_t": rate_rule(n),
-                     "threshold": float(theta) if theta.dim() == 0 else [float(v) for v in theta]}
+                     "threshold": _values(theta)}
+        for key in ("fire", "spike_value", "reset_time", "charge", "source"):  # imported neurons' own rule
+            if isinstance(getattr(n, key, None), str):
+                out[name][key] = getattr(n, key)
         if isinstance(n, LIF):
             out[name]["beta"] = float(n.beta)
     return out
+
+
+def _values(t):
+    """A parameter for the sidecar: a number, a list (one per channel), or for per-neuron arrays of more than
+    one dimension their shape and range (uniform arrays as one number)."""
+    t = t.detach().float().cpu()
+    if t.dim() == 0:
+        return float(t)
+    if t.dim() == 1:
+        return [float(v) for v in t]
+    if bool((t == t.flatten()[0]).all()):
+        return float(t.flatten()[0])
+    return {"shape": list(t.shape), "min": float(t.min()), "max": float(t.max())}
