@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import figures as F
-from dashboard import state, ui
+from dashboard import analyses, state, stored, ui
 
 
 @dataclass
@@ -66,7 +66,7 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
     if ui.is_ann(ctx):
         ui.ann_note(ctx)
         return None
-    shipped = state.shipped_grid(ctx.checkpoint, ctx.batch_file)
+    shipped = stored.shipped_grid(ctx.checkpoint, ctx.batch_file)
     if shipped is not None:
         df, record = shipped
         cells = [(b, t) for b, t in record.get("cells", [])]
@@ -75,13 +75,13 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
     try:
         cells = grid_cells(ctx.checkpoint)
         samples = state.ANALYSIS_SAMPLES
-        cache = state.grid_cache_file(ctx.checkpoint, ctx.batch_file, cells, samples)
+        cache = stored.grid_cache_file(ctx.checkpoint, ctx.batch_file, cells, samples)
     except Exception as err:  # noqa: BLE001
         st.error(f"Could not read the checkpoint: {ui.message(err)}", icon="⚠️")
         return None
     source = (f"a small grid ({_describe(cells)}, {samples} samples) analysed here and kept on disk for every "
               f"session; for a full grid run `qnoise sweep --checkpoint DIR --out RUN` and open RUN")
-    done = state.read_grid_cache(cache)
+    done = stored.read_grid_cache(cache)
     if done is not None:
         return Grid(done, samples, source)
     bar = st.progress(0.0, text="analysing the model's small grid (once: it is kept on disk)")
@@ -94,7 +94,7 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
             bar.progress(min(1.0, (i + frac) / len(cells)), text=f"grid {i + 1}/{len(cells)}, {name}: {text}")
 
         try:
-            frames.append(state.analysis(ctx.checkpoint, cfg, ctx.batch_file, progress=progress)[0])
+            frames.append(analyses.analysis(ctx.checkpoint, cfg, ctx.batch_file, progress=progress)[0])
         except Exception as err:  # noqa: BLE001
             bar.empty()
             st.error(f"Could not analyse {name}: {ui.message(err)}", icon="⚠️")
@@ -102,7 +102,7 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
     bar.empty()
     df = pd.concat(frames, ignore_index=True)
     df.attrs = {}
-    state.write_grid_cache(cache, df)
+    stored.write_grid_cache(cache, df)
     return Grid(df, samples, source)
 
 

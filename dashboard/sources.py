@@ -143,7 +143,7 @@ GRID_FORMAT = "qnoise-model-grids"  # `qnoise.train.sample_data.GRID_FORMAT`
 
 def is_grid_folder(path: Path) -> bool:
     """A folder of model grids written beside checkpoints by `qnoise.train.sample_data.write_sample_grids`:
-    each belongs to its checkpoint (read by `state.shipped_grid`), so it is not listed as a results table."""
+    each belongs to its checkpoint (read by `stored.shipped_grid`), so it is not listed as a results table."""
     try:
         return json.loads((path / "index.json").read_text()).get("format") == GRID_FORMAT
     except (OSError, ValueError, AttributeError):

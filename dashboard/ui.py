@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import controls, sources, state
+from dashboard import analyses, controls, sources, state, stored
 from dashboard import figures as F
 from dashboard.controls import (  # noqa: F401 - the pages' vocabulary
     NEURONS,
@@ -76,12 +76,12 @@ def _pick(label: str, options: list[str], key: str, help: str | None = None, def
 
 
 def _sweep_model(ctx: Context, results: dict[str, Path], checkpoints: dict[str, Path]) -> str | None:
-    """Add the checkpoint the chosen sweep records (`state.sweep_checkpoint`) to ``checkpoints`` unless it is
+    """Add the checkpoint the chosen sweep records (`stored.sweep_checkpoint`) to ``checkpoints`` unless it is
     there already; returns its label (or None), and says why when the sweep's model cannot be opened."""
     ss = st.session_state
     label = ss.get("_results_label", ss.get("results_label"))
     path = results.get(label) if label in results else next(iter(results.values()), None)
-    ckpt, why = state.sweep_checkpoint(path)
+    ckpt, why = stored.sweep_checkpoint(path)
     if why:
         st.caption(f"⚠️ {why}")
     if ckpt is None:
@@ -229,14 +229,14 @@ def analysis_for(ctx: Context, cfg: state.Config, keep: int = 0, isolate: bool =
         st.stop()
     bar = None
     try:
-        if not state.has_analysis(ckpt, cfg, ctx.batch_file, keep, isolate):
+        if not analyses.has_analysis(ckpt, cfg, ctx.batch_file, keep, isolate):
             bar = st.progress(0.0, text=f"analysing {cfg.label()}…")
 
         def progress(frac, text):
             if bar is not None:
                 bar.progress(min(1.0, frac), text=f"analysing {cfg.label()}: {text}")
 
-        return state.analysis(ckpt, cfg, ctx.batch_file, keep=keep, isolate=isolate, progress=progress)
+        return analyses.analysis(ckpt, cfg, ctx.batch_file, keep=keep, isolate=isolate, progress=progress)
     except Exception as err:  # noqa: BLE001
         st.error(f"Could not analyse {cfg.label()}: {message(err)}", icon="⚠️")
         st.stop()

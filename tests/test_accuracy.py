@@ -57,3 +57,73 @@ def test_predictions_agree_with_the_probe_accuracy():
         acc = df[(df.layer == "<output>") & (df.metric == "accuracy") & (df.t == 5)]["value"].item()
         assert (pred == lab).mean() == pytest.approx(acc)
     assert not any(p.__class__.__name__ == "ParametrizationList" for p in model.modules())  # restored
+
+
+# ------------------------------------------------------------------------------------------------ qnoise.choice
+
+def _points():
+    import pandas as pd
+
+    return pd.DataFrame({"weight_bits": [2, 4, 8, 32], "timesteps": [4, 4, 4, 4],
+                         "accuracy": [0.80, 0.95, 0.96, 0.97], "memory_bits": [8192 * 2, 8192 * 4, 8192 * 8, 8192 * 32],
+                         "energy_pj": [1e5, 2e5, 4e5, 1e6]})
+
+
+def test_with_intervals_adds_counts_intervals_and_units():
+    from qnoise.choice import with_intervals
+
+    p = with_intervals(_points(), 128)
+    assert list(p["samples"]) == [128] * 4
+    assert (p.loc[1, "ci_low"], p.loc[1, "ci_high"]) == pytest.approx(accuracy_interval(0.95, 128))
+    assert list(p["memory_kib"]) == [2, 4, 8, 32] and p.loc[0, "energy_nj"] == 100
+    unknown = with_intervals(_points(), None)
+    assert unknown["ci_low"].isna().all()
+
+
+def test_best_within_budget():
+    from qnoise.choice import best_within_budget
+
+    p = _points()
+    assert best_within_budget(p, memory_kib=8)["weight_bits"] == 8
+    assert best_within_budget(p, memory_kib=8, energy_nj=250)["weight_bits"] == 4
+    assert best_within_budget(p, memory_kib=1) is None
+    assert best_within_budget(p)["weight_bits"] == 32
+
+
+def test_cheapest_within_tolerance_needs_the_interval_to_support_it():
+    from qnoise.choice import cheapest_within_tolerance, with_intervals
+
+    p = _points()
+    # by point estimates 4 bits is within 2 points of 97%; on 128 samples its interval reaches down to ~90%
+    assert cheapest_within_tolerance(p, 0.02, "memory_bits")["weight_bits"] == 4
+    narrow = with_intervals(p, 128)
+    # 2 points is inside even the best's own interval (+-3 points on 128 samples): nothing can be claimed
+    assert cheapest_within_tolerance(narrow, 0.02, "memory_bits") is None
+    wide = cheapest_within_tolerance(narrow, 0.08, "memory_bits")
+    assert wide["weight_bits"] == 4 and wide["ci_low"] >= 0.97 - 0.08
+    with pytest.raises(ValueError, match="tolerance"):
+        cheapest_within_tolerance(p, -1, "memory_bits")
+
+
+def test_setting_of_and_save_configuration(tmp_path):
+    import pandas as pd
+
+    from qnoise.choice import save_configuration, setting_of
+    from qnoise.io import load_checkpoint, read_checkpoint_config, save_checkpoint
+    from qnoise.models import build_model
+
+    row = pd.Series({"weight_bits": 4, "timesteps": 6, "state_bits": 32, "rounding": "nearest", "neuron": "IF",
+                     "accuracy": 0.9})
+    setting = setting_of(row)
+    assert setting == {"weight_bits": 4, "timesteps": 6, "state_bits": 32, "rounding": "nearest"}
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10, neuron={"v_init": "half"}, hidden=[24])
+    src = load_checkpoint(save_checkpoint(model, tmp_path / "src", dataset={"name": "digits"}, timesteps=3))
+    out = save_configuration(src, setting, tmp_path / "chosen", metrics={"budget_accuracy": 0.9})
+    doc = read_checkpoint_config(out)
+    assert doc["timesteps"] == 6 and doc["model"]["quantization"]["weights"]["bits"] == 4
+    chosen = load_checkpoint(out)
+    x = torch.rand(20, 1, 1, 8, 8)
+    y = torch.randint(0, 10, (20,))
+    assert np.array_equal(predictions(chosen, (x, y), 6)[0], predictions(src, (x, y), 6, weight_bits=4)[0])
+    assert not any(type(m).__name__ == "ParametrizationList" for m in src.modules())  # the source is untouched

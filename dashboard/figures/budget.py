@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .common import _base, check_frame, config_label, energy_unit, kib, label
+from .common import _base, check_frame, config_label, energy_unit, label
 
 LABEL_KEYS = ("weight_bits", "timesteps", "state_bits", "neuron")
 

@@ -28,8 +28,18 @@ def budget_points(grid) -> pd.DataFrame:
     return with_intervals(insights.config_table(grid.frame), grid.samples)
 
 
+COST_NAMES = {"memory_bits": "memory (KiB)", "energy_pj": "energy per sample", "synops": "synaptic operations"}
+
+
+def label_keys(points: pd.DataFrame) -> list[str]:
+    """The configuration columns that vary (a label names only what tells configurations apart)."""
+    keys = [k for k in ("weight_bits", "timesteps", "state_bits", "rounding", "neuron")
+            if k in points.columns and points[k].nunique(dropna=False) > 1]
+    return keys or ["weight_bits", "timesteps"]
+
+
 def describe_row(row: pd.Series) -> str:
-    cfg = F.config_label(row, [k for k in ("weight_bits", "timesteps", "state_bits") if k in row.index])
+    cfg = F.config_label(row, KEYS)
     parts = [f"**{row['label'] if 'label' in row.index else cfg}**", f"accuracy {100 * row['accuracy']:.1f}%"]
     if pd.notna(row.get("ci_low")):
         parts.append(f"95% interval {100 * row['ci_low']:.1f} – {100 * row['ci_high']:.1f}% "
@@ -76,6 +86,7 @@ if grid is None:
     st.stop()
 with ui.guard("build the budget table"):
     points = budget_points(grid)
+    KEYS = label_keys(points)
     costs = [c for c in ("memory_bits", "energy_pj", "synops") if c in points.columns]
     if "accuracy" not in points.columns or not costs:
         raise ValueError("the results table needs run-level accuracy and memory_bits or energy_pj rows")
@@ -87,7 +98,8 @@ with ui.guard("build the budget table"):
     c = st.columns([2, 1])
     how = controls.choice("radio", "Choose", ["best accuracy within a budget", "cheapest within a tolerance"],
                           "bg_mode", where=c[0], horizontal=True)
-    cost = controls.choice("selectbox", "Cost axis", costs, "bg_cost", where=c[1], format_func=F.label)
+    cost = controls.choice("selectbox", "Cost axis", costs, "bg_cost", where=c[1],
+                           format_func=lambda k: COST_NAMES.get(k, F.label(k)))
     limit = None
     if how.startswith("best"):
         c = st.columns(2)
@@ -113,7 +125,7 @@ with ui.guard("build the budget table"):
         if half:
             st.caption(f"The best accuracy ({100 * best['accuracy']:.1f}%, {int(best['samples'])} samples) has a 95% "
                        f"interval of ±{half:.1f} points: a configuration counts as within the tolerance only when "
-                       f"the lower end of its own interval is (one more sample right or wrong must not decide it).")
+                       f"the lower end of its own interval is, so that one sample more or less right cannot decide.")
             if tol < half:
                 st.warning(f"A tolerance of {tol:g} points is inside the best accuracy's own interval (±{half:.1f}): "
                            f"{int(best['samples'])} samples cannot tell configurations that close apart.")
@@ -122,13 +134,14 @@ with ui.guard("build the budget table"):
             st.warning(f"No configuration's interval reaches within {tol:g} points of the best "
                        f"({100 * best['accuracy']:.1f}%).")
         else:
-            st.success(f"Cheapest by {F.label(cost)} within {tol:g} points, as its interval supports: "
+            st.success(f"Cheapest by {COST_NAMES.get(cost, F.label(cost))} within {tol:g} points, as its interval "
+                       f"supports: "
                        f"{describe_row(chosen)}.")
     front = insights.pareto_front(points, cost)
     ui.show_figure(F.pareto_scatter(points, cost, front, chosen, limit=limit), f"pareto_{cost}", "bg_pareto",
                    subject=subject)
     if chosen is not None:
-        ui.describe(configuration=f"chosen: {F.config_label(chosen)} ({how})")
+        ui.describe(configuration=f"chosen: {F.config_label(chosen, KEYS)} ({how})")
         row = st.container(horizontal=True)
         row.download_button("Chosen configuration (JSON)", data=lambda r=chosen: config_json(r, how),
                             file_name=f"{ctx.checkpoint.name if ctx.checkpoint else 'model'}-chosen.json",

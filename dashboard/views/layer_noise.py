@@ -3,7 +3,7 @@ layer's histogram against its quantization grid, and per-layer sensitivity."""
 
 import streamlit as st
 
-from dashboard import controls, state, ui
+from dashboard import analyses, controls, state, ui
 from dashboard import figures as F
 
 ctx = ui.context("Layer noise")
@@ -47,7 +47,7 @@ with right, ui.guard("draw the weight histogram"):
     model, _ = state.load_model(ctx.checkpoint)
     names = [n for n, _ in weight_layers(model)]
     layer = controls.choice("selectbox", "Weights of layer", names, "ln_wlayer")
-    dist = state.weight_distribution(ctx.checkpoint, cfg, layer)
+    dist = analyses.weight_distribution(ctx.checkpoint, cfg, layer)
     what = "float (no grid)" if dist["bits"] >= 32 else f"{dist['bits']} bits"
     ui.show_figure(F.value_histogram(dist["float"], f"Weights of {layer}: {what}", "weight (float, before "
                                      "quantization)", levels=dist["grid"], clip=dist["clip"]),
@@ -59,13 +59,13 @@ st.markdown("**Per-layer sensitivity** (AIMET-style): the accuracy lost, in poin
             "one layer's quantizer on alone and with every layer's but that one.")
 c = st.columns([1, 1, 2])
 bits = controls.choice("selectbox", "Sensitivity at weight bits", [1, 2, 3, 4, 6, 8], "ln_sens_bits",
-                       default=state.sensitivity_bits(cfg), where=c[0],
+                       default=analyses.sensitivity_bits(cfg), where=c[0],
                        help="the weight bits turned on one layer at a time (the weights 'as trained' or 'float' "
                             "have none of their own: 4 unless you choose)")
 if st.session_state.get("ln_sens") or c[1].button("Measure sensitivity", key="ln_sens_go"):
     st.session_state["ln_sens"] = True
     with ui.guard("measure per-layer sensitivity"):
-        sens = ui.with_progress("measuring per-layer sensitivity", lambda p: state.sensitivity(
+        sens = ui.with_progress("measuring per-layer sensitivity", lambda p: analyses.sensitivity(
             ctx.checkpoint, cfg, ctx.batch_file, bits=int(bits), progress=p))
         ui.show_figure(F.sensitivity_bars(sens), "sensitivity", "ln_sens_fig",
                        subject=f"{subject} · weights at {int(bits)} bits")

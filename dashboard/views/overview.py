@@ -4,7 +4,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import controls, state, ui
+from dashboard import analyses, controls, state, ui
 from dashboard import figures as F
 from qnoise.accuracy import accuracy_interval
 from qnoise.choice import with_intervals
@@ -96,10 +96,10 @@ if ctx.checkpoint is not None and not ui.is_ann(ctx):
     own = ui.default_config(ctx)
     st.subheader(f"Accuracy per class ({own.label()})")
     with ui.guard("measure the accuracy per class"):
-        if state.has_class_accuracy(ctx.checkpoint, own, ctx.batch_file):
-            table = state.class_accuracy(ctx.checkpoint, own, ctx.batch_file)
+        if analyses.has_class_accuracy(ctx.checkpoint, own, ctx.batch_file):
+            table = analyses.class_accuracy(ctx.checkpoint, own, ctx.batch_file)
         else:
-            table = ui.with_progress("predicting every class", lambda p: state.class_accuracy(
+            table = ui.with_progress("predicting every class", lambda p: analyses.class_accuracy(
                 ctx.checkpoint, own, ctx.batch_file, progress=p))
         ui.show_figure(F.class_accuracy_bars(table), "class_accuracy", "ov_classes",
                        subject=ui.subject(ctx, own, int(table["samples"].iloc[-1])))
