@@ -183,10 +183,9 @@ class GraphNet(nn.Module):
         super().__init__()
         if not nodes:
             raise ValueError("a graph needs at least one node")
-        for name, module in nodes.items():
+        for name in nodes:
             if not isinstance(name, str) or not name or any(c not in _NAME_OK for c in name) or name[0].isdigit():
                 raise ValueError(f"node name {name!r} must be an identifier (letters, digits, _)")
-            self.add_module(name, module)
         preds: dict[str, list[str]] = {n: [] for n in nodes}
         succ: dict[str, int] = {n: 0 for n in nodes}
         for src, dst in edges:
@@ -195,9 +194,18 @@ class GraphNet(nn.Module):
             preds[dst].append(src)
             succ[src] += 1
         try:
-            self.order = list(TopologicalSorter({n: set(p) for n, p in preds.items()}).static_order())
+            sorter = TopologicalSorter({n: set(p) for n, p in preds.items()})
+            sorter.prepare()
+            order, rank = [], {n: i for i, n in enumerate(nodes)}  # ties broken by the given order
+            while sorter.is_active():
+                ready = sorted(sorter.get_ready(), key=rank.__getitem__)
+                order += ready
+                sorter.done(*ready)
+            self.order = order
         except CycleError as err:
             raise ValueError(f"the graph has a cycle ({err.args[1]}); qnoise runs feed-forward graphs") from err
+        for name in self.order:  # registered in execution order: "first" and "last" layers mean what they say
+            self.add_module(name, nodes[name])
         outputs = [n for n in nodes if succ[n] == 0]
         if len(outputs) != 1:
             raise ValueError(f"the graph must have exactly one output node, found {outputs}")
