@@ -35,8 +35,7 @@ Fixed-point mode (``state_bits`` set, Loihi): the input is rounded to an integer
 
 The float copy the probe uses as reference (``state_bits=None``) runs the same decays in float.
 
-Readouts that do not spike: `LeakyIntegrator` (LI: ``v = v + (r x - (v - v_leak)) / tau``, output v) and
-`Integrator` (I: ``v = v + r x``). `Delay` shifts each neuron's input by a whole number of steps.
+Readouts that do not spike (LI, I), delays, scaling and sum pooling are in `qnoise.layer_kinds`.
 """
 
 from __future__ import annotations
@@ -55,14 +54,14 @@ SPIKE_VALUES = ("theta", "one")
 LOIHI_UNITY = 4096  # decays in units of 1/4096
 
 
-def _param(value, name: str) -> torch.Tensor:
+def param_tensor(value, name: str) -> torch.Tensor:
     t = torch.as_tensor(value, dtype=torch.float32).detach().clone()
-    if _any(~torch.isfinite(t)):
+    if any_true(~torch.isfinite(t)):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return t
 
 
-def _any(mask: torch.Tensor) -> bool:
+def any_true(mask: torch.Tensor) -> bool:
     """``mask.any()``, False on the meta device (shapes only: a checkpoint's model checked before loading)."""
     return False if mask.is_meta else bool(mask.any())
 
@@ -73,7 +72,7 @@ def _check(value: str, allowed: tuple[str, ...], name: str) -> str:
     return value
 
 
-def _per_neuron(p: torch.Tensor, x: torch.Tensor, name: str, owner: str) -> torch.Tensor:
+def per_neuron(p: torch.Tensor, x: torch.Tensor, name: str, owner: str) -> torch.Tensor:
     """``p`` (``()`` or the neuron shape) checked against ``x [T, B, ...]``: it broadcasts against ``x[t]``."""
     if p.dim():
         neuron = tuple(x.shape[2:])
@@ -91,8 +90,8 @@ class _Foreign(IF):
     """What the foreign spiking neurons share: thresholds of any shape, the firing test, the spike value."""
 
     def _setup(self, threshold, fire: str, spike_value: str, source: str) -> None:
-        theta = _param(threshold, "threshold")
-        if _any(theta <= 0):
+        theta = param_tensor(threshold, "threshold")
+        if any_true(theta <= 0):
             raise ValueError(f"threshold must be > 0, got {theta.tolist()}")
         if self.learn_threshold:
             self.raw_threshold = nn.Parameter(theta)
@@ -108,7 +107,7 @@ class _Foreign(IF):
         return self.raw_threshold
 
     def broadcast_threshold(self, x: torch.Tensor) -> torch.Tensor:
-        return _per_neuron(self.threshold, x, "thresholds", type(self).__name__)
+        return per_neuron(self.threshold, x, "thresholds", type(self).__name__)
 
     def _fire(self, v: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         s = spike(v - theta, self.surrogate)
@@ -160,25 +159,25 @@ class Leaky(_Foreign):
                  reset: str = "subtract", reset_time: str = "now", fire: str = ">=", spike_value: str = "theta",
                  source: str = "qnoise", state_bits: int | None = None, state_rounding: str = "nearest",
                  learn_threshold: bool = False, surrogate: str = "atan") -> None:
-        super().__init__(1.0, "zero", reset, False, learn_threshold, False, None, surrogate, state_bits,
-                         state_rounding)
+        super().__init__(threshold=1.0, v_init="zero", reset=reset, learn_threshold=learn_threshold,
+                         surrogate=surrogate, state_bits=state_bits, state_rounding=state_rounding)
         self._setup(threshold, fire, spike_value, source)
         self.charge = _check(charge, CHARGES, "charge")
         self.reset_time = _check(reset_time, RESET_TIMES, "reset_time")
         if reset_time == "next" and (reset != "subtract" or charge != "beta"):
             raise ValueError("reset_time='next' (snnTorch) is defined for reset='subtract' with charge='beta'; "
                              "a reset to zero before the leak is the same as reset_time='now'")
-        b = _param(beta, "beta")
-        if _any((b < 0) | (b > 1)):
+        b = param_tensor(beta, "beta")
+        if any_true((b < 0) | (b > 1)):
             raise ValueError(f"beta must be in [0, 1], got {b.tolist()}")
-        t = _param(tau, "tau")
-        if _any(t <= 0):
+        t = param_tensor(tau, "tau")
+        if any_true(t <= 0):
             raise ValueError(f"tau must be > 0 (steps), got {t.tolist()}")
         self.register_buffer("raw_beta", b)
-        self.register_buffer("gain", _param(gain, "gain"))
+        self.register_buffer("gain", param_tensor(gain, "gain"))
         self.register_buffer("tau", t)
-        self.register_buffer("r", _param(r, "r"))
-        self.register_buffer("v_leak", _param(v_leak, "v_leak"))
+        self.register_buffer("r", param_tensor(r, "r"))
+        self.register_buffer("v_leak", param_tensor(v_leak, "v_leak"))
 
     @property
     def beta(self) -> torch.Tensor | float:
@@ -200,8 +199,8 @@ class Leaky(_Foreign):
 
     def _params(self, x: torch.Tensor) -> dict:
         name = type(self).__name__
-        p = {k: _per_neuron(getattr(self, k), x, k, name) for k in ("gain", "tau", "r", "v_leak")}
-        p["beta"] = _per_neuron(self.raw_beta, x, "beta", name)
+        p = {k: per_neuron(getattr(self, k), x, k, name) for k in ("gain", "tau", "r", "v_leak")}
+        p["beta"] = per_neuron(self.raw_beta, x, "beta", name)
         p["no_leak"] = self.raw_beta.dim() == 0 and float(self.raw_beta) == 1.0
         p["unit_gain"] = self.gain.dim() == 0 and float(self.gain) == 1.0
         p["unit_r"] = self.r.dim() == 0 and float(self.r) == 1.0
@@ -259,15 +258,16 @@ class CUBA(_Foreign):
     def __init__(self, threshold=1.0, alpha=0.5, beta=0.5, gain=1.0, reset: str = "zero",
                  reset_time: str = "now", fire: str = ">", spike_value: str = "one", source: str = "qnoise",
                  state_bits: int | None = None, learn_threshold: bool = False, surrogate: str = "atan") -> None:
-        super().__init__(1.0, "zero", reset, False, learn_threshold, False, None, surrogate, None, "nearest")
+        super().__init__(threshold=1.0, v_init="zero", reset=reset, learn_threshold=learn_threshold,
+                         surrogate=surrogate)
         self._setup(threshold, fire, spike_value, source)
         self.reset_time = _check(reset_time, RESET_TIMES, "reset_time")
         for name, value in (("alpha", alpha), ("beta", beta)):
-            t = _param(value, name)
-            if _any((t < 0) | (t > 1)):
+            t = param_tensor(value, name)
+            if any_true((t < 0) | (t > 1)):
                 raise ValueError(f"{name} must be in [0, 1], got {t.tolist()}")
             self.register_buffer(f"raw_{name}" if name == "beta" else name, t)
-        self.register_buffer("gain", _param(gain, "gain"))
+        self.register_buffer("gain", param_tensor(gain, "gain"))
         self.state_bits = state_bits  # checked in _run (the probe sets it to None for the float reference)
 
     @classmethod
@@ -298,17 +298,17 @@ class CUBA(_Foreign):
     def _run(self, x: torch.Tensor, record: bool, pre: bool = False):
         name = type(self).__name__
         theta = self.broadcast_threshold(x)
-        alpha = _per_neuron(self.alpha, x, "alpha", name)
-        beta = _per_neuron(self.raw_beta, x, "beta", name)
-        gain = _per_neuron(self.gain, x, "gain", name)
+        alpha = per_neuron(self.alpha, x, "alpha", name)
+        beta = per_neuron(self.raw_beta, x, "beta", name)
+        gain = per_neuron(self.gain, x, "gain", name)
         unit_gain = self.gain.dim() == 0 and float(self.gain) == 1.0
         fixed = self.state_bits is not None
         if fixed:
             if not (isinstance(self.state_bits, int) and 2 <= self.state_bits <= 32):
                 raise ValueError(f"state_bits must be an int in 2..32 or None, got {self.state_bits!r}")
             du, dv = (d.to(x.device) for d in self.decay_units())
-            keep_i = _per_neuron(LOIHI_UNITY - du, x, "alpha", name).double()
-            keep_v = _per_neuron(LOIHI_UNITY - dv, x, "beta", name).double()
+            keep_i = per_neuron(LOIHI_UNITY - du, x, "alpha", name).double()
+            keep_v = per_neuron(LOIHI_UNITY - dv, x, "beta", name).double()
             limit = 2.0 ** (self.state_bits - 1) - 1
             work = torch.float64  # integers up to 2^32 * 4096 are exact in float64
         i = torch.zeros_like(x[0], dtype=work if fixed else x.dtype)
@@ -354,99 +354,3 @@ class CUBA(_Foreign):
     def extra_repr(self) -> str:
         mode = f"fixed point {self.state_bits} bits" if self.state_bits is not None else "float"
         return f"{mode}, reset={self.reset}, reset_time={self.reset_time}, " + self._fire_info()
-
-
-class LeakyIntegrator(nn.Module):
-    """Non-spiking leaky integrator (NIR LI), output = membrane: ``v = v + (r x - (v - v_leak)) / tau``
-    (tau in steps), v[0] = 0."""
-
-    def __init__(self, tau=2.0, r=1.0, v_leak=0.0) -> None:
-        super().__init__()
-        t = _param(tau, "tau")
-        if _any(t <= 0):
-            raise ValueError(f"tau must be > 0 (steps), got {t.tolist()}")
-        self.register_buffer("tau", t)
-        self.register_buffer("r", _param(r, "r"))
-        self.register_buffer("v_leak", _param(v_leak, "v_leak"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        name = type(self).__name__
-        tau, r, vl = (_per_neuron(getattr(self, k), x, k, name) for k in ("tau", "r", "v_leak"))
-        v = torch.zeros_like(x[0])
-        out = []
-        for xt in x.unbind(0):
-            v = v + (r * xt - (v - vl)) / tau
-            out.append(v)
-        return torch.stack(out)
-
-
-class Integrator(nn.Module):
-    """Non-spiking integrator (NIR I), output = membrane: ``v = v + r x``, v[0] = 0."""
-
-    def __init__(self, r=1.0) -> None:
-        super().__init__()
-        self.register_buffer("r", _param(r, "r"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cumsum(_per_neuron(self.r, x, "r", type(self).__name__) * x, 0)
-
-
-class Delay(nn.Module):
-    """Axonal delay: ``y[t] = x[t - d]`` (0 before the first input arrives), d whole steps per layer or per
-    neuron (``steps`` of shape ``()`` or the neuron shape)."""
-
-    def __init__(self, steps=1) -> None:
-        super().__init__()
-        d = torch.as_tensor(steps).detach().clone()
-        if d.is_floating_point():
-            if _any(d != d.round()):
-                raise ValueError(f"delay steps must be whole numbers, got {d.flatten()[:4].tolist()}")
-        d = d.round().to(torch.int64) if d.is_floating_point() else d.to(torch.int64)
-        if _any(d < 0):
-            raise ValueError(f"delay steps must be >= 0, got {d.flatten()[:4].tolist()}")
-        self.register_buffer("steps", d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.steps
-        T = x.shape[0]
-        if d.dim() == 0:
-            k = int(d)
-            return torch.cat([torch.zeros_like(x[:k]), x[:T - k]]) if k < T else torch.zeros_like(x)
-        d = _per_neuron(d, x, "steps", type(self).__name__).to(torch.int64)
-        t = torch.arange(T, device=x.device).view(T, *[1] * (x.dim() - 1))
-        src = t - d  # [T, 1, ...] broadcast over the neurons
-        idx = src.clamp_min(0).expand_as(x)
-        return torch.where(src >= 0, torch.gather(x, 0, idx), torch.zeros_like(x))
-
-
-class Scale(nn.Module):
-    """Elementwise scaling ``y = s * x`` (NIR Scale), s of shape ``()`` or the neuron shape."""
-
-    def __init__(self, scale=1.0) -> None:
-        super().__init__()
-        self.register_buffer("scale", _param(scale, "scale"))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _per_neuron(self.scale, x, "scale", type(self).__name__) * x
-
-
-class SumPool2d(nn.Module):
-    """Sum pooling over ``[N, C, H, W]`` (NIR SumPool2d): average pooling times the window area."""
-
-    def __init__(self, kernel_size, stride=None, padding=0) -> None:
-        super().__init__()
-        self.kernel_size = tuple(_pair(kernel_size))
-        self.stride = tuple(_pair(stride if stride is not None else kernel_size))
-        self.padding = tuple(_pair(padding))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.avg_pool2d(x, self.kernel_size, self.stride, self.padding, count_include_pad=True,
-                                        divisor_override=1)
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (list, tuple)):
-        if len(v) != 2:
-            raise ValueError(f"expected 2 values, got {v!r}")
-        return int(v[0]), int(v[1])
-    return int(v), int(v)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 
 import qnoise
-from qnoise.neuron_kinds import CUBA, Delay, Integrator, LeakyIntegrator
+from qnoise.layer_kinds import Delay, Integrator, LeakyIntegrator
+from qnoise.neuron_kinds import CUBA
 
 
 def test_fixed_point_matches_a_hand_computed_integer_trace():

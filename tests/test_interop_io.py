@@ -15,7 +15,8 @@ from torch import nn
 from qnoise.io import load_checkpoint, save_checkpoint
 from qnoise.layers import MultiStep
 from qnoise.models.graph import GraphNet
-from qnoise.neuron_kinds import CUBA, Delay, Integrator, Leaky, LeakyIntegrator, Scale
+from qnoise.layer_kinds import Delay, Integrator, LeakyIntegrator, Scale
+from qnoise.neuron_kinds import CUBA, Leaky
 from qnoise.neurons import IF, LIF
 from qnoise.quant import quantize_weights
 

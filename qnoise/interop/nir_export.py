@@ -18,7 +18,8 @@ from torch import nn
 
 from ..layers import MultiStep
 from ..models.graph import GraphNet, as_graph
-from ..neuron_kinds import CUBA, Delay, Integrator, Leaky, LeakyIntegrator, Scale, SumPool2d
+from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
+from ..neuron_kinds import CUBA, Leaky
 from ..neurons import IF, LIF
 from .nir_import import DEFAULT_DT
 

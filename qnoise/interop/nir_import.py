@@ -29,7 +29,8 @@ from torch import nn
 
 from ..layers import MultiStep
 from ..models.graph import GraphNet, clean_name
-from ..neuron_kinds import FIRES, CUBA, Delay, Integrator, Leaky, LeakyIntegrator, Scale, SumPool2d
+from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
+from ..neuron_kinds import CUBA, FIRES, Leaky
 from .snntorch import _version
 
 DEFAULT_DT = 1e-4  # seconds; SpikingJelly's and nirtorch's default

@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..layers import MultiStep
-from ..neuron_kinds import CUBA, Delay, Integrator, Leaky, LeakyIntegrator, Scale, SumPool2d
+from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
+from ..neuron_kinds import CUBA, Leaky
 from ..neurons import IF, LIF
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")

@@ -32,7 +32,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..layers import MultiStep
 from ..metrics import dense_macs
-from ..neuron_kinds import Delay
+from ..layer_kinds import Delay
 from ..neurons import IF
 from ..quant import float_weight, weight_layers
 from .copying import clone_model
