@@ -128,8 +128,9 @@ def main() -> int:
     cli("import", str(out / "model.nir"), "--out", str(ck), "--timesteps", str(T), "--dataset", "nmnist",
         "--fire", ">=")
     # the imported model gives SpikingJelly's outputs exactly
-    from qnoise.io import load_checkpoint
     from spikingjelly.activation_based import functional
+
+    from qnoise.io import load_checkpoint
 
     model = load_checkpoint(ck)
     functional.reset_net(net)

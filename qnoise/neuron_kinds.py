@@ -319,7 +319,6 @@ class CUBA(_Foreign):
             g = xt if unit_gain else gain * xt
             if fixed:
                 g = torch.round(g.to(work))
-                i_pre = alpha.to(work) * i + g
                 i = (torch.sign(i) * torch.floor(i.abs() * keep_i / LOIHI_UNITY) + g).clamp(-limit, limit)
                 v_pre = beta.to(work) * v + i
                 v = (torch.sign(v) * torch.floor(v.abs() * keep_v / LOIHI_UNITY) + i).clamp(-limit, limit)

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from interop_helpers import need
 from torch import nn
 
 import qnoise
-from interop_helpers import need
 from qnoise.interop import NIRImportError, from_nir, from_snntorch, from_spikingjelly, from_state_dict, to_nir
 from qnoise.io import load_checkpoint, save_checkpoint
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from qnoise.io import load_checkpoint, save_checkpoint
+from qnoise.layer_kinds import Delay, Integrator, LeakyIntegrator, Scale
 from qnoise.layers import MultiStep
 from qnoise.models.graph import GraphNet
-from qnoise.layer_kinds import Delay, Integrator, LeakyIntegrator, Scale
 from qnoise.neuron_kinds import CUBA, Leaky
 from qnoise.neurons import IF, LIF
 from qnoise.quant import quantize_weights

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from interop_helpers import need
 
 from qnoise.neuron_kinds import CUBA, Leaky
-
-from interop_helpers import need
 
 snn = need("snntorch")
 sj_neuron = need("spikingjelly.activation_based.neuron")

@@ -76,8 +76,8 @@ def test_setting_checks_weight_step():
 
 def test_analyze_with_a_weight_step_keeps_the_grid():
     from qnoise import analyze
-    from qnoise.neuron_kinds import Leaky
     from qnoise.layers import MultiStep
+    from qnoise.neuron_kinds import Leaky
 
     lin = _loihi_layer()
     model = nn.Sequential(MultiStep(lin), Leaky(500.0, fire=">", spike_value="one"))

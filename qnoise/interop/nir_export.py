@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..layers import MultiStep
 from ..models.graph import GraphNet, as_graph
-from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..neuron_kinds import CUBA, Leaky
 from ..neurons import IF, LIF
 from .nir_import import DEFAULT_DT

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..layers import MultiStep
 from ..models.graph import GraphNet, clean_name
-from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..neuron_kinds import CUBA, FIRES, Leaky
 from .snntorch import _version
 

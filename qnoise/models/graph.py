@@ -21,8 +21,8 @@ from graphlib import CycleError, TopologicalSorter
 import torch
 from torch import nn
 
-from ..layers import MultiStep
 from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
+from ..layers import MultiStep
 from ..neuron_kinds import CUBA, Leaky
 from ..neurons import IF, LIF
 
