@@ -209,3 +209,14 @@ def test_from_state_dict_safetensors_and_torch_file(tmp_path):
     assert torch.equal(q2(x), q(x))
     with pytest.raises(ValueError, match="does not fit"):
         from_state_dict(nn.Sequential(layer.Linear(3, 2), sj_neuron.IFNode()), tmp_path / "w.safetensors")
+
+
+def test_from_norse_says_what_to_do_without_norse():
+    import importlib.util
+
+    from qnoise.interop import from_norse
+
+    if importlib.util.find_spec("norse") is not None:
+        pytest.skip("Norse is installed here")
+    with pytest.raises(ImportError, match="from_nir"):
+        from_norse(nn.Linear(2, 2), torch.zeros(1, 2))
