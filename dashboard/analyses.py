@@ -238,9 +238,15 @@ def class_accuracy(checkpoint: str | Path, cfg: Config, batch_file: str | None =
 
 def weight_distribution(checkpoint: str | Path, cfg: Config, layer: str) -> dict:
     """A weight layer's float and quantized weights, grid and clipping range under ``cfg``
-    (`qnoise.teaching.weight_distribution`), on a private copy of the model."""
+    (`qnoise.teaching.weight_distribution`, on a private copy of the model), computed once."""
     from qnoise.teaching import weight_distribution as dist
 
-    model, lock = load_model(checkpoint)
-    with lock:
-        return dist(model, layer, weight_bits=cfg.weight_bits, rounding=cfg.rounding)
+    key = ("weights", str(checkpoint), cfg.weight_bits, cfg.rounding, layer,
+           sources.stamp(Path(checkpoint) / "model.safetensors"))
+
+    def compute():
+        model, lock = load_model(checkpoint)
+        with lock:
+            return dist(model, layer, weight_bits=cfg.weight_bits, rounding=cfg.rounding)
+
+    return SLOW.get(key, compute)

@@ -135,3 +135,23 @@ def open_choice(page, label: str, option: str):
 def choose(page, label: str, option: str) -> None:
     """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
     open_choice(page, label, option).click()
+
+
+# the element Streamlit scrolls (the page itself does not: a full-page screenshot would stop at the window)
+SCROLL_JS = """() => Math.max(document.body.scrollHeight, ...['stMain', 'stAppViewContainer', 'stMainBlockContainer',
+    'stSidebarContent'].map(id => { const m = document.querySelector(`[data-testid="${id}"]`);
+    return m ? m.scrollHeight + m.getBoundingClientRect().top : 0; }))"""
+
+
+def screenshot(page, path: str | Path, max_height: int = 9000) -> None:
+    """A screenshot of the whole page: the window grows to the height of Streamlit's scrolled content (at most
+    ``max_height`` pixels), then returns to its size."""
+    size = page.viewport_size or {"width": 1400, "height": 1100}
+    height = min(max_height, max(size["height"], int(page.evaluate(SCROLL_JS)) + 40))
+    page.set_viewport_size({"width": size["width"], "height": height})
+    try:
+        page.wait_for_timeout(400)  # plotly redraws at the new size
+        wait_idle(page)
+        page.screenshot(path=str(path), full_page=True)
+    finally:
+        page.set_viewport_size(size)

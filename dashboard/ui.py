@@ -69,10 +69,12 @@ def message(err: BaseException) -> str:
 
 # ---------------------------------------------------------------- sidebar
 
-def _pick(label: str, options: list[str], key: str, help: str | None = None, default: str | None = None):
+def _pick(label: str, options: list[str], key: str, help: str | None = None, default: str | None = None,
+          root: Path | None = None):
     if not options:
         return None
-    return controls.choice("selectbox", label, options, key, default=default or options[0], help=help)
+    return controls.choice("selectbox", label, options, key, default=default or options[0], help=help,
+                           format_func=lambda k: f"{root.name} (this folder)" if k == "." and root else k)
 
 
 def _sweep_model(ctx: Context, results: dict[str, Path], checkpoints: dict[str, Path]) -> str | None:
@@ -123,7 +125,7 @@ def sidebar(page: str = "") -> Context:
         if label is not None:
             ctx.checkpoint, ctx.checkpoint_label = checkpoints[label], label
         if ctx.catalog is not None:
-            label = _pick("Results table (sweep)", list(ctx.catalog.results), "results_label")
+            label = _pick("Results table (sweep)", list(ctx.catalog.results), "results_label", root=ctx.catalog.root)
             if label is not None:
                 ctx.results_path = ctx.catalog.results[label]
         controls.follow_model(ctx.checkpoint)

@@ -33,7 +33,7 @@ CONFIG = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "roundin
 ERROR_TERMS = ("weight", "own", "prop", "quant", "seq")  # `qnoise.probe.terms`, in the order charts stack them
 ERROR_NAMES = {"weight": "weight", "own": "own precision", "prop": "propagated", "quant": "quantization",
                "seq": "sequential"}
-FRACTIONS = ("accuracy", "ann_accuracy", "agreement", "float_snn_accuracy", "source_accuracy")
+FRACTIONS = ("accuracy", "ann_accuracy", "agreement", "float_snn_accuracy", "source_accuracy", "ci_low", "ci_high")
 KIB_BITS = 8 * 1024
 STYLE = ("body{font-family:sans-serif;max-width:1150px;margin:2em auto;padding:0 1em;color:#222}"
          "table{border-collapse:collapse;font-size:13px;margin:0.5em 0 1.5em}"
@@ -254,7 +254,11 @@ def _cost_scatter(runs: pd.DataFrame, cost: str, models: str):
                                  textfont=dict(size=10), marker=dict(symbol=symbol, size=10)))
     lo, hi = float(x.min()), float(x.max())
     span = (np.log10(lo) - 0.15, np.log10(hi) + 0.15) if lo > 0 else None
-    fig.update_xaxes(title=title, type="log", range=span)
+    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 1)
+             for m in (1, 2, 5)] if lo > 0 else []
+    ticks = [t for t in ticks if span and span[0] <= np.log10(t) <= span[1]]
+    fig.update_xaxes(title=title, type="log", range=span, tickmode="array" if ticks else None,
+                     tickvals=ticks or None, ticktext=[f"{t:g}" for t in ticks] or None)
     fig.update_yaxes(title="accuracy", tickformat=".0%")
     if cost == "energy_pj" and "ann_energy_pj" in runs:
         ann = float(runs["ann_energy_pj"].max()) / div

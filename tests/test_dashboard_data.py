@@ -13,6 +13,7 @@ import numpy as np
 
 import pytest
 from test_dashboard_app import REPO, SAMPLE, assert_clean, make_checkpoint, open_app, specs
+from test_dashboard_app import _env, grid_cache  # noqa: F401  (autouse: each test sets its own folder)
 
 from dashboard import analyses, sources, state, stored
 from dashboard.memo import Memo

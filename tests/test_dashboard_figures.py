@@ -150,7 +150,8 @@ def test_float_weights_read_float_not_inf():
     fig = F.per_layer_bars(df, "weight_sqnr_db")
     assert all(np.isnan(v) for v in fig.data[0].y)  # no bar pretends to a number
     texts = [a.text for a in fig.layout.annotations]
-    assert texts == ["float (no weight noise)"] * 4 and "inf" not in " ".join(texts)
+    assert texts == ["float"] * 4 + ["every layer's weights are float: no weight noise"]
+    assert "inf" not in " ".join(texts)
 
 
 def test_sensitivity_bars_show_the_drop_in_points_and_name_the_bits():
@@ -183,9 +184,9 @@ def test_firing_rate_and_spikes(one):
     assert z.shape == (4, 5) and z[1, 0] == 1 and z[2, 3] == 1 and z[2, 4] == -1
     assert img.zmin == -1  # signed spikes get their own colour
     assert list(r.layout.xaxis.tickvals) == [1, 2, 3, 4, 5]  # whole timesteps
-    assert "all 4 neurons" in r.layout.title.text
+    assert r.layout.yaxis.title.text == "neuron (all 4 neurons)"
     big = F.spike_raster(np.zeros((3, 2048)), max_neurons=512)
-    assert "first 512 of 2048 neurons" in big.layout.title.text  # says when it shows a subset
+    assert "first 512 of 2048 neurons shown" in big.layout.yaxis.title.text  # says when it shows a subset
     assert list(fig.layout.xaxis.tickvals) == list(range(1, 7))
 
 
@@ -236,7 +237,10 @@ def test_pareto_scatter(grid):
     # issue 13: memory in KiB (not "4.654e+05 bits"), every point labelled
     assert fig.layout.xaxis.title.text == "memory (KiB)"
     assert np.allclose(fig.data[0].x, points["memory_bits"] / 8192)
-    assert list(fig.data[0].text) == [F.config_label(r) for _, r in points.iterrows()]
+    assert list(fig.data[0].customdata) == [F.config_label(r) for _, r in points.iterrows()]  # hover: each point
+    labels = [t for t in fig.data[0].text if t]  # points at one memory and accuracy share one label, no overlap
+    assert labels == ["W2 T2–8", "W4 T2–8", "W8 T2–8"]  # memory does not depend on T: one label per width
+    assert list(fig.layout.xaxis.ticktext)[:1] and all("e" not in t for t in fig.layout.xaxis.ticktext)
     assert "textposition" in fig.data[0] and fig.data[0].mode == "markers+text"
     with_ci = points.assign(ci_low=points["accuracy"] - 0.02, ci_high=points["accuracy"] + 0.01)
     ci = F.pareto_scatter(with_ci, "energy_pj", limit=float(points["energy_pj"].median())).data[0].error_y

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .common import _base, check_frame, config_label, energy_unit, label
+from .common import _base, check_frame, config_label, energy_unit, label, log_ticks
 
 LABEL_KEYS = ("weight_bits", "timesteps", "state_bits", "neuron")
 
@@ -22,6 +22,33 @@ def cost_axis(cost: str, values) -> tuple[float, str]:
         div, unit = energy_unit(values)
         return div, f"{label(cost).replace(' (pJ)', '')} per sample ({unit})"
     return 1.0, label(cost)
+
+
+def cluster_labels(points: pd.DataFrame, cost: str, names: list[str], keys: list[str]) -> list[str]:
+    """One label per group of points at the same cost (memory does not depend on T, so a width's every T sits
+    at one x): the group's best point names them all (e.g. "W4 T1–16"), the others stay unlabelled (their
+    hover names them); a lone point keeps its own label."""
+    x = points[cost].to_numpy(dtype=float)
+    acc = points["accuracy"].to_numpy(dtype=float)
+    out = [""] * len(points)
+    used = np.zeros(len(points), dtype=bool)
+    for i in np.argsort(-acc, kind="stable"):
+        if used[i]:
+            continue
+        same = ~used & np.isclose(x, x[i], rtol=1e-6)
+        idx = np.flatnonzero(same)
+        used[idx] = True
+        if len(idx) == 1:
+            out[i] = names[i]
+            continue
+        group = points.iloc[idx]
+        fixed = [k for k in keys if k != "timesteps" and group[k].nunique(dropna=False) == 1]
+        head = config_label(group.iloc[0], fixed) if fixed else ""
+        steps = sorted(int(t) for t in group["timesteps"].unique()) if "timesteps" in group else []
+        span = (f"T{steps[0]}–{steps[-1]}" if len(steps) > 1 else f"T{steps[0]}") if steps else ""
+        out[i] = " ".join(p for p in (head, span) if p) if len(fixed) == len(keys) - 1 else \
+            f"{len(idx)} configurations"
+    return out
 
 
 def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.DataFrame | None = None,
@@ -38,18 +65,19 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
                                                                                               "timesteps"]
     names = list(points["label"].astype(str)) if "label" in points else [config_label(r, keys)
                                                                          for _, r in points.iterrows()]
+    shown = cluster_labels(points, cost, names, keys)
     err = None
     if {"ci_low", "ci_high"} <= set(points.columns) and points["ci_low"].notna().any():
         err = dict(type="data", symmetric=False, array=(points["ci_high"] - points["accuracy"]).to_numpy(),
                    arrayminus=(points["accuracy"] - points["ci_low"]).to_numpy(), thickness=1, width=3,
                    color="rgba(60,60,60,0.45)")
     fig = go.Figure(go.Scatter(
-        x=points[cost] / div, y=points["accuracy"], mode="markers+text", name="configurations", text=names,
-        textposition="top center", textfont=dict(size=10, color="#444"), error_y=err,
+        x=points[cost] / div, y=points["accuracy"], mode="markers+text", name="configurations", text=shown,
+        customdata=names, textposition="top center", textfont=dict(size=10, color="#444"), error_y=err,
         marker=dict(size=9, color=np.log2(points["timesteps"].astype(float)), colorscale="Viridis", showscale=True,
                     colorbar=dict(title="T", tickvals=np.log2(sorted(points["timesteps"].unique())).tolist(),
                                   ticktext=[str(int(t)) for t in sorted(points["timesteps"].unique())])),
-        hovertemplate="%{text}<br>%{x:.4g}<br>accuracy %{y:.2%}<extra></extra>"))
+        hovertemplate="%{customdata}<br>%{x:.4g}<br>accuracy %{y:.2%}<extra></extra>"))
     if front is not None and len(front):
         f = front.sort_values(cost)
         fig.add_trace(go.Scatter(x=f[cost] / div, y=f["accuracy"], mode="lines", name="Pareto front",
@@ -61,7 +89,9 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
     if chosen is not None:
         fig.add_trace(go.Scatter(x=[chosen[cost] / div], y=[chosen["accuracy"]], mode="markers", name=chosen_name,
                                  marker=dict(size=22, symbol="circle-open", color="black", line=dict(width=3))))
-    fig.update_xaxes(title=xtitle, type="log")
+    ticks = log_ticks(points[cost] / div)
+    fig.update_xaxes(title=xtitle, type="log", tickmode="array" if ticks else None, tickvals=ticks or None,
+                     ticktext=[f"{t:g}" for t in ticks] or None)
     fig.update_yaxes(title="accuracy" + (" (bars: 95% interval)" if err else ""), tickformat=".0%")
     fig = _base(fig, f"Accuracy vs {xtitle}", height=540, subject=subject)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),

@@ -174,7 +174,7 @@ def with_subject(fig: go.Figure, subject: str | None) -> go.Figure:
     title = fig.layout.title.text or ""
     if "<sup>" in title:
         return fig
-    fig.update_layout(title_text=f"{title}<br><sup>{subject}</sup>", margin_t=max(70, fig.layout.margin.t or 0))
+    fig.update_layout(title_text=f"{title}<br><sup>{subject}</sup>", margin_t=max(84, fig.layout.margin.t or 0))
     return fig
 
 
@@ -194,6 +194,19 @@ def energy_unit(values_pj) -> tuple[float, str]:
 def kib(bits) -> float | np.ndarray:
     """Bits as KiB (1 KiB = 8192 bits)."""
     return np.asarray(bits, dtype=float) / 8192.0
+
+
+def log_ticks(values) -> list[float]:
+    """Tick values 1, 2, 5, 10, 20, 50, ... spanning ``values`` (a log axis whose ticks read as numbers, not
+    as plotly's bare minor digits)."""
+    v = np.asarray(pd.to_numeric(pd.Series(list(np.ravel(values))), errors="coerce"), dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        return []
+    lo, hi = np.floor(np.log10(v.min())), np.ceil(np.log10(v.max()))
+    ticks = [m * 10.0 ** e for e in np.arange(lo - 1, hi + 1) for m in (1, 2, 5)]
+    inside = [t for t in ticks if v.min() / 1.6 <= t <= v.max() * 1.6]
+    return inside if len(inside) >= 2 else [t for t in ticks if v.min() / 10 <= t <= v.max() * 10]
 
 
 def integer_axis(fig: go.Figure, values, title: str, **where) -> None:

@@ -59,5 +59,7 @@ def drop_profile(df: pd.DataFrame, born: str | None = None, subject: str | None 
     fig.update_yaxes(title="SQNR (dB)", secondary_y=False)
     fig.update_yaxes(title="cosine similarity", secondary_y=True)
     ref = str(df["reference"].iloc[0]) if "reference" in df.columns and len(df) else "reference"
-    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, x=0))
-    return _base(fig, f"Where the noise is born (vs {ref}, last timestep)", subject=subject)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0))
+    fig = _base(fig, f"Where the noise is born (vs {ref}, last timestep)", height=460, subject=subject)
+    fig.update_layout(margin=dict(b=110))
+    return fig

@@ -130,7 +130,8 @@ def error_decomposition(df: pd.DataFrame, t: int | None = None, kind: str = "con
 
 def per_layer_bars(df: pd.DataFrame, metric: str = "weight_sqnr_db", subject: str | None = None) -> go.Figure:
     """One bar per layer of a per-layer metric (weight SQNR, parameters, synops, ...). A weight SQNR of +inf
-    (the layer's weights are float: no weight noise) is labelled "float", not drawn as a number."""
+    (the layer's weights are float: no weight noise) is labelled "float", not drawn as a number; when every
+    layer is float the figure says so once."""
     check_frame(df, metrics=[metric], what=f"per-layer {metric}")
     part = final_t(df[(df["metric"] == metric) & (df["layer"] != OUTPUT)])
     if "mode" in part.columns:
@@ -141,14 +142,18 @@ def per_layer_bars(df: pd.DataFrame, metric: str = "weight_sqnr_db", subject: st
     vals = part.groupby("layer")["value"].mean().reindex(layers).to_numpy(dtype=float)
     exact = np.isposinf(vals)
     shown = np.where(np.isfinite(vals), vals, np.nan)
-    text = ["float (no weight noise)" if e and metric == "weight_sqnr_db" else ("exact" if e else f"{v:.3g}")
-            for v, e in zip(vals, exact, strict=True)]
-    fig = go.Figure(go.Bar(x=layers, y=shown, marker_color="#72B7B2", name=label(metric), text=None,
+    word = "float" if metric == "weight_sqnr_db" else "exact"
+    text = [word if e else f"{v:.3g}" for v, e in zip(vals, exact, strict=True)]
+    fig = go.Figure(go.Bar(x=layers, y=shown, marker_color="#72B7B2", name=label(metric),
                            hovertemplate="%{x}<br>%{customdata}<extra></extra>", customdata=text))
     top = float(np.nanmax(shown)) if np.isfinite(shown).any() else 1.0
     for layer, v, t, e in zip(layers, shown, text, exact, strict=True):  # labels as annotations: inf has no bar
-        fig.add_annotation(x=layer, y=0 if e else v, text=t, showarrow=False, yshift=12 if not e else 10,
-                           font=dict(size=12, color="#333" if not e else "#4C78A8"))
+        fig.add_annotation(x=layer, y=0 if e else v, text=t, showarrow=False, yshift=10,
+                           font=dict(size=12, color="#4C78A8" if e else "#333"))
+    if exact.all():
+        fig.add_annotation(x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False, font=dict(size=14),
+                           text="every layer's weights are float: no weight noise" if metric == "weight_sqnr_db"
+                           else "every layer is exact")
     fig.update_xaxes(title="layer", type="category")
     fig.update_yaxes(title=label(metric), range=[0, top * 1.18] if top > 0 else None)
     return _base(fig, f"{label(metric)} per layer", subject=subject)

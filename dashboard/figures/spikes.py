@@ -35,11 +35,11 @@ def spike_raster(spikes, title: str = "Spike raster", max_neurons: int = 512, su
                                zmin=-1 if signed else 0, zmax=1, showscale=False, xgap=1 if s.shape[0] <= 64 else 0,
                                name="spikes", hovertemplate="t=%{x}<br>neuron %{y}<br>spike %{z}<extra></extra>"))
     integer_axis(fig, range(1, s.shape[0] + 1), "timestep t")
-    fig.update_yaxes(title="neuron", autorange="reversed")
-    rate = float(np.abs(full).mean())
     shown = (f"first {s.shape[1]} of {full.shape[1]} neurons shown" if s.shape[1] < full.shape[1]
              else f"all {full.shape[1]} neurons")
-    return _base(fig, f"{title} ({shown}; {rate:.1%} of neuron-steps spike)", height=460, subject=subject)
+    fig.update_yaxes(title=f"neuron ({shown})", autorange="reversed")
+    rate = float(np.abs(full).mean())
+    return _base(fig, f"{title}: {rate:.1%} of neuron-steps spike", height=460, subject=subject)
 
 
 def firing_rate_lines(df: pd.DataFrame, subject: str | None = None) -> go.Figure:

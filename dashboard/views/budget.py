@@ -18,6 +18,7 @@ from dashboard import controls, state, ui
 from dashboard import figures as F
 from qnoise import __version__, insights
 from qnoise.choice import best_within_budget, cheapest_within_tolerance, setting_of, with_intervals
+from qnoise.report import readable
 
 ctx = ui.context("Budget")
 st.title("Budget")
@@ -151,7 +152,7 @@ with ui.guard("build the budget table"):
                                  file_name=f"{ctx.checkpoint.name}-chosen.zip", mime="application/zip",
                                  key="bg_ckpt_zip", icon=":material/download:", on_click="ignore",
                                  help="model.safetensors + config.json at the chosen weight bits, state bits and T")
-    st.markdown("**Pareto front**")
-    ui.show_table(front, "pareto_front", "bg_front")
+    st.markdown("**Pareto front** (accuracy and its interval in %, memory in KiB, energy per sample)")
+    ui.show_table(readable(front), "pareto_front", "bg_front")
 with st.expander("All configurations"):
-    ui.show_table(points, "configurations", "bg_all")
+    ui.show_table(readable(points), "configurations", "bg_all")

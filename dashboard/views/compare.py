@@ -54,12 +54,19 @@ if len(frames) < 2:
 ui.describe(model=" vs ".join(frames), configuration="each run's grid", data="; ".join(
     f"{k}: {n or 'unknown'} samples" for k, n in samples.items()))
 
+widths = sorted({F.bits_name(b) for df in frames.values() for b in df["weight_bits"].unique()},
+                key=lambda n: (n == "float", int(n.split("-")[0]) if n != "float" else 0))
+controls.persist("cmp_bits", widths, None)
+if not set(st.session_state["cmp_bits"]) <= set(widths):
+    controls.set_value("cmp_bits", widths)
+shown = st.multiselect("Weight widths shown", widths, key="cmp_bits", on_change=controls.keep, args=("cmp_bits",))
+frames_shown = {k: df[df["weight_bits"].map(F.bits_name).isin(shown)] for k, df in frames.items()}
 with ui.guard("overlay the accuracies"):
     metric = controls.choice("selectbox", "Run-level metric", [m for m in ("accuracy", "agreement", "energy_pj")
                                                                 if all((df["metric"] == m).any()
                                                                        for df in frames.values())],
                              "cmp_metric", format_func=F.label)
-    ui.show_figure(F.runs_overlay(frames, metric, samples), f"runs_{metric}", "cmp_overlay",
+    ui.show_figure(F.runs_overlay(frames_shown, metric, samples), f"runs_{metric}", "cmp_overlay",
                    subject=" vs ".join(frames))
 
 st.subheader("Per layer, at one configuration both runs hold")

@@ -48,7 +48,7 @@ with ui.guard("draw agreement over timesteps"):
         fig = go.Figure([go.Scatter(x=g["t"], y=g["value"], mode="lines+markers", name=F.label(m))
                          for m, g in run.groupby("metric")])
         F.integer_axis(fig, run["t"], "timestep t")
-        fig.update_yaxes(tickformat=".0%")
+        fig.update_yaxes(tickformat=".1%")
         ui.show_figure(F._base(fig, "Accuracy and SNN/reference agreement as the timesteps add up"), "agreement",
                        "dg_agree", subject=subject)
 with st.expander("Table"):

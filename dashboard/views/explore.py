@@ -33,12 +33,13 @@ for name, col, start in (("A", cols[0], base), ("B", cols[1], replace(base, weig
         m = st.columns(3)
         acc = vals.get("accuracy", float("nan"))
         lo, hi = accuracy_interval(acc, n) if n else (float("nan"), float("nan"))
-        m[0].metric(f"SNN accuracy ({n} samples)", f"{100 * acc:.1f}%",
-                    help=f"95% Wilson interval {100 * lo:.1f}% – {100 * hi:.1f}%")
-        m[0].caption(f"95% interval {100 * lo:.1f} – {100 * hi:.1f}%")
-        m[1].metric("agreement with the reference", f"{100 * vals.get('agreement', float('nan')):.1f}%")
+        m[0].metric("SNN accuracy", f"{100 * acc:.1f}%",
+                    help=f"on {n} samples; 95% Wilson interval {100 * lo:.1f}% – {100 * hi:.1f}%")
+        m[0].caption(f"95% interval {100 * lo:.1f} – {100 * hi:.1f}%, {n} samples")
+        m[1].metric("agreement", f"{100 * vals.get('agreement', float('nan')):.1f}%",
+                    help="share of samples where the SNN and its reference predict the same class")
         div, unit = F.energy_unit([vals.get("energy_pj", float("nan"))])
-        m[2].metric("energy / sample", f"{vals.get('energy_pj', float('nan')) / div:.3g} {unit}")
+        m[2].metric("energy / sample", f"{vals.get('energy_pj', float('nan')) / div:#.3g} {unit}")
 
 labels = {k: f"{k}: {c.label()}" for k, c in cfgs.items()}
 ui.subject(ctx, samples=int(samples))

@@ -69,6 +69,10 @@ if st.session_state.get("ln_sens") or c[1].button("Measure sensitivity", key="ln
             ctx.checkpoint, cfg, ctx.batch_file, bits=int(bits), progress=p))
         ui.show_figure(F.sensitivity_bars(sens), "sensitivity", "ln_sens_fig",
                        subject=f"{subject} · weights at {int(bits)} bits")
+        n = sens.attrs.get("samples")
+        if n:
+            st.caption(f"On {n} samples one sample more or less right is {100 / n:.2g} points: drops of that size "
+                       f"are within the noise of the measurement.")
         ui.show_table(sens, "sensitivity", "ln_sens_tab", show=False)
 
 with st.expander(f"Table: {cfg.label()} ({len(df)} rows)"):

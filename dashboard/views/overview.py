@@ -87,10 +87,11 @@ if grid is not None:
             ui.show_figure(F.metric_heatmap(df, metric), f"heatmap_{metric}", "ov_heat", subject=subject)
     with ui.guard("draw memory and energy"):
         ui.show_figure(F.cost_comparison(df), "energy_memory", "ov_cost", subject=subject)
-    with st.expander("Run-level table (accuracy with its 95% interval; memory in KiB, energy in nJ)"):
+    with st.expander("Run-level table (accuracy and its 95% interval in %, memory in KiB, energy per sample)"):
         from qnoise.insights import config_table
+        from qnoise.report import readable
 
-        ui.show_table(with_intervals(config_table(df), grid.samples), "configurations", "ov_table")
+        ui.show_table(readable(with_intervals(config_table(df), grid.samples)), "configurations", "ov_table")
 
 if ctx.checkpoint is not None and not ui.is_ann(ctx):
     own = ui.default_config(ctx)
