@@ -83,12 +83,13 @@ class Catalog:
     root: Path
     checkpoints: dict[str, Path] = field(default_factory=dict)
     results: dict[str, Path] = field(default_factory=dict)
+    searches: dict[str, Path] = field(default_factory=dict)  # mixed-precision search tables (`qnoise search`)
     eval_batches: dict[str, Path] = field(default_factory=dict)
     index: dict = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
-        return not (self.checkpoints or self.results)
+        return not (self.checkpoints or self.results or self.searches)
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -148,6 +149,21 @@ def is_grid_folder(path: Path) -> bool:
         return json.loads((path / "index.json").read_text()).get("format") == GRID_FORMAT
     except (OSError, ValueError, AttributeError):
         return False
+
+
+SEARCH_COLUMNS = ("label", "accuracy", "samples", "ci_low", "ci_high", "memory_bits", "energy_pj")
+
+
+def is_search_table(path: Path) -> bool:
+    """A table of configurations from a mixed-precision search (`qnoise.search`'s ``evaluations.parquet`` and
+    fronts: one row per configuration, `SEARCH_COLUMNS`), read from its schema only; the Budget page takes it."""
+    try:
+        import pyarrow.parquet as pq
+
+        names = set(pq.read_schema(path).names)
+    except Exception:  # noqa: BLE001 - unreadable: reported where it is read
+        return False
+    return set(SEARCH_COLUMNS) <= names and "metric" not in names
 
 
 def is_sweep_dir(path: Path) -> bool:
@@ -215,7 +231,7 @@ def scan(path: str | Path, max_depth: int = 4) -> Catalog:
             if p.is_symlink() and not is_allowed(p):  # a link out of the allowed folders is not followed
                 continue
             if p.is_file() and p.suffix == ".parquet":
-                cat.results[label(p)] = p
+                (cat.searches if is_search_table(p) else cat.results)[label(p)] = p
             elif p.is_file() and p.suffix == ".safetensors" and is_eval_batch(p):
                 cat.eval_batches[label(p)] = p
             elif p.is_dir() and depth < max_depth and p.name not in _SKIP_DIRS and not p.name.startswith(".") \

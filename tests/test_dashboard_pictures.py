@@ -264,3 +264,29 @@ def test_compare_runs_overlays_two_models(two_models):
     fig = figure(at, "runs overlaid")
     runs = {t["name"].split(":")[0] for t in fig["data"]}
     assert runs == {"a-mlp-t4", "b-mlp-t7"}
+
+
+def test_budget_takes_a_search_table(tmp_path):
+    """A mixed-precision search's table (`qnoise search`: one row per per-layer configuration, with its interval)
+    feeds the Budget page in place of the model's grid; it is not mistaken for a results table."""
+    import pandas as pd
+
+    from qnoise.io import write_parquet_atomic
+
+    make_checkpoint(tmp_path / "m")
+    rows = [("W8 everywhere", 8, 0.97, 8192 * 40), ("W4 fc1, W8 rest", 4, 0.96, 8192 * 25),
+            ("W2 fc1, W4 rest", 2, 0.90, 8192 * 12)]
+    table = pd.DataFrame([{"label": lab, "w:fc1": w, "timesteps": 4, "rounding": "nearest", "accuracy": a,
+                           "samples": 256, "ci_low": a - 0.03, "ci_high": min(1.0, a + 0.02), "memory_bits": m,
+                           "memory_kib": m / 8192, "energy_pj": 1e5 * w, "energy_nj": 100.0 * w, "on_path": True,
+                           "key": lab} for lab, w, a, m in rows])
+    write_parquet_atomic(table, tmp_path / "search" / "evaluations.parquet", {"budget": {"memory_kib": 30}})
+    at = open_app(tmp_path, "budget")
+    assert_clean(at)
+    at.radio(key="bg_source").set_value("search: search/evaluations.parquet").run()
+    assert_clean(at)
+    at.number_input(key="bg_mem_kib").set_value(30.0).run()
+    fig = figure(at, "Accuracy vs memory (KiB)")
+    assert set(fig["data"][0]["customdata"]) == {r[0] for r in rows}
+    assert any("W4 fc1, W8 rest" in s.value and "256 samples" in s.value for s in at.success)
+    assert not [s for s in at.sidebar.selectbox if s.key == "results_label"]  # not a results table

@@ -42,6 +42,9 @@ def cluster_labels(points: pd.DataFrame, cost: str, names: list[str], keys: list
             out[i] = names[i]
             continue
         group = points.iloc[idx]
+        if "label" in points or "timesteps" not in points:  # labels of their own (a search's): the best one
+            out[i] = names[i]
+            continue
         fixed = [k for k in keys if k != "timesteps" and group[k].nunique(dropna=False) == 1]
         head = config_label(group.iloc[0], fixed) if fixed else ""
         steps = sorted(int(t) for t in group["timesteps"].unique()) if "timesteps" in group else []
@@ -59,10 +62,10 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
     ``ci_low``/``ci_high`` and a ``label``: the columns of `qnoise.choice.with_intervals` and of a mixed-precision
     search's table), each point labelled with its configuration; the Pareto front as a line, the budget
     ``limit`` (in the cost's own unit, pJ or bits) as a vertical line and the chosen configuration ringed."""
-    check_frame(points, columns=("weight_bits", "timesteps", "accuracy", cost), what="Pareto plot")
+    check_frame(points, columns=("accuracy", cost), what="Pareto plot")
     div, xtitle = cost_axis(cost, points[cost])
-    keys = [k for k in LABEL_KEYS if k in points and points[k].nunique(dropna=False) > 1] or ["weight_bits",
-                                                                                              "timesteps"]
+    keys = [k for k in LABEL_KEYS if k in points and points[k].nunique(dropna=False) > 1] or \
+        [k for k in ("weight_bits", "timesteps") if k in points]
     names = list(points["label"].astype(str)) if "label" in points else [config_label(r, keys)
                                                                          for _, r in points.iterrows()]
     shown = cluster_labels(points, cost, names, keys)
@@ -76,7 +79,8 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
         customdata=names, textposition="top center", textfont=dict(size=10, color="#444"), error_y=err,
         marker=dict(size=9, color=np.log2(points["timesteps"].astype(float)), colorscale="Viridis", showscale=True,
                     colorbar=dict(title="T", tickvals=np.log2(sorted(points["timesteps"].unique())).tolist(),
-                                  ticktext=[str(int(t)) for t in sorted(points["timesteps"].unique())])),
+                                  ticktext=[str(int(t)) for t in sorted(points["timesteps"].unique())]))
+        if "timesteps" in points else dict(size=9, color="#4C78A8"),
         hovertemplate="%{customdata}<br>%{x:.4g}<br>accuracy %{y:.2%}<extra></extra>"))
     if front is not None and len(front):
         f = front.sort_values(cost)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard import controls, state, ui
+from dashboard import controls, grids, state, ui
 from dashboard import figures as F
 from qnoise import __version__, insights
 from qnoise.choice import best_within_budget, cheapest_within_tolerance, setting_of, with_intervals
@@ -40,8 +40,8 @@ def label_keys(points: pd.DataFrame) -> list[str]:
 
 
 def describe_row(row: pd.Series) -> str:
-    cfg = F.config_label(row, KEYS)
-    parts = [f"**{row['label'] if 'label' in row.index else cfg}**", f"accuracy {100 * row['accuracy']:.1f}%"]
+    cfg = str(row["label"]) if "label" in row.index else F.config_label(row, KEYS)
+    parts = [f"**{cfg}**", f"accuracy {100 * row['accuracy']:.1f}%"]
     if pd.notna(row.get("ci_low")):
         parts.append(f"95% interval {100 * row['ci_low']:.1f} – {100 * row['ci_high']:.1f}% "
                      f"({int(row['samples'])} samples)")
@@ -55,6 +55,7 @@ def describe_row(row: pd.Series) -> str:
 
 def config_json(row: pd.Series, how: str) -> bytes:
     setting = setting_of(row)
+    per_layer = {k: (None if pd.isna(v) else v) for k, v in row.items() if str(k).startswith(("w:", "v:"))}
     cmd = " ".join([f"qnoise analyze --checkpoint {ctx.checkpoint}" if ctx.checkpoint else "qnoise analyze"]
                    + [f"--{k.replace('_', '-')} {v}" for k, v in setting.items() if k in ("weight_bits", "timesteps",
                                                                                         "state_bits", "rounding")])
@@ -65,6 +66,9 @@ def config_json(row: pd.Series, how: str) -> bytes:
            "ci_high": None if pd.isna(row.get("ci_high")) else float(row["ci_high"]),
            "memory_kib": float(row["memory_bits"]) / 8192 if "memory_bits" in row.index else None,
            "energy_nj": float(row["energy_pj"]) / 1000 if "energy_pj" in row.index else None, "command": cmd}
+    if per_layer:  # a search's row: its per-layer bits (w: weights, v: membrane)
+        doc["per_layer"] = {k: (int(v) if isinstance(v, (int, float)) else v) for k, v in per_layer.items()}
+        doc["label"] = str(row.get("label"))
     return json.dumps(doc, indent=2).encode()
 
 
@@ -82,11 +86,27 @@ def checkpoint_zip(row: pd.Series, how: str) -> bytes:
         return buf.getvalue()
 
 
-grid = ui.grid_results(ctx, "bg")
+searches = ctx.catalog.searches if ctx.catalog is not None else {}
+origin = "grid"
+if searches:
+    origin = controls.choice("radio", "Configurations from", ["the model's grid", *(f"search: {k}" for k in searches)],
+                             "bg_source", horizontal=True,
+                             help="a mixed-precision search's table (qnoise search) has one row per per-layer "
+                                  "configuration, with its interval")
+if origin.startswith("search: "):
+    from qnoise.io import read_parquet
+
+    label = origin.split(": ", 1)[1]
+    table, _ = read_parquet(searches[label])
+    n = int(table["samples"].max()) if "samples" in table and table["samples"].notna().any() else None
+    grid = grids.Grid(table, n, f"the search table {label} ({len(table)} evaluated configurations, {n} samples each)")
+else:
+    grid = ui.grid_results(ctx, "bg")
 if grid is None:
     st.stop()
+from_search = origin.startswith("search: ")
 with ui.guard("build the budget table"):
-    points = budget_points(grid)
+    points = with_intervals(grid.frame, grid.samples) if from_search else budget_points(grid)
     KEYS = label_keys(points)
     costs = [c for c in ("memory_bits", "energy_pj", "synops") if c in points.columns]
     if "accuracy" not in points.columns or not costs:
@@ -142,12 +162,16 @@ with ui.guard("build the budget table"):
     ui.show_figure(F.pareto_scatter(points, cost, front, chosen, limit=limit), f"pareto_{cost}", "bg_pareto",
                    subject=subject)
     if chosen is not None:
-        ui.describe(configuration=f"chosen: {F.config_label(chosen, KEYS)} ({how})")
+        ui.describe(configuration=f"chosen: {chosen['label'] if 'label' in chosen.index else F.config_label(chosen, KEYS)}"
+                                  f" ({how})")
         row = st.container(horizontal=True)
         row.download_button("Chosen configuration (JSON)", data=lambda r=chosen: config_json(r, how),
                             file_name=f"{ctx.checkpoint.name if ctx.checkpoint else 'model'}-chosen.json",
                             mime="application/json", key="bg_cfg_json", icon=":material/download:", on_click="ignore")
-        if ctx.checkpoint is not None:
+        if from_search:
+            row.caption("A search's choice saves as a checkpoint with `qnoise search ... --save-checkpoint DIR` "
+                        "(its per-layer bits).")
+        elif ctx.checkpoint is not None:
             row.download_button("Chosen configuration as a checkpoint (zip)", data=lambda r=chosen: checkpoint_zip(r, how),
                                  file_name=f"{ctx.checkpoint.name}-chosen.zip", mime="application/zip",
                                  key="bg_ckpt_zip", icon=":material/download:", on_click="ignore",
