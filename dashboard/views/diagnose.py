@@ -8,6 +8,7 @@ import streamlit as st
 from dashboard import controls, ui
 from dashboard import figures as F
 from qnoise import insights
+from qnoise.accuracy import accuracy_interval
 
 ctx = ui.context("Diagnose ANN vs SNN")
 st.title("Diagnose: ANN vs SNN")
@@ -45,10 +46,16 @@ with right, ui.guard("draw the reference vs SNN scatter"):
 with ui.guard("draw agreement over timesteps"):
     run = prop[(prop["layer"] == F.OUTPUT) & prop["metric"].isin(["accuracy", "agreement"]) & (prop["t"] > 0)]
     if len(run):
-        fig = go.Figure([go.Scatter(x=g["t"], y=g["value"], mode="lines+markers", name=F.label(m))
-                         for m, g in run.groupby("metric")])
+        n = df.attrs.get("samples")
+        fig = go.Figure()
+        for m, g in run.groupby("metric"):
+            g = g.sort_values("t")
+            bounds = [accuracy_interval(v, n) for v in g["value"]] if n else None
+            fig.add_trace(go.Scatter(x=g["t"], y=g["value"], mode="lines+markers", name=F.label(m), error_y=dict(
+                type="data", symmetric=False, array=[hi - v for v, (_, hi) in zip(g["value"], bounds, strict=True)],
+                arrayminus=[v - lo for v, (lo, _) in zip(g["value"], bounds, strict=True)]) if bounds else None))
         F.integer_axis(fig, run["t"], "timestep t")
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_yaxes(tickformat=".1%", title=f"share of {n} samples (bars: 95% interval)" if n else None)
         ui.show_figure(F._base(fig, "Accuracy and SNN/reference agreement as the timesteps add up"), "agreement",
                        "dg_agree", subject=subject)
 with st.expander("Table"):
