@@ -135,6 +135,16 @@ class _Foreign(IF):
         pre = tr[1].double()
         return torch.stack([pre.pow(2).sum(dims), (tr[0].membrane.double() - pre).pow(2).sum(dims)], 1)
 
+    state_variables = 1  # membranes per neuron (CUBA also keeps a current)
+
+    def stored_parameters(self) -> list[tuple[int, int]]:
+        """``(count, bits)`` of the rule's parameters a hardware stores besides the threshold, for the probe's
+        memory count: those that differ from their neutral value (a gain of 1, a leak potential of 0, ...)."""
+        return [(t.numel(), 32) for t, neutral in self._rule_parameters() if not bool((t == neutral).all())]
+
+    def _rule_parameters(self) -> list[tuple[torch.Tensor, float]]:
+        return []
+
     def _fire_info(self) -> str:
         return f"fire='{self.fire}', spike_value={self.spike_value}, source={self.source}"
 
@@ -178,6 +188,11 @@ class Leaky(_Foreign):
         self.register_buffer("tau", t)
         self.register_buffer("r", param_tensor(r, "r"))
         self.register_buffer("v_leak", param_tensor(v_leak, "v_leak"))
+
+    def _rule_parameters(self) -> list[tuple[torch.Tensor, float]]:
+        if self.charge == "beta":
+            return [(self.raw_beta, 1.0), (self.gain, 1.0)]
+        return [(self.tau, float("nan")), (self.r, 1.0), (self.v_leak, 0.0)]  # tau is always stored
 
     @property
     def beta(self) -> torch.Tensor | float:
@@ -280,9 +295,17 @@ class CUBA(_Foreign):
         kwargs.setdefault("source", "loihi")
         return cls(threshold, 1 - du / LOIHI_UNITY, 1 - dv / LOIHI_UNITY, state_bits=state_bits, **kwargs)
 
+    state_variables = 2  # the current and the membrane
+
     @property
     def beta(self) -> torch.Tensor:
         return self.raw_beta
+
+    def stored_parameters(self) -> list[tuple[int, int]]:
+        """The decays (12 bits each in fixed point, as Loihi stores them; else 32) and a gain other than 1."""
+        bits = 12 if self.state_bits is not None else 32
+        out = [(self.alpha.numel(), bits), (self.raw_beta.numel(), bits)]
+        return out + ([(self.gain.numel(), 32)] if not bool((self.gain == 1).all()) else [])
 
     def decay_units(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(D_i, D_v)``: the decays in 1/4096 (fixed point); raises when they are not integers."""

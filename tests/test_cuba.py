@@ -74,3 +74,15 @@ def test_delay_and_readouts():
     assert Integrator(2.0)(x).flatten().tolist() == [2, 6, 12, 20, 30]
     li = LeakyIntegrator(tau=2.0)(torch.ones(3, 1, 1))  # v + (x - v) / 2
     assert li.flatten().tolist() == [0.5, 0.75, 0.875]
+
+
+def test_memory_counts_the_current_and_the_decays():
+    from qnoise.probe.costs import memory_parts
+    from qnoise.probe.structure import model_structure
+    from qnoise.layers import MultiStep
+
+    model = torch.nn.Sequential(MultiStep(torch.nn.Linear(5, 3, bias=False)), CUBA.loihi(10, du=512, dv=1024))
+    parts = memory_parts(model, model_structure(model, (5,)), 4)
+    items = parts["1"]
+    assert (3 * 2, 24) in items  # current and voltage of 3 neurons at 24 bits
+    assert items.count((1, 12)) == 2  # du and dv at 12 bits

@@ -164,7 +164,8 @@ def memory_parts(model: nn.Module, structure: Structure, T: int) -> dict[str, li
                 items.append((1, FLOAT_BITS))
             if isinstance(n, LIF):
                 items.append((n.raw_beta.numel(), FLOAT_BITS))
-            items.append((size, n.state_bits or FLOAT_BITS))
+            items += getattr(n, "stored_parameters", list)()  # an imported neuron's rule (decays, gains, ...)
+            items.append((size * getattr(n, "state_variables", 1), n.state_bits or FLOAT_BITS))
             if n.signed:
                 items.append((size, counter_bits(T)))
         parts[layer.name] = [(c, b) for c, b in items if c]
