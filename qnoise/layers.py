@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import nn
+
+from . import stepmode
+
+# MultiStep -> {(input shape, dtype, device, threads): whether folding gave the per-step values bit for bit}
+_FOLDS_EXACTLY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class MultiStep(nn.Module):
     """Apply a stateless module to every timestep of ``[T, B, ...]``.
 
     ``mode="loop"`` (default) runs it per timestep on ``[B, ...]``; ``mode="fold"`` runs it once on
-    ``[T*B, ...]``. Both give the same values in eval mode (BN in training mode normalises over B samples per
-    step with "loop", over all T*B with "fold"). `benchmarks/bench_forward.py` measured "loop" faster on
-    2 CPU cores (SNN/ANN 1.07 vs 1.20 at T=8, B=64: per-step batches stay in cache).
+    ``[T*B, ...]``. Both give the same values in eval mode up to the backend's rounding (BN in training mode
+    normalises over B samples per step with "loop", over all T*B with "fold"). At inference the order of work
+    is `qnoise.stepping`'s: in a step-major run the body gets one step ``[B, ...]``; in a folded run a "loop"
+    module folds where that gives its per-step values bit for bit (checked once per input shape).
     """
 
     def __init__(self, *modules: nn.Module, mode: str = "loop") -> None:
@@ -23,10 +31,33 @@ class MultiStep(nn.Module):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        run = stepmode.current()
+        if run is not None and not run.fold:  # a step-major run (qnoise.stepping): x is one step [B, ...]
+            return self.body(x)
+        if run is not None:  # a folded run: T into the batch where that gives the per-step values
+            return self._fold_if_exact(x)
         if x.dim() < 3:
             raise ValueError(f"MultiStep expects [T, B, ...], got shape {tuple(x.shape)}")
         if self.mode == "loop":
             return torch.stack([self.body(xt) for xt in x])
-        t, b = x.shape[:2]
-        y = self.body(x.flatten(0, 1))
-        return y.unflatten(0, (t, b))
+        return self._folded(x)
+
+    def _folded(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.flatten(0, 1)).unflatten(0, tuple(x.shape[:2]))
+
+    def _fold_if_exact(self, x: torch.Tensor) -> torch.Tensor:
+        """The body on ``x [T, B, ...]`` as ``mode`` says (inference, `qnoise.stepping`'s folded order), folded
+        once on ``[T*B, ...]`` if that was found to give the per-step values bit for bit for this input shape:
+        a backend may round a sample's output differently in a larger batch (a GEMM with few rows takes another
+        path). The first call for a shape computes both and keeps the per-step values."""
+        if self.mode == "fold":
+            return self._folded(x)
+        key = (tuple(x.shape), x.dtype, x.device, torch.get_num_threads())
+        known = _FOLDS_EXACTLY.setdefault(self, {})
+        exact = known.get(key)
+        if exact:
+            return self._folded(x)
+        loop = torch.stack([self.body(xt) for xt in x])
+        if exact is None:
+            known[key] = torch.equal(self._folded(x), loop)
+        return loop

@@ -23,9 +23,11 @@ from typing import Literal
 import torch
 from torch import nn
 
+from . import stepmode
+from .neuron_fused import fused_neuron
+from .neuron_step import StepState, flat_threshold, multistep_inference, per_sample, plain_step, uses_kernel
 from .quant.state import quantize_membrane
 from .quant.uniform import check_rounding, straight_through
-from .neuron_fused import fused_neuron
 from .surrogate import DEFAULT_ALPHA, SURROGATES, spike
 
 V_INITS = ("zero", "half")
@@ -47,6 +49,42 @@ class NeuronTrace:
     spikes: torch.Tensor
 
 
+def initial_membrane(like: torch.Tensor, theta: torch.Tensor | float, v_init: str) -> torch.Tensor:
+    """``v[0]`` shaped like one step ``like``: 0 (``"zero"``) or ``theta/2`` (``"half"``; theta broadcasts)."""
+    if v_init == "zero":
+        return torch.zeros_like(like)
+    if v_init == "half":
+        return (theta / 2).expand_as(like).clone() if torch.is_tensor(theta) else torch.full_like(like, theta / 2)
+    raise ValueError(f"v_init={v_init!r} is not one of {V_INITS}")
+
+
+def neuron_step(x: torch.Tensor, v: torch.Tensor, count: torch.Tensor | None, theta: torch.Tensor | float,
+                beta: torch.Tensor | float = 1.0, reset: str = "subtract", signed: bool = False, surrogate: str = "atan",
+                state_bits: int | None = None, state_rounding: str = "nearest"
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """One timestep of the dynamics (module docstring): the neuron rule every path follows.
+
+    ``x`` is one step's input, ``v`` the membrane after the previous step's reset (`initial_membrane` before
+    the first), ``count`` a signed neuron's net spikes so far (None otherwise). Returns ``(out, v, count,
+    membrane, spikes)``: the output ``theta * s``, the membrane after reset and the count to carry to the next
+    step, the membrane after charging (and state quantization) before reset, and ``s``. Differentiable through
+    the surrogate; `neuron_multistep` is this step in a loop, and the inference kernels
+    (`qnoise.neuron_step`) are held to it by tests.
+    """
+    leaky = not (isinstance(beta, float) and beta == 1.0)
+    v = beta * v + x if leaky else v + x
+    if state_bits is not None:
+        v = quantize_membrane(v, theta, state_bits, state_rounding)
+    s = spike(v - theta, surrogate)
+    if signed:
+        allowed = (count > 0).to(x.dtype)
+        s = s - spike(-v - SIGNED_EPS * theta, surrogate) * allowed
+        count = count + s.detach()
+    out = theta * s
+    after = v - out if reset == "subtract" else v * (1 - s.abs())
+    return out, after, count, v, s
+
+
 def neuron_multistep(
     x: torch.Tensor,
     theta: torch.Tensor,
@@ -61,17 +99,13 @@ def neuron_multistep(
 ) -> torch.Tensor | NeuronTrace:
     """Run IF/LIF dynamics over ``x`` of shape ``[T, B, ...]``; ``theta`` broadcasts against ``x[t]``.
 
-    Returns ``out`` (``[T, B, ...]``), or a `NeuronTrace` when ``record`` is True. Three paths, one semantics:
-    without autograd, in-place steps (`_fast_inference`); with autograd, an unsigned neuron without state
-    quantization runs as one autograd node with a hand-written backward (`qnoise.neuron_fused`); signed or
-    state-quantized neurons, and ``record``, unroll the loop for autograd.
+    Returns ``out`` (``[T, B, ...]``), or a `NeuronTrace` when ``record`` is True. Three paths, one semantics
+    (the loop of `neuron_step`): without autograd, an unsigned neuron with a float membrane runs in the
+    inference kernel on the CPU (`qnoise.neuron_step`) or in in-place steps elsewhere (`_fast_inference`);
+    with autograd, it runs as one autograd node with a hand-written backward (`qnoise.neuron_fused`); signed
+    or state-quantized neurons, and ``record``, unroll the loop.
     """
-    if v_init == "zero":
-        v = torch.zeros_like(x[0])
-    elif v_init == "half":
-        v = (theta / 2).expand_as(x[0]).clone() if torch.is_tensor(theta) else torch.full_like(x[0], theta / 2)
-    else:
-        raise ValueError(f"v_init={v_init!r} is not one of {V_INITS}")
+    v = initial_membrane(x[0], theta, v_init)
     if reset not in RESETS:
         raise ValueError(f"reset={reset!r} is not one of {RESETS}")
     if surrogate not in SURROGATES:
@@ -80,25 +114,20 @@ def neuron_multistep(
     needs_grad = torch.is_grad_enabled() and (x.requires_grad or (torch.is_tensor(theta) and theta.requires_grad))
     plain = not (record or signed or state_bits is not None)
     if plain and not needs_grad:
+        if uses_kernel(x, signed, state_bits) and per_sample(theta, x[0]) and (not torch.is_tensor(beta) or
+                                                                                beta.dim() == 0):
+            return multistep_inference(x, theta, beta, v_init, reset)
         return _fast_inference(x, v, theta, beta if leaky else None, reset)
     if plain:
         return fused_neuron(x, theta, beta if leaky else None, v_init, reset, surrogate, DEFAULT_ALPHA[surrogate])
     count = torch.zeros_like(x[0]) if signed else None
     outs, membranes, spikes = [], [], []
     for xt in x.unbind(0):  # unbind, not x[t]: each select's backward would zero-fill a [T, ...] gradient
-        v = beta * v + xt if leaky else v + xt
-        if state_bits is not None:
-            v = quantize_membrane(v, theta, state_bits, state_rounding)
-        s = spike(v - theta, surrogate)
-        if signed:
-            allowed = (count > 0).to(x.dtype)
-            s = s - spike(-v - SIGNED_EPS * theta, surrogate) * allowed
-            count = count + s.detach()
+        out_t, v, count, membrane, s = neuron_step(xt, v, count, theta, beta, reset, signed, surrogate, state_bits,
+                                                   state_rounding)
         if record:
-            membranes.append(v)
+            membranes.append(membrane)
             spikes.append(s)
-        out_t = theta * s
-        v = v - out_t if reset == "subtract" else v * (1 - s.abs())
         outs.append(out_t)
     out = torch.stack(outs)
     if record:
@@ -112,7 +141,7 @@ def _fast_inference(x: torch.Tensor, v: torch.Tensor, theta: torch.Tensor | floa
     """Same dynamics as `neuron_multistep` for unsigned neurons without autograd: four in-place passes
     per step (charge, compare, output, reset) into a preallocated output."""
     out = torch.empty_like(x)
-    v = v.clone()
+    v = v.to(torch.result_type(v, x), copy=True)  # theta/2 of a float32 threshold, float64 data: a float64 membrane
     for t in range(x.shape[0]):
         if beta is not None:
             v.mul_(beta)
@@ -222,8 +251,63 @@ class IF(nn.Module):
                 f"got shape {tuple(x.shape)}"
             )
 
+    def step_threshold(self, x: torch.Tensor) -> torch.Tensor:
+        """Threshold shaped to broadcast against one step ``x [B, C, ...]`` (`broadcast_threshold` without T)."""
+        theta = self.threshold
+        if not self.per_channel:
+            return theta
+        if x.dim() < 2 or x.shape[1] != theta.numel():
+            raise ValueError(
+                f"{type(self).__name__} has {theta.numel()} per-channel thresholds but one step of its input has "
+                f"shape {tuple(x.shape)}; expected [B, {theta.numel()}, ...]"
+            )
+        return theta.view(-1, *([1] * (x.dim() - 2)))
+
+    def step(self, x: torch.Tensor, state: StepState | None = None) -> tuple[torch.Tensor, StepState]:
+        """One timestep (Norse style): ``x [B, ...]`` and the state after the previous step (None before the
+        first) -> ``(out, state)``. The rule is `neuron_step`; at inference (no autograd) an unsigned neuron with
+        a float membrane advances ``state`` in place (`qnoise.neuron_step`, the CPU kernel). Stepping
+        ``x[0], x[1], ...`` gives `forward`'s outputs bit for bit."""
+        if x.dim() < 2:
+            raise ValueError(f"{type(self).__name__}.step expects one step [B, ...], got shape {tuple(x.shape)}")
+        if state is None:
+            state = self._first_state(x)
+        if state.flat is not None or self._plain(x, state):
+            return plain_step(state, x, self.v_init == "half", self.reset == "zero"), state
+        out, state.v, state.count, _, _ = neuron_step(x, state.v, state.count, state.theta, state.beta, self.reset,
+                                                      self.signed, self.surrogate, self.state_bits,
+                                                      self.state_rounding)
+        state.t += 1
+        return out, state
+
+    def _plain(self, x: torch.Tensor, state: StepState) -> bool:
+        """In-place inference steps: no autograd, unsigned, float membrane."""
+        grad = torch.is_grad_enabled() and (x.requires_grad or (torch.is_tensor(state.theta) and
+                                                                state.theta.requires_grad))
+        return not (grad or self.signed or self.state_bits is not None)
+
+    def _first_state(self, x: torch.Tensor) -> StepState:
+        theta, beta = self.step_threshold(x), self.beta
+        if not torch.is_grad_enabled():
+            theta = theta.detach()
+            beta = beta.detach() if torch.is_tensor(beta) else beta
+        state = StepState(None, None, theta, beta)
+        if uses_kernel(x, self.signed, self.state_bits) and self._plain(x, state):
+            state.flat = flat_threshold(theta, x)  # the kernel allocates and initializes v at the first step
+            return state
+        v = initial_membrane(x, theta, self.v_init)
+        state.v = v.to(torch.result_type(v, x))  # a float64 membrane for float64 data, as the rule computes it
+        state.count = torch.zeros_like(x) if self.signed else None
+        return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        run = stepmode.current()
+        if run is not None and not run.fold:  # a step-major run (qnoise.stepping): x is one step [B, ...]
+            stepmode.SAMPLE_BYTES[self] = x[0].numel() * x.element_size()
+            out, run.states[self] = self.step(x, run.states.get(self))
+            return out
         self._check_input(x)
+        stepmode.SAMPLE_BYTES[self] = x[0, 0].numel() * x.element_size()  # what qnoise.stepping.plan weighs
         return neuron_multistep(x, self.broadcast_threshold(x), self.beta, self.v_init, self.reset,
                                 self.signed, self.surrogate, self.state_bits, self.state_rounding)
 

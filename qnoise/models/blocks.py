@@ -14,6 +14,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .. import stepping
 from ..layers import MultiStep
 from ..neurons import IF, LIF
 from ..quant import LearnableClip
@@ -80,6 +81,10 @@ class Network(nn.Sequential):
 
     ``qnoise_config`` is the JSON-able dict `qnoise.models.build_model` was called with (plus the
     quantization spec once applied): ``build_model(**config)`` rebuilds the same architecture.
+
+    At inference it runs in the order `qnoise.stepping.plan` picks: step-major (the whole network one
+    timestep at a time), folded (T into the batch, small networks) or layer-major (each layer over all T, as
+    in training); the outputs are the same bit for bit.
     """
 
     def __init__(self, layers: OrderedDict, config: dict) -> None:
@@ -93,7 +98,11 @@ class Network(nn.Sequential):
                 f"{self.qnoise_config['arch']} expects input [T, B, {', '.join(map(str, shape))}], got shape "
                 f"{tuple(x.shape)}"
             )
-        return super().forward(x)
+        order = stepping.plan(self, x)
+        if order == "step":
+            return stepping.forward(self, x)
+        with stepping.layer_major(order, x.shape[0]):
+            return super().forward(x)
 
 
 class ResidualBlock(nn.Module):
@@ -102,6 +111,8 @@ class ResidualBlock(nn.Module):
     ``conv1`` may stride to downsample; ``shortcut`` is the identity or a 1x1 conv (+BN) when the shape
     changes. Every path is affine, so the input of ``act2`` is affine in the rates of ``act1`` and ``x``.
     """
+
+    step_transparent = True  # its forward only composes its children: it runs one step at a time as well
 
     def __init__(self, cin: int, cout: int, stride: int, batchnorm: bool, act1: nn.Module,
                  act2: nn.Module) -> None:
