@@ -54,6 +54,13 @@ def best_within_budget(points: pd.DataFrame, memory_kib: float | None = None,
     return ok.sort_values(keys, ascending=[False] + [True] * (len(keys) - 1), kind="stable").iloc[0]
 
 
+def interval_supports(low: float, accuracy: float, reference: float, tolerance: float) -> bool:
+    """Whether an accuracy is within ``tolerance`` of ``reference`` by its interval: the interval's lower end
+    ``low`` (or, without an interval, the accuracy itself) is at least ``reference - tolerance``."""
+    bound = accuracy if low != low else low  # nan: no interval known
+    return bool(bound >= reference - tolerance - 1e-12)
+
+
 def cheapest_within_tolerance(points: pd.DataFrame, tolerance: float, cost: str, reference: float | None = None,
                               ) -> pd.Series | None:
     """The cheapest row (by ``cost``; ties: more accurate) whose ``ci_low`` (or, without intervals, its
@@ -65,8 +72,8 @@ def cheapest_within_tolerance(points: pd.DataFrame, tolerance: float, cost: str,
     if pts.empty:
         return None
     ref = float(pts["accuracy"].max()) if reference is None else float(reference)
-    low = pts["ci_low"].fillna(pts["accuracy"]) if "ci_low" in pts.columns else pts["accuracy"]
-    ok = pts[low >= ref - tolerance - 1e-12]
+    low = pts["ci_low"] if "ci_low" in pts.columns else pd.Series(float("nan"), index=pts.index)
+    ok = pts[[interval_supports(lo, a, ref, tolerance) for lo, a in zip(low, pts["accuracy"], strict=True)]]
     if ok.empty:
         return None
     return ok.sort_values([cost, "accuracy"], ascending=[True, False], kind="stable").iloc[0]

@@ -1,10 +1,11 @@
 """What a search returns: every evaluated configuration as a table, the accuracy/memory and accuracy/energy
 fronts, and the configuration chosen for the budget, which saves as a checkpoint.
 
-The choice: among evaluated configurations within the budget (memory and/or energy), the most accurate
-(ties: less memory, then less energy). It is *within tolerance* of the highest-precision configuration only
-when the lower end of its accuracy's Wilson interval (95%) is at least the reference accuracy minus the
-tolerance; otherwise the result says the sample count does not support the claim.
+The choice (`qnoise.choice`, the rule the dashboard's Budget page applies too): among evaluated configurations
+within the budget (memory and/or energy), the most accurate (ties: less memory, then less energy). It is
+*within tolerance* of the highest-precision configuration only when the lower end of its accuracy's Wilson
+interval (95%) is at least the reference accuracy minus the tolerance (`qnoise.choice.interval_supports`);
+otherwise the result says the sample count does not support the claim.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 from torch import nn
 
+from ..choice import best_within_budget, interval_supports
 from ..insights import pareto_front
 from ..io import save_checkpoint, write_parquet_atomic
 from ..models import apply_quantization
@@ -123,22 +125,15 @@ class SearchResult:
 
 
 def choose(table: pd.DataFrame, reference: pd.Series, budget: dict, tolerance: float) -> tuple[pd.Series | None, str]:
-    """The budget's choice and a sentence about it (module docstring)."""
-    fits = pd.Series(True, index=table.index)
-    limits = []
-    if budget.get("memory_kib") is not None:
-        fits &= table["memory_kib"] <= budget["memory_kib"]
-        limits.append(f"memory <= {budget['memory_kib']:g} KiB")
-    if budget.get("energy_nj") is not None:
-        fits &= table["energy_nj"] <= budget["energy_nj"]
-        limits.append(f"energy <= {budget['energy_nj']:g} nJ")
-    ok = table[fits]
+    """The budget's choice (`qnoise.choice.best_within_budget`) and a sentence about it (module docstring)."""
+    limits = [f"memory <= {budget['memory_kib']:g} KiB"] if budget.get("memory_kib") is not None else []
+    limits += [f"energy <= {budget['energy_nj']:g} nJ"] if budget.get("energy_nj") is not None else []
     within = " and ".join(limits) or "no budget"
-    if ok.empty:
+    chosen = best_within_budget(table, budget.get("memory_kib"), budget.get("energy_nj"))
+    if chosen is None:
         cheapest = table.sort_values(["memory_bits", "energy_pj"]).iloc[0]
         return None, (f"no evaluated configuration fits {within}; the cheapest takes {cheapest['memory_kib']:.1f} "
                       f"KiB and {cheapest['energy_nj']:.1f} nJ")
-    chosen = ok.sort_values(["accuracy", "memory_bits", "energy_pj"], ascending=[False, True, True]).iloc[0]
     ref = float(reference["accuracy"])
     gap = 100 * (ref - chosen["accuracy"])
     text = (f"chosen for {within}: {chosen['label']}, accuracy {100 * chosen['accuracy']:.1f}% "
@@ -146,10 +141,9 @@ def choose(table: pd.DataFrame, reference: pd.Series, budget: dict, tolerance: f
             f"samples), {chosen['memory_kib']:.1f} KiB, {chosen['energy_nj']:.1f} nJ, {abs(gap):.1f} points "
             f"{'below' if gap >= 0 else 'above'} the highest precision ({100 * ref:.1f}%)")
     points = f"{100 * tolerance:g} point{'' if tolerance == 0.01 else 's'}"
-    if chosen["ci_low"] >= ref - tolerance:
+    if interval_supports(chosen["ci_low"], chosen["accuracy"], ref, tolerance):
         text += f"; within {points} of it, which its interval supports"
     else:
         text += (f"; within {points} of it is not supported by {int(chosen['samples'])} samples (the interval's "
                  f"lower end is {100 * (ref - chosen['ci_low']):.1f} points below)")
     return chosen, text
-
