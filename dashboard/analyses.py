@@ -37,10 +37,20 @@ def _variant(model, cfg: Config):
     return m
 
 
+def _reference(model, cfg: Config) -> str:
+    """The configuration's reference, or the float SNN for a model whose neurons have no ANN twin (leaky,
+    current-based, imported: `qnoise.probe.twin_unavailable`), so its pages still show error terms."""
+    from qnoise.probe import twin_unavailable
+
+    if cfg.reference.startswith("ann") and twin_unavailable(model) is not None:
+        return "snn"
+    return cfg.reference
+
+
 def _call_analyze(model, data, cfg: Config, keep: int, isolate: bool, names: dict):
     fn = _analyze_fn()
     kwargs = dict(timesteps=cfg.timesteps, weight_bits=cfg.weight_bits, state_bits=cfg.state_bits,
-                  rounding=cfg.rounding, reference=cfg.reference, isolate=isolate, keep_tensors=keep,
+                  rounding=cfg.rounding, reference=_reference(model, cfg), isolate=isolate, keep_tensors=keep,
                   neuron=cfg.neuron, device="cpu", progress=False, **names)
     params = inspect.signature(fn).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):

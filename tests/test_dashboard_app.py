@@ -223,8 +223,8 @@ def test_upload_in_the_sidebar(data_dir, tmp_path):
     assert any('"heatmap"' in s for s in specs(at))
 
 
-def test_layer_noise_says_why_a_model_without_an_ann_twin_has_no_error_terms(tmp_path):
-    """A LIF model has no ANN twin: the page says so (and why) instead of drawing terms that mean nothing."""
+def test_layer_noise_compares_a_model_without_an_ann_twin_with_the_float_snn(tmp_path):
+    """A LIF model has no ANN twin: the page compares it with the float SNN instead, and says so and why."""
     from qnoise.io import save_checkpoint
     from qnoise.models import build_model
 
@@ -234,3 +234,4 @@ def test_layer_noise_says_why_a_model_without_an_ann_twin_has_no_error_terms(tmp
     at = open_app(tmp_path, "layer_noise")
     assert not at.exception, [e.value for e in at.exception]
     assert any("no ANN twin" in i.value and "reference='snn'" in i.value for i in at.info), [i.value for i in at.info]
+    assert not at.error, [e.value for e in at.error]  # the terms against the float SNN are drawn

@@ -20,6 +20,10 @@ samples = df.attrs.get("samples")
 subject = ui.subject(ctx, cfg, samples)
 if df.attrs.get("note"):
     st.info(f"No error terms against an ANN for this model: {df.attrs['note']}.")
+elif "reference" in df.columns and cfg.reference != "snn" and (df["reference"] == "snn").all():
+    st.info("This model's neurons have no ANN twin (their rate is not clamp(z, 0, theta)): it is compared with "
+            "the same SNN at full precision, each layer's error split into its own precision and what it "
+            "inherits (reference='snn').")
 
 left, right = st.columns(2)
 with left, ui.guard("draw the layer x timestep heatmap"):
