@@ -290,3 +290,5 @@ def test_budget_takes_a_search_table(tmp_path):
     assert set(fig["data"][0]["customdata"]) == {r[0] for r in rows}
     assert any("W4 fc1, W8 rest" in s.value and "256 samples" in s.value for s in at.success)
     assert not [s for s in at.sidebar.selectbox if s.key == "results_label"]  # not a results table
+    bars = figure(at, "The chosen configuration per layer")  # the choice per layer: a bar per layer of bits
+    assert bars["data"][0]["x"] == ["fc1"] and list(bars["data"][0]["y"]) == [4]

@@ -120,6 +120,9 @@ def test_the_chosen_checkpoint_reloads_to_the_accuracy_the_search_reported(tmp_p
     assert acc == pytest.approx(float(result.chosen["accuracy"]))
     mem = df[(df.layer == OUTPUT) & (df.metric == "memory_bits")].value.iloc[0]
     assert mem == pytest.approx(float(result.chosen["memory_bits"]))
+    from qnoise.search.result import candidate_of
+
+    assert candidate_of(result.chosen) == result.candidate  # the Budget page rebuilds it from the table's row
     layers = result.layers()
     assert set(layers.layer) == {"act1", "act2", "act3", "readout"}
     assert layers.memory_bits.sum() == pytest.approx(float(result.chosen["memory_bits"]))

@@ -11,7 +11,7 @@ One module per page group: `common` (vocabulary, selection, units), `overview`, 
 `diagnose`, `budget`, `learn`.
 """
 
-from .budget import cost_axis, pareto_scatter
+from .budget import cost_axis, layer_bits_bars, pareto_scatter
 from .common import (
     COLUMNS,
     CONFIG_COLUMNS,
@@ -109,7 +109,7 @@ __all__ = [
     "spike_raster",
     "value_histogram",
     "cost_axis",
-    "pareto_scatter",
+    "layer_bits_bars", "pareto_scatter",
     "activation_scatter",
     "drop_profile",
     "neuron_figure",

@@ -101,3 +101,20 @@ def pareto_scatter(points: pd.DataFrame, cost: str = "memory_bits", front: pd.Da
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0.0),
                       margin=dict(b=110))
     return fig
+
+
+def layer_bits_bars(row: Mapping | pd.Series, subject: str | None = None) -> go.Figure:
+    """A search's configuration per layer: one bar per weight layer (``w:<layer>`` columns) and per neuron layer
+    (``v:<neuron>``, membrane bits), float drawn at 32 and named so."""
+    items = [(str(k)[2:], str(k)[:2], v) for k, v in dict(row).items() if str(k).startswith(("w:", "v:"))]
+    if not items:
+        raise ValueError("the row holds no per-layer bits (w:<layer> / v:<neuron> columns of a search's table)")
+    fig = go.Figure()
+    for kind, name, color in (("w:", "weight bits", "#4C78A8"), ("v:", "membrane bits", "#F58518")):
+        part = [(layer, int(v)) for layer, k, v in items if k == kind and v == v]
+        if part:
+            fig.add_trace(go.Bar(x=[p[0] for p in part], y=[p[1] for p in part], name=name, marker_color=color,
+                                 text=["float" if b >= 32 else str(b) for _, b in part], textposition="outside"))
+    fig.update_yaxes(title="bits (32 = float)", range=[0, 36])
+    fig.update_xaxes(title="layer", type="category")
+    return _base(fig, "The chosen configuration per layer", subject=subject)

@@ -74,11 +74,16 @@ def config_json(row: pd.Series, how: str) -> bytes:
 
 def checkpoint_zip(row: pd.Series, how: str) -> bytes:
     from qnoise.choice import save_configuration
+    from qnoise.search.result import candidate_of
+    from qnoise.search.result import save_configuration as save_candidate
 
     model, lock = state.load_model(ctx.checkpoint)
     with tempfile.TemporaryDirectory(prefix="qnoise-chosen-") as tmp, lock:
-        folder = save_configuration(model, setting_of(row), Path(tmp) / "chosen",
-                                    metrics={"budget_accuracy": float(row["accuracy"])}, note={"chosen_by": how})
+        if from_search:  # a search's row: every layer at its own bits
+            folder = save_candidate(model, candidate_of(row), Path(tmp) / "chosen", row, note={"chosen_by": how})
+        else:
+            folder = save_configuration(model, setting_of(row), Path(tmp) / "chosen",
+                                        metrics={"budget_accuracy": float(row["accuracy"])}, note={"chosen_by": how})
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(folder.iterdir()):
@@ -168,14 +173,17 @@ with ui.guard("build the budget table"):
         row.download_button("Chosen configuration (JSON)", data=lambda r=chosen: config_json(r, how),
                             file_name=f"{ctx.checkpoint.name if ctx.checkpoint else 'model'}-chosen.json",
                             mime="application/json", key="bg_cfg_json", icon=":material/download:", on_click="ignore")
-        if from_search:
-            row.caption("A search's choice saves as a checkpoint with `qnoise search ... --save-checkpoint DIR` "
-                        "(its per-layer bits).")
-        elif ctx.checkpoint is not None:
+        if ctx.checkpoint is not None:
             row.download_button("Chosen configuration as a checkpoint (zip)", data=lambda r=chosen: checkpoint_zip(r, how),
                                  file_name=f"{ctx.checkpoint.name}-chosen.zip", mime="application/zip",
                                  key="bg_ckpt_zip", icon=":material/download:", on_click="ignore",
                                  help="model.safetensors + config.json at the chosen weight bits, state bits and T")
+        if from_search:  # the search's choice per layer: a table and a bar per layer of bits
+            ui.show_figure(F.layer_bits_bars(chosen, subject=subject), "chosen_layers", "bg_layers", subject=subject)
+            bits = pd.DataFrame([{"layer": str(k)[2:], "kind": "weights" if str(k).startswith("w:") else "membrane",
+                                  "bits": "float" if v >= 32 else int(v)} for k, v in chosen.items()
+                                 if str(k).startswith(("w:", "v:")) and v == v])
+            ui.show_table(bits, "chosen_layers", "bg_layers_table")
     st.markdown("**Pareto front** (accuracy and its interval in %, memory in KiB, energy per sample)")
     ui.show_table(readable(front), "pareto_front", "bg_front")
 with st.expander("All configurations"):

@@ -101,27 +101,43 @@ class SearchResult:
         return out
 
     def save_checkpoint(self, model: nn.Module, path: str | Path, method: str = "uniform") -> Path:
-        """The chosen configuration of ``model`` (the model the search ran on) as a checkpoint: weights on their
-        grids, the quantization spec recording every layer's bits, T, the search's accuracy and data."""
-        c = self.candidate
-        if c is None:
+        """The chosen configuration of ``model`` (the model the search ran on) as a checkpoint
+        (`save_configuration`), with the search's accuracy, budget and tolerance."""
+        if self.candidate is None:
             raise ValueError("no configuration was chosen (nothing fits the budget): nothing to save")
-        config = getattr(model, "qnoise_config", None)
-        if not isinstance(config, dict):
-            raise ValueError("the chosen configuration can be saved only for a qnoise model (build_model or a "
-                             "checkpoint)")
-        chosen = clone_model(model, "float")
-        chosen.qnoise_config = dict(config)
-        apply_quantization(chosen, c.spec(method))
-        ckpt = getattr(model, "qnoise_checkpoint", {}) or {}
-        row = self.chosen
+        return save_configuration(model, self.candidate, path, self.chosen, method,
+                                  {"budget": self.budget, "tolerance": self.tolerance, "message": self.message,
+                                   **self.extra})
+
+
+def candidate_of(row: pd.Series) -> Candidate:
+    """The configuration a row of `records_table` describes (its ``w:``/``v:`` columns, T, thresholds, rounding)."""
+    weights = tuple((str(k)[2:], int(v)) for k, v in row.items() if str(k).startswith("w:") and v == v)
+    states = tuple((str(k)[2:], int(v)) for k, v in row.items() if str(k).startswith("v:") and v == v)
+    if not weights and not states:
+        raise ValueError("the row holds no per-layer bits (w:<layer> / v:<neuron> columns of a search's table)")
+    return Candidate(weights, states, int(row["timesteps"]), int(row.get("thresholds", 32)),
+                     str(row.get("rounding", "nearest")))
+
+
+def save_configuration(model: nn.Module, candidate: Candidate, path: str | Path, row: pd.Series | None = None,
+                       method: str = "uniform", note: dict | None = None) -> Path:
+    """``model`` at ``candidate``'s per-layer bits as a checkpoint: weights on their grids, the quantization spec
+    recording every layer's bits, T; ``row`` (the evaluation) gives its accuracy and costs to the metrics."""
+    config = getattr(model, "qnoise_config", None)
+    if not isinstance(config, dict):
+        raise ValueError("a configuration can be saved only for a qnoise model (build_model or a checkpoint)")
+    chosen = clone_model(model, "float")
+    chosen.qnoise_config = dict(config)
+    apply_quantization(chosen, candidate.spec(method))
+    ckpt = getattr(model, "qnoise_checkpoint", {}) or {}
+    metrics = {}
+    if row is not None:
         metrics = {"search_accuracy": float(row["accuracy"]), "search_samples": int(row["samples"]),
                    "search_memory_bits": float(row["memory_bits"]), "search_energy_pj": float(row["energy_pj"])}
-        return save_checkpoint(chosen, path, dataset=ckpt.get("dataset"), timesteps=c.timesteps,
-                               training=ckpt.get("training"), metrics=metrics,
-                               extra={"search": {"configuration": c.as_dict(), "budget": self.budget,
-                                                 "tolerance": self.tolerance, "message": self.message,
-                                                 **self.extra}})
+    return save_checkpoint(chosen, path, dataset=ckpt.get("dataset"), timesteps=candidate.timesteps,
+                           training=ckpt.get("training"), metrics=metrics,
+                           extra={"search": {"configuration": candidate.as_dict(), **(note or {})}})
 
 
 def choose(table: pd.DataFrame, reference: pd.Series, budget: dict, tolerance: float) -> tuple[pd.Series | None, str]:
