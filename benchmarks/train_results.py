@@ -35,7 +35,7 @@ FINETUNE_EPOCHS = 2
 SEEDS = (0, 1, 2)
 # The N-MNIST recipe (README): tonic event augmentations re-drawn every epoch, cosine lr, AdamW weight decay
 RECIPE_T = 4
-RECIPE = ["--timesteps", str(RECIPE_T), "--epochs", "40", "--augment", "events", "--weight-decay", "0.01"]
+RECIPE = ["--timesteps", str(RECIPE_T), "--epochs", "40", "--augment", "events", "--weight-decay", "0.1"]
 NMNIST_KINDS = {"float": ("float weights", []),
                 "binary": ("binary weights (sigmoid-sum)", ["--weight-bits", "1", "--weight-method", "sigmoid",
                                                             "--keep-first-last"]),
@@ -77,9 +77,13 @@ def rows() -> list[Row]:
             "ann", "--timesteps", "1", "--epochs", str(DIGITS_EPOCHS), "--out", "runs/train_results/digits-ann",
             "--no-progress"], "runs/train_results/digits-ann"),
         _digits_direct("digits-snn-float", "direct SNN, T=4, float weights"),
-        _digits_direct("digits-snn-binary", "direct SNN, T=4, binary weights (sigmoid-sum)", *binary),
-        _digits_direct("digits-snn-ternary", "direct SNN, T=4, ternary weights (sigmoid-sum)", "--weight-bits", "2",
-                       "--weight-method", "sigmoid", "--keep-first-last"),
+        _digits_direct("digits-snn-binary", "direct SNN, T=4, binary weights (sigmoid-sum, from the float SNN)",
+                       *binary, "--init", "runs/train_results/digits-snn-float"),
+        _digits_direct("digits-snn-ternary", "direct SNN, T=4, ternary weights (sigmoid-sum, from the float SNN)",
+                       "--weight-bits", "2", "--weight-method", "sigmoid", "--keep-first-last", "--init",
+                       "runs/train_results/digits-snn-float"),
+        _digits_direct("digits-snn-binary-scratch", "direct SNN, T=4, binary weights (sigmoid-sum, from scratch)",
+                       *binary),
         _digits_direct("digits-snn-binary-ste", "direct SNN, T=4, binary weights (STE, for comparison)",
                        "--weight-method", "binary", "--keep-first-last"),
         _digits_direct("digits-snn-ternary-ste", "direct SNN, T=4, ternary weights (TWN STE, for comparison)",
@@ -112,8 +116,10 @@ def rows() -> list[Row]:
                        *plain, *binary))
     for kind, (label, extra) in NMNIST_KINDS.items():
         for seed in SEEDS:
-            out.append(_nmnist(f"nmnist-{kind}-s{seed}", f"recipe, T={RECIPE_T}, {label}, seed {seed}", *RECIPE,
-                               *extra, "--seed", str(seed)))
+            init = [] if kind == "float" else ["--init", f"runs/train_results/nmnist-float-s{seed}"]
+            start = "" if kind == "float" else " (from the float SNN of that seed)"
+            out.append(_nmnist(f"nmnist-{kind}-s{seed}", f"recipe, T={RECIPE_T}, {label}{start}, seed {seed}",
+                               *RECIPE, *extra, *init, "--seed", str(seed)))
     return out
 
 

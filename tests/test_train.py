@@ -358,7 +358,7 @@ def test_event_augmentation_rebins_augmented_events():
     events = AugmentedEvents(ds)
     assert torch.equal(events.frames(None), x)  # no augmentation: the loader's own frames
     assert torch.equal(events.frames(EventAugment(shift=0, jitter=0, drop=0, time_jitter=0), 5), x)
-    aug = EventAugment()
+    aug = EventAugment(shift=2, jitter=1.0, drop=0.2, time_jitter=1000.0)  # every transform on
     a, b, c = events.frames(aug, 1), events.frames(aug, 1), events.frames(aug, 2)
     assert torch.equal(a, b) and not torch.equal(a, c)  # a function of the seed
     assert 0.75 < float(a.sum() / x.sum()) < 1.0  # up to 20 % of the events dropped, a few leave the sensor

@@ -35,12 +35,17 @@ class EventAugment:
         toward zero, so a variance of 1 moves about a third of the events by a pixel).
     drop: largest share of events dropped; each recording draws its share from U[0, drop].
     time_jitter: standard deviation in microseconds of the per-event time jitter.
+
+    The defaults are the N-MNIST recipe's (docs/results.md): event drop and time jitter. The spatial ones are
+    off by default because on nmnist-1k (800 training recordings, T = 4, the reference CNN) they cost accuracy:
+    validation 94.5 % with shifts of up to 2 pixels alone and 96.0 % with all four at (2, 1, 0.2, 1 ms),
+    against 97.0 % without augmentation and 97.0 % with drop or time jitter alone (seed 0, 40 epochs).
     """
 
-    shift: int = 2
-    jitter: float = 1.0
+    shift: int = 0
+    jitter: float = 0.0
     drop: float = 0.2
-    time_jitter: float = 1000.0
+    time_jitter: float = 5000.0
 
     def __post_init__(self) -> None:
         if isinstance(self.shift, bool) or not isinstance(self.shift, int) or self.shift < 0:
