@@ -34,6 +34,7 @@ from torch.nn.utils import parametrize
 import qnoise
 from qnoise.models import build_model
 from qnoise.probe import Compare, Probe, configured
+from qnoise.train.allocator import recycle_large_allocations
 
 T, B = 8, 64
 BITS = [1, 2, 4, 8, 32]
@@ -79,7 +80,10 @@ def main() -> None:
     parser.add_argument("--sweep-rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=B, help="samples per sweep cell")
+    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's allocation defaults")
     args = parser.parse_args()
+    recycled = False if args.system_malloc else recycle_large_allocations()
+    print(f"freed memory {'reused (qnoise.train.allocator)' if recycled else 'returned to the system (glibc)'}")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     model = build_model("cnn", (2, 34, 34), 10).eval()

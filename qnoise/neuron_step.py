@@ -46,35 +46,29 @@ class StepState:
 
 
 @njit(inline="always")
+def charge(v, x, th, beta, v0, first):
+    """``h = beta * v + x`` for one neuron, ``v = theta * v0`` at the first step (``v0`` 0 or 1/2)."""
+    return beta * (th * v0 if first else v) + x
+
+
+@njit(inline="always")
+def fire(h, th, zero, zero_reset):
+    """``(out, v)`` after charging to ``h``: ``out = theta`` where ``h >= theta`` (else 0) and the membrane
+    after reset, ``h - out`` (reset to zero: 0 where it fired). ``zero`` is a 0 in the data's precision (numba
+    would compute ``th * 0`` in float64 for float32 data)."""
+    fired = h >= th
+    out = th if fired else zero
+    if zero_reset:
+        return out, (zero if fired else h)
+    return out, h - out
+
+
+@njit(inline="always")
 def _advance_row(x, v, th, beta, v0, zero, zero_reset, first, out):
-    """One step for a chunk of one sample's neurons; each branch is a simple loop (it vectorizes). ``v0`` is
-    the initial membrane as a multiple of theta (0 or 1/2) and ``zero`` a 0 in the data's precision: numba would
-    compute ``th * 0.5`` or ``th * 0`` in float64 for float32 data."""
-    if first:
-        if zero_reset:
-            for j in range(x.shape[0]):
-                h = beta * (th[j] * v0) + x[j]
-                fired = h >= th[j]
-                out[j] = th[j] if fired else zero
-                v[j] = zero if fired else h
-        else:
-            for j in range(x.shape[0]):
-                h = beta * (th[j] * v0) + x[j]
-                o = th[j] if h >= th[j] else zero
-                out[j] = o
-                v[j] = h - o
-    elif zero_reset:
-        for j in range(x.shape[0]):
-            h = beta * v[j] + x[j]
-            fired = h >= th[j]
-            out[j] = th[j] if fired else zero
-            v[j] = zero if fired else h
-    else:
-        for j in range(x.shape[0]):
-            h = beta * v[j] + x[j]
-            o = th[j] if h >= th[j] else zero
-            out[j] = o
-            v[j] = h - o
+    """One step for a chunk of one sample's neurons (`charge` and `fire`, the rule's operations in its
+    order). ``first`` and ``zero_reset`` are the same for the whole loop, so it vectorizes."""
+    for j in range(x.shape[0]):
+        out[j], v[j] = fire(charge(v[j], x[j], th[j], beta, v0, first), th[j], zero, zero_reset)
 
 
 @njit(parallel=True, cache=True)
@@ -116,6 +110,16 @@ def _scalar(value, dtype: torch.dtype):
     return np.float32(v) if dtype == torch.float32 else np.float64(v)
 
 
+def prepare_kernel(state: StepState, x: torch.Tensor, half: bool) -> torch.Tensor:
+    """``x`` as the kernel takes it (``[B, N]``, contiguous); at the first step also the membrane (uninitialised:
+    the kernel writes it) and the kernel's scalars."""
+    xs = x.contiguous().view(x.shape[0], -1)
+    if state.t == 0:
+        state.v = torch.empty_like(xs)
+        state.scalars = (_scalar(state.beta, x.dtype), _scalar(0.5 if half else 0.0, x.dtype), _scalar(0.0, x.dtype))
+    return xs
+
+
 def per_sample(theta: torch.Tensor | float, x: torch.Tensor) -> bool:
     """Whether ``theta`` is one value per neuron of a sample (it broadcasts against ``x [B, ...]`` without
     varying over the batch), as the kernels take it."""
@@ -136,11 +140,8 @@ def plain_step(state: StepState, x: torch.Tensor, half: bool, zero_reset: bool) 
     layer-major path, `qnoise.neurons.neuron_multistep` without autograd)."""
     out = torch.empty_like(x)
     if state.flat is not None:
-        xs = x.contiguous().view(x.shape[0], -1)
+        xs = prepare_kernel(state, x, half)
         first = state.t == 0
-        if first:
-            state.v = torch.empty_like(xs)
-            state.scalars = (_scalar(state.beta, x.dtype), _scalar(0.5 if half else 0.0, x.dtype), _scalar(0.0, x.dtype))
         if xs.numel() < SERIAL_BELOW:
             _step_serial(xs.numpy(), state.v.numpy(), state.flat.numpy(), *state.scalars, zero_reset, first,
                          out.view(xs.shape).numpy())

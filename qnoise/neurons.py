@@ -304,7 +304,15 @@ class IF(nn.Module):
         run = stepmode.current()
         if run is not None and not run.fold:  # a step-major run (qnoise.stepping): x is one step [B, ...]
             stepmode.SAMPLE_BYTES[self] = x[0].numel() * x.element_size()
-            out, run.states[self] = self.step(x, run.states.get(self))
+            state = run.states.get(self)
+            observer = run.observers.get(self) if run.observers else None
+            if observer is not None:  # a probe's kernel steps the neuron by its rule and reads it in one pass
+                state = self._first_state(x) if state is None else state
+                out = observer(self, x, state)
+                if out is not None:
+                    run.states[self] = state
+                    return out
+            out, run.states[self] = self.step(x, state)
             return out
         self._check_input(x)
         stepmode.SAMPLE_BYTES[self] = x[0, 0].numel() * x.element_size()  # what qnoise.stepping.plan weighs
@@ -360,7 +368,9 @@ class ClampActivation(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         theta = self.neuron.broadcast_threshold(z) if self.neuron.per_channel else self.neuron.threshold
-        return torch.minimum(z.clamp_min(0.0), theta)
+        if torch.is_grad_enabled():  # autograd splits a tie between z and theta as minimum does
+            return torch.minimum(z.clamp_min(0.0), theta)
+        return torch.clamp(z, min=theta.new_zeros(()), max=theta)  # the same values in one pass
 
 
 def spiking_neurons(model: nn.Module) -> list[tuple[str, IF]]:

@@ -22,12 +22,18 @@ class Step:
     (None when the caller steps without knowing it), ``states`` each neuron's state, keyed by the module.
 
     ``fold=True`` marks a folded layer-major run instead: modules take ``[T, B, ...]`` and each `MultiStep`
-    applies its body once to ``[T*B, ...]`` (`qnoise.stepping`, for networks whose activations are small)."""
+    applies its body once to ``[T*B, ...]`` (`qnoise.stepping`, for networks whose activations are small).
+
+    ``observers`` lets a step-aware hook (a probe's pre-hook) take over a neuron's step for this run:
+    ``observers[neuron](neuron, x, state)`` returns the neuron's output for the step ``x`` (having advanced
+    ``state`` by the neuron's own rule, and done its own work in the same pass), or None to let the neuron
+    step as usual."""
 
     t: int = 0
     T: int | None = None
     states: dict = field(default_factory=dict)
     fold: bool = False
+    observers: dict = field(default_factory=dict)
 
 
 _CURRENT: ContextVar[Step | None] = ContextVar("qnoise_step", default=None)

@@ -40,6 +40,7 @@ from contextvars import ContextVar
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from . import stepmode
 from .layers import MultiStep
@@ -98,17 +99,14 @@ def _hooks_ok(module: nn.Module) -> bool:
 
 def _check(module: nn.Module, name: str, root: bool) -> str | None:
     label = name or type(module).__name__
-    if module.training:
+    if module.training and not isinstance(module, MultiStep):
         return f"{label} is in training mode"
     if not root and not _hooks_ok(module):
         return f"{label} has a forward hook that expects [T, B, ...] (mark it qnoise.stepping.step_aware)"
     if isinstance(module, MultiStep):
         if module.mode != "loop":
             return f"{label} folds T into the batch (mode='fold')"
-        for sub in module.body.modules():
-            if sub.training or not _hooks_ok(sub):
-                return f"{label}.body: a module in training mode or with a forward hook that expects [T, B, ...]"
-        return None
+        return _body_check(module, label, _hooks_ok)
     if isinstance(module, IF):
         cls = type(module)
         if cls.forward is not IF.forward or cls.step is not IF.step:
@@ -122,6 +120,20 @@ def _check(module: nn.Module, name: str, root: bool) -> str | None:
         reason = _check(child, f"{name}.{child_name}" if name else child_name, False)
         if reason:
             return reason
+    return None
+
+
+def _body_check(module: MultiStep, label: str, hooks_ok) -> str | None:
+    """A `MultiStep` body runs in another order only if it does the same whatever the order: no module in
+    training mode (a weight parametrization's mode is its own business: it transforms weights, not data) and no
+    weight drawn at random at each access (stochastic rounding outside ``parametrize.cached()``)."""
+    for name, sub in module.body.named_modules():
+        if "parametrizations" not in name.split(".") and sub.training:
+            return f"{label}.body.{name} is in training mode"
+        if not hooks_ok(sub):
+            return f"{label}.body.{name} has a forward hook that expects [T, B, ...]"
+        if getattr(sub, "rounding", None) == "stochastic" and not parametrize._cache_enabled:
+            return f"{label}.body.{name} draws its weights at random at each use"
     return None
 
 
@@ -147,10 +159,12 @@ def why_not_fold(model: nn.Module) -> str | None:
     if _global_hooks():
         return "a global forward hook is registered"
     for name, m in model.named_modules():
-        if m.training:
+        if isinstance(m, MultiStep):
+            reason = _body_check(m, name, lambda sub: not (sub._forward_hooks or sub._forward_pre_hooks))
+            if reason:
+                return reason
+        elif m.training and "parametrizations" not in name.split("."):
             return f"{name or type(m).__name__} is in training mode"
-        if isinstance(m, MultiStep) and any(sub._forward_hooks or sub._forward_pre_hooks for sub in m.body.modules()):
-            return f"{name}.body has a forward hook that expects one step"
     return None
 
 

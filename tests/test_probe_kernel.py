@@ -188,3 +188,139 @@ def test_the_first_run_after_installation_gives_the_numbers_of_every_later_run(t
     cold, warm = (subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
                   for _ in range(2))
     assert cold.stdout == warm.stdout and cold.stdout
+
+
+# ---------------------------------------------------------------- step-major runs (issue 15)
+def _probe_table(model, x, y, order: str, compare, count=None):
+    """The probe's table of two batches with the model run in ``order`` (qnoise.stepping.mode)."""
+    from qnoise import stepping
+    from qnoise.probe import Count, Probe
+
+    with torch.no_grad(), stepping.mode(order), Probe(model, compare, count or Count(), compile=True) as probe:
+        assert stepping.plan(model, x) == order
+        probe.step(x, y)
+        probe.step(x[:, :2], y[:2])
+        return probe.table()
+
+
+def _stepping_model(arch: str, neuron):
+    from qnoise.models import build_model
+
+    options = {"channels": [6, 8], "hidden": 16} if arch == "cnn" else \
+        {"channels": [4, 6]} if arch == "resnet" else {"hidden": [24, 16]}
+    torch.manual_seed(2)
+    model = build_model(arch, (2, 12, 12), 5, neuron={**(neuron or {}), "threshold": 0.15}, **options)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet"])
+@pytest.mark.parametrize("reference,neuron", [("ann", None), ("ann", {"v_init": "half"}), ("ann-quantized", None),
+                                              ("snn", {"signed": True, "v_init": "half"}), ("snn", {"type": "lif"}),
+                                              ("ann", {"reset": "zero"})])
+def test_the_probe_gives_the_same_table_in_every_order(arch, reference, neuron):
+    """A step-major run accumulates every layer's sums step by step (the fused neuron kernel where it can), a
+    folded or layer-major run over whole tensors: the tables are the same bit for bit, at 4-bit weights."""
+    from qnoise.probe import Compare, configured
+
+    model = _stepping_model(arch, neuron)
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(5, 4, 2, 12, 12, generator=g) < 0.3).float()
+    y = torch.randint(0, 5, (4,), generator=g)
+    with configured(model, weight_bits=4), torch.nn.utils.parametrize.cached():
+        tables = {order: _probe_table(model, x, y, order, Compare(reference=reference))
+                  for order in ("layer", "step", "fold")}
+    assert tables["step"].equals(tables["layer"]) and tables["fold"].equals(tables["layer"])
+    assert len(tables["layer"]) > 100
+
+
+@pytest.mark.parametrize("options", [{"twin_input": "cumulative"}, {"isolate": False}, {"keep_tensors": 3},
+                                     {"state_bits": 5}])
+def test_step_major_probe_options_match_the_layer_major_table(options):
+    """Options whose sums need whole tensors (kept samples, a quantized membrane) or a twin per step gather
+    the steps or take them as they come; the table is the layer-major one."""
+    from qnoise.probe import Compare, Count
+
+    model = _stepping_model("cnn", {"v_init": "half"})
+    if "state_bits" in options:
+        for m in model.modules():
+            if isinstance(m, IF):
+                m.state_bits = options["state_bits"]
+    compare = Compare(**{k: v for k, v in options.items() if k in ("twin_input", "isolate")})
+    count = Count(keep_tensors=options.get("keep_tensors", 0))
+    g = torch.Generator().manual_seed(6)
+    x = (torch.rand(4, 3, 2, 12, 12, generator=g) < 0.3).float()
+    y = torch.randint(0, 5, (3,), generator=g)
+    step, layer = (_probe_table(model, x, y, order, compare, count) for order in ("step", "layer"))
+    assert step.equals(layer)
+
+
+def test_step_major_probe_streams_and_fuses_where_it_can():
+    """In a step-major run the CPU kernel takes each layer step by step (the neuron and its sums in one pass for
+    an IF layer against the twin); layers whose sums need whole tensors gather them."""
+    from unittest import mock
+
+    from qnoise import stepping
+    from qnoise.probe import Compare, Probe, kernel
+
+    model = _stepping_model("cnn", {"v_init": "half"})
+    model.act2.reset = "zero"  # no closed form: gathered
+    x = (torch.rand(4, 2, 2, 12, 12) < 0.3).float()
+    fused = []
+    real = kernel.AnnStream.neuron_step
+
+    def spy(self, neuron, xt, state):
+        out = real(self, neuron, xt, state)
+        fused.append(out is not None)
+        return out
+
+    kinds = {}
+    with torch.no_grad(), stepping.mode("step"), Probe(model, Compare(), compile=True) as probe, \
+            mock.patch.object(kernel.AnnStream, "neuron_step", spy):
+        real_close = probe._close_streams
+
+        def close():
+            kinds.update({name: kind for name, (kind, _) in probe._streams.items()})
+            real_close()
+
+        probe._close_streams = close
+        probe.step(x)
+    assert kinds == {"act1": "ann", "act2": "gather", "act3": "ann"}
+    assert fused and all(fused) and len(fused) == 2 * 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(T=st.integers(1, 6), B=st.integers(1, 3), N=st.integers(1, 40), theta=st.floats(0.25, 2.0),
+       v_init=st.sampled_from(["zero", "half"]), seed=st.integers(0, 10_000), dtype=st.sampled_from([torch.float32,
+                                                                                                    torch.float64]))
+def test_the_fused_neuron_kernel_steps_the_neuron_and_adds_the_sums_of_the_plain_kernels(T, B, N, theta, v_init, seed,
+                                                                                           dtype):
+    """AnnSteps.neuron_step gives the neuron's own output (its rule) and the sums AnnSteps.step adds on it."""
+    from qnoise.neuron_step import StepState, flat_threshold, prepare_kernel
+    from qnoise.probe.cpu_kernel import AnnSteps
+    from qnoise.probe.sums import Q_FLOOR, Q_ROUND
+
+    g = torch.Generator().manual_seed(seed)
+    neuron = IF(threshold=theta, v_init=v_init).to(dtype)
+    x = ((torch.rand(T, B, N, generator=g, dtype=torch.float64) * 2.2 - 0.5) * theta).to(dtype)
+    A = torch.rand(1, B, N, generator=g, dtype=torch.float64).to(dtype)
+    th = flat_threshold(neuron.threshold.detach(), x[0])
+    fan = torch.rand(N, 2, generator=g, dtype=torch.float64)
+    q_rule = Q_ROUND if v_init == "half" else Q_FLOOR
+    with torch.no_grad():
+        expect = neuron(x)
+    plain, fused = (AnnSteps(A, A, th, 0.0, th, 0, q_rule, T, fan, dtype) for _ in range(2))
+    state = StepState(None, None, neuron.threshold.detach(), 1.0, flat=th)
+    outs = []
+    for t in range(T):
+        xs = prepare_kernel(state, x[t], v_init == "half")
+        outs.append(fused.neuron_step(xs, state.v, th, state.scalars[1]))
+        state.t += 1
+        plain.step(x[t], expect[t])
+    assert torch.equal(torch.stack(outs), expect)
+    weight = torch.zeros(T, 2, dtype=torch.float64)
+    for a, b in zip(fused.result(weight), plain.result(weight), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

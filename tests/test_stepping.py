@@ -296,3 +296,21 @@ def test_bad_steps_say_what_is_expected():
     with pytest.raises(ValueError, match="mode="):
         with stepping.mode("sideways"):
             pass
+
+
+def test_quantized_weights_step_but_weights_drawn_at_random_do_not():
+    """Weight parametrizations (quantizers, in whatever mode) transform weights, not data: a quantized model
+    steps. Stochastic rounding draws new weights at each use, so another order would draw others: such a model
+    runs layer-major unless the weights are cached for the run."""
+    from qnoise.probe import configured
+
+    model = _model("cnn", None)
+    x = _events(T=3, B=2)
+    with torch.no_grad():
+        with configured(model, weight_bits=4):
+            assert stepping.why_not(model) is None and stepping.why_not_fold(model) is None
+        with configured(model, weight_bits=4, rounding="stochastic"):
+            assert "at random" in stepping.why_not(model) and "at random" in stepping.why_not_fold(model)
+            assert stepping.plan(model, x) == "layer"
+            with torch.nn.utils.parametrize.cached():
+                assert stepping.why_not(model) is None

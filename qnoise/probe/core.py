@@ -25,18 +25,30 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .. import stepmode, stepping
 from ..metrics import sqnr_from_norms, weight_sqnr_db
 from ..neurons import IF, spiking_neurons
 from ..quant import float_weight, weight_bits
 from .costs import ann_energy_pj, membrane_energy_pj, memory_parts, snn_energy_pj, synapse_widths
 from .describe import describe_neurons, describe_rounding, describe_state_bits, describe_weight_bits, neuron_rules
-from .kernel import ann_layer_sums, input_synops, resolve_compile, snn_layer_sums, spike_synops
+from .kernel import (
+    AnnStream,
+    LayerSums,
+    SnnStream,
+    ann_layer_sums,
+    fused_cpu,
+    input_synops,
+    kernel_failed,
+    resolve_compile,
+    snn_layer_sums,
+    spike_synops,
+)
 from .options import ANN_REFERENCES, Compare, Count
 from .references import AnnActivations, AnnReference, SnnActivations, SnnReference, twin_unavailable
 from .structure import INPUT, OUTPUT, Structure, model_structure
 from .sums import membrane_sums
 from .table import MODES, Recording, Rows, error_metrics
-from .terms import ANN_TERMS, SNN_TERMS, cumulative_mean
+from .terms import ANN_TERMS, SNN_TERMS, cumulative_mean, rate_rule
 
 
 class Probe:
@@ -100,8 +112,10 @@ class Probe:
             self._handles.append(self.model.register_forward_pre_hook(self._on_input))
             self._handles.append(self.model.register_forward_hook(self._on_output))
             for name, neuron in self.neurons.items():
-                self._handles.append(neuron.register_forward_hook(
-                    lambda mod, args, out, name=name: self._on_neuron(name, mod, args, out)))
+                self._handles.append(neuron.register_forward_pre_hook(stepping.step_aware(
+                    lambda mod, args, name=name: self._before_neuron(name, mod, args))))
+                self._handles.append(neuron.register_forward_hook(stepping.step_aware(
+                    lambda mod, args, out, name=name: self._on_neuron(name, mod, args, out))))
         except BaseException:
             self.detach()
             raise
@@ -112,6 +126,7 @@ class Probe:
             h.remove()
         self._handles.clear()
         self._batch = None
+        self._streams = {}
 
     def reset(self) -> None:
         """Forget all accumulated statistics."""
@@ -121,6 +136,7 @@ class Probe:
         self._kept = 0
         self._tensors: dict[str, dict[str, list[torch.Tensor]]] = {}
         self._batch: dict | None = None
+        self._streams: dict[str, tuple[str, object]] = {}  # step-major runs: each layer's sums so far
         self._labels = None
         self._given = None
 
@@ -171,7 +187,8 @@ class Probe:
             if self.reference is not None:
                 acts = self._given if self._given is not None else self.reference.run(x)
                 acts = self.reference.complete(acts, x)
-            self._batch = {"acts": acts, "B": B, "device": x.device}
+            self._batch = {"acts": acts, "B": B, "T": T, "device": x.device}
+            self._streams = {}
             fan = self.structure.fanout.get(INPUT)
             if fan is not None:
                 ops, binary = input_synops(x, fan[0], self._fused)
@@ -180,11 +197,82 @@ class Probe:
                     kind = "ac" if binary or widths[name].signs else "mac"
                     self.rec.add(self.rec.ops[kind], name, ops[:, j])
 
+    def _before_neuron(self, name: str, module: IF, args: tuple) -> None:
+        """A neuron's pre-hook: at the first step of a step-major run, open the layer's stream; one that can
+        step the neuron itself (`qnoise.probe.kernel.AnnStream.neuron_step`) does so from then on, reading its
+        input and output in the same pass (`qnoise.stepmode.Step.observers`)."""
+        run = stepmode.current()
+        if self._batch is None or run is None or run.fold or run.t != 0:
+            return
+        with torch.no_grad(), stepmode.paused():
+            self._streams[name] = self._open_stream(name, module, args[0].detach())
+        kind, stream = self._streams[name]
+        if kind == "ann":
+            run.observers[module] = stream.neuron_step
+
     def _on_neuron(self, name: str, module: IF, args: tuple, out: torch.Tensor) -> None:
+        """A neuron's forward hook: ``[T, B, ...]`` in a layer-major or folded run, one step ``[B, ...]`` in a
+        step-major one (`qnoise.stepping`); the reference and the sums then run outside the model's step."""
         if self._batch is None:  # called outside a forward of the probed model
             return
-        with torch.no_grad():
-            self._neuron_stats(name, module, args[0].detach(), out.detach())
+        run = stepmode.current()
+        with torch.no_grad(), stepmode.paused():
+            if run is None or run.fold:
+                self._neuron_stats(name, module, args[0].detach(), out.detach())
+            else:
+                self._neuron_step(name, module, run.t, args[0].detach(), out.detach())
+
+    def _neuron_step(self, name: str, neuron: IF, t: int, x: torch.Tensor, out: torch.Tensor) -> None:
+        """One step of a step-major run: the layer's stream (opened by the pre-hook) takes it."""
+        if name not in self._streams:
+            self._streams[name] = self._open_stream(name, neuron, x)
+        kind, stream = self._streams[name]
+        if kind == "ann":
+            stream.step(x, out)
+        elif kind == "snn":
+            acts = self._batch["acts"]
+            stream.step(out, acts.out_own[name][t], acts.out_ref[name][t])
+        else:  # gathered for the layer-major sums at the end
+            stream[0][t], stream[1][t] = x, out
+
+    def _open_stream(self, name: str, neuron: IF, x: torch.Tensor) -> tuple[str, object]:
+        """How a layer's sums accumulate in a step-major run: step by step in the CPU kernel (``"ann"``,
+        ``"snn"``) where the sums have a closed form and no full tensor is asked for; otherwise the steps are
+        gathered into ``[T, B, ...]`` and the layer-major sums run at the end (``"gather"``: the torch
+        functions, neurons without closed form, quantized membranes, kept tensors), the same numbers."""
+        acts, T = self._batch["acts"], self._batch["T"]
+        fan = self.structure.fanout.get(name, (None, []))[0]
+        streamable = (self._fused and fused_cpu(x) and not kernel_failed("cpu") and neuron.state_bits is None
+                      and self._kept >= self.count.keep_tensors)
+        try:
+            if streamable and isinstance(acts, AnnActivations) and rate_rule(neuron) != "dynamics":
+                return "ann", AnnStream(neuron, x.unsqueeze(0), T, acts.A[name], acts.z_hat[name],
+                                        self.reference.activations[name], fan, self.compare.isolate,
+                                        acts.A[name] if acts.z_hat[name] is acts.Z[name] else None)
+            if streamable and isinstance(acts, SnnActivations):
+                return "snn", SnnStream(x, T, fan, self.compare.isolate)
+        except Exception as err:  # no numba, or it cannot compile here  # noqa: BLE001
+            kernel_failed("cpu", err)
+        return "gather", (x.new_empty(T, *x.shape), x.new_empty(T, *x.shape))
+
+    def _close_streams(self) -> None:
+        """The end of a step-major run: every layer's sums recorded."""
+        for name, (kind, stream) in self._streams.items():
+            neuron = self.neurons[name]
+            if kind == "gather":
+                self._neuron_stats(name, neuron, *stream)
+            else:
+                self._add_sums(name, stream.result())
+                self.rec.elements[name] = self.structure.neuron_size[name]
+        self._streams = {}
+
+    def _add_sums(self, name: str, sums: LayerSums) -> None:
+        self.rec.add(self.rec.errors, (name, "propagated"), sums.propagated)
+        if sums.isolated is not None:
+            self.rec.add(self.rec.errors, (name, "isolated"), sums.isolated)
+        self.rec.add(self.rec.ref2, name, sums.reference)
+        for j, syn in enumerate(self.structure.fanout.get(name, (None, []))[1]):
+            self.rec.add(self.rec.ops["ac"], syn, sums.synops[:, j])
 
     def _neuron_stats(self, name: str, neuron: IF, x: torch.Tensor, out: torch.Tensor) -> None:
         acts = self._batch["acts"]
@@ -192,8 +280,9 @@ class Probe:
         isolate = self.compare.isolate
         if isinstance(acts, AnnActivations):
             dtype = x.dtype
-            sums = ann_layer_sums(neuron, x, out, acts.A[name].to(dtype), acts.z_hat[name].to(dtype),
-                                  self.reference.activations[name], fan, isolate, self._fused)
+            A = acts.A[name].to(dtype)
+            sums = ann_layer_sums(neuron, x, out, A, acts.z_hat[name].to(dtype), self.reference.activations[name],
+                                  fan, isolate, self._fused, A if acts.z_hat[name] is acts.Z[name] else None)
         elif isinstance(acts, SnnActivations):
             sums = snn_layer_sums(out, acts.out_own[name], acts.out_ref[name], fan, isolate, self._fused)
         else:  # no reference: spikes and costs only
@@ -202,13 +291,10 @@ class Probe:
             self.rec.add(self.rec.events, name, (flat != 0).sum((1, 2), dtype=torch.float64))
             ops = spike_synops(flat, fan)
         if sums is not None:
-            self.rec.add(self.rec.errors, (name, "propagated"), sums.propagated)
-            if sums.isolated is not None:
-                self.rec.add(self.rec.errors, (name, "isolated"), sums.isolated)
-            self.rec.add(self.rec.ref2, name, sums.reference)
-            ops = sums.synops
-        for j, syn in enumerate(synapses):
-            self.rec.add(self.rec.ops["ac"], syn, ops[:, j])
+            self._add_sums(name, sums)
+        else:
+            for j, syn in enumerate(synapses):
+                self.rec.add(self.rec.ops["ac"], syn, ops[:, j])
         self.rec.elements[name] = x[0, 0].numel()
         if neuron.state_bits is not None:
             tr = neuron.trace(x)
@@ -242,6 +328,7 @@ class Probe:
         if self._batch is None:
             return
         with torch.no_grad():
+            self._close_streams()
             acts, B, dev = self._batch["acts"], self._batch["B"], self._batch["device"]
             T = self.T
             rec = self.rec

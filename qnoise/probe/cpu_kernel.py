@@ -1,340 +1,173 @@
-"""The probe's ANN-twin sums for one neuron layer in a single pass over its tensors, on the CPU (numba).
+"""The probe's sums for one neuron layer on the CPU: the numba kernels of `qnoise.probe.cpu_numba` on torch tensors.
 
-`qnoise.probe.sums` defines the sums with torch operations over whole ``[T, B, N]`` tensors (running sums by
-``cumsum``, a dozen temporaries of the layer's size). This kernel computes the same sums in one pass. Each
-parallel job takes one sample and a chunk of at most ``CHUNK`` of its neurons, and walks the T steps with the
-running sums held in chunk-sized scratch arrays (in cache), so memory traffic falls to one read of the
-neuron's input and output and of the twin's tensors: what the probe costs on a CPU.
-
-For step t (1-based) and element i, with running sums ``S = sum_{tau<=t} x``, ``C = sum_{tau<=t} out``::
-
-    z = S/t, r = C/t, Q = (theta/t) clip(floor(S/theta + c), 0, t)   (c = 1/2 "round", 0 "floor"; or given)
-    weight = a(z_hat) - A, prop = a(z) - a(z_hat), quant = Q - a(z), seq = r - Q, total = r - A
-
-with ``a`` the twin's activation rule (`qnoise.probe.activation.ActivationRule`). Per step the kernel returns
-the sums `qnoise.probe.sums.ANN_SUMS` for the SNN as it ran (propagated mode) and for the layer fed the
-twin's input z_hat (isolated mode: in closed form for an IF neuron on a constant input, else from the
-neuron's own output on that input, computed by its forward), the sum of A^2, and the synaptic operations
-the spikes cause, ``sum_i spike_i * fanout[i, s]`` for each weight layer s they reach. The neuron's rule is
-never re-implemented here: only the closed forms, which tests/test_neurons.py proves equal to the neuron.
-Each sum is accumulated in the data's precision over one chunk, then in float64.
+`AnnSteps` and `SnnSteps` take a batch one timestep at a time (a step-major run feeds them each step while it
+is fresh; `layer_sums` and `snn_sums`, the layer-major order, feed them ``x[t]`` in turn, so both orders give
+the same numbers). `AnnSteps.neuron_step` also steps the neuron itself, in the same pass. `iso_sums` computes
+what does not depend on the SNN's run (isolated mode, the weight term, the reference's square) for all steps
+at once.
 """
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import sys
-
-import numba
 import numpy as np
 import torch
-from numba import njit, prange
 
-from .sums import ANN_SUMS, ISO_CLOSED, ISO_GIVEN, ISO_OFF, Q_GIVEN, Q_ROUND
+from ..neuron_step import kernel_threads
+from ..neuron_step import warm_up as neuron_warm_up
+from .cpu_numba import (
+    CHUNK,
+    NS,
+    NSNN,
+    STEP_COLUMNS,
+    _input_sums,
+    _iso_sums,
+    _neuron_first,
+    _neuron_next,
+    _prop_step,
+    _snn_step,
+    cache_checked,
+    ensure_cache,
+)
+from .sums import ISO_CLOSED, ISO_GIVEN, ISO_OFF, Q_GIVEN, Q_ROUND
 
-CHUNK = 8192  # neurons of one sample per parallel job: the job's scratch arrays stay in the core's L2 cache
-NS = len(ANN_SUMS)
-
-_FASTMATH = {"reassoc", "nsz"}  # reassociation lets the sums vectorize; no other IEEE shortcut is taken
-_PARALLEL = {"parallel": True, "fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False, "cache": True}
-
-
-_KERNELS = ("_layer_sums", "_snn_sums", "_input_sums")
-_DTYPES = (torch.float32, torch.float64)  # the signatures `warm_up` compiles
-_cache_checked = False
-
-
-def _ensure_cache() -> None:
-    """Make this process load the kernels from numba's on-disk cache rather than compile them itself.
-
-    Numba optimizes a ``parallel=True`` function it has just compiled differently from the same function
-    loaded from its cache (numba issue 10617): with reassociated sums the two give results that differ in
-    the last bits, so the first run after installation would not repeat. When the cache lacks a kernel's
-    signatures, they are compiled in a child process (`warm_up`) that writes the cache, and this process
-    then loads them like every later one. Checked once per process; any failure leaves numba to compile
-    here as usual."""
-    global _cache_checked
-    if _cache_checked:
-        return
-    _cache_checked = True
-    try:
-        missing = any(len(globals()[k]._cache._cache_file._load_index()) < len(_DTYPES) for k in _KERNELS)
-    except Exception:  # noqa: BLE001 - numba's private cache API, or no cache at all
-        return
-    if missing:
-        subprocess.run([sys.executable, "-c", "from qnoise.probe.cpu_kernel import warm_up; warm_up()"],
-                       check=False, capture_output=True)
+__all__ = ["CHUNK", "AnnSteps", "SnnSteps", "input_sums", "iso_sums", "layer_sums", "snn_sums", "warm_up"]
 
 
-@contextlib.contextmanager
-def _torch_threads():
-    """Run numba's parallel loops on as many threads as torch uses (``torch.set_num_threads``), so a sweep
-    worker given one core stays on one core. Numba's OpenMP layer shares torch's OpenMP runtime, and
-    starting its thread pool (on first use) resets that runtime's thread count: torch's is restored."""
-    n = torch.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
+def _real(dtype: torch.dtype):
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"the CPU kernel takes float32 or float64 tensors, got {dtype}")
+    return np.float32 if dtype == torch.float32 else np.float64
 
 
-@njit(inline="always", fastmath=_FASTMATH)
-def _clip(v, lo, hi):
-    v = v if v > lo else lo
-    return v if v < hi else hi
+def _arr(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
+    return t.detach().to(dtype).contiguous().numpy()
 
 
-@njit(inline="always", fastmath=_FASTMATH)
-def _activation(z, lo, hi, levels, zero, half, one):
-    """``a(z)``: ``clip(z, lo, hi)``, or ``hi * floor(clip(z/hi, 0, 1) * n + 1/2) / n`` with n levels."""
-    if levels > zero:
-        return hi * (np.floor(_clip(z / hi, zero, one) * levels + half) / levels)
-    return _clip(z, lo, hi)
+def _fanout(fanout: torch.Tensor | None, N: int, dtype: torch.dtype) -> np.ndarray:
+    """``fanout [N, M]`` as the kernels take it, ``[M, N]`` in the data's precision (M = 0 for None)."""
+    return _arr(fanout.T, dtype) if fanout is not None else np.zeros((0, N), _real(dtype))
 
 
-@njit(inline="always", fastmath=_FASTMATH)
-def _add_terms(acc, r, q, a_z, a_hat, ref, fired):
-    """``acc`` (the sums of a chunk so far, `ANN_SUMS` order) plus one element's terms."""
-    ew = a_hat - ref
-    ep = a_z - a_hat
-    eq = q - a_z
-    es = r - q
-    et = r - ref
-    return (acc[0] + ew, acc[1] + ep, acc[2] + eq, acc[3] + es,
-            acc[4] + ew * ew, acc[5] + ep * ep, acc[6] + eq * eq, acc[7] + es * es, acc[8] + et * et,
-            acc[9] + ew * et, acc[10] + ep * et, acc[11] + eq * et, acc[12] + es * et,
-            acc[13] + r * r, acc[14] + fired)
+def count_dtype(T: int, real) -> type:
+    """The smallest type that holds a net spike count in -T..T and converts to the data's float exactly."""
+    return np.int8 if T < 128 else np.int16 if T < 32768 else real
 
 
-@njit(inline="always")
-def _flush(acc, out):
-    for i in range(len(acc)):
-        out[i] += acc[i]
-
-
-@njit(**_PARALLEL)
-def _layer_sums(x, o, A, Zh, Ah, theta, lo, hi, levels, q_rule, Qp, iso, o_iso, Qi, fanout, zero, half, one):
-    T, B, N = x.shape
-    Tt = A.shape[0]
-    M = fanout.shape[0]
-    chunks = (N + CHUNK - 1) // CHUNK
-    jobs = B * chunks
-    prop = np.zeros((jobs, T, NS))
-    isol = np.zeros((jobs, T, NS))
-    ref2 = np.zeros((jobs, Tt))
-    ops = np.zeros((jobs, T, M))
-    offset = half if q_rule == Q_ROUND else zero
-    for job in prange(jobs):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
-        m = n1 - n0
-        th = theta[n0:n1]
-        hh = hi[n0:n1]
-        S = np.zeros(m, dtype=x.dtype)  # running sum of the input
-        C = np.zeros(m, dtype=x.dtype)  # running sum of the output
-        G = np.empty(m, dtype=x.dtype)  # spikes at this step (1 where the output is nonzero)
-        K = np.zeros(m, dtype=x.dtype)  # isolated neuron: its count (closed form) or running sum of its output
-        tf = zero
-        for t in range(T):
-            k = min(t, Tt - 1)
-            tf += one  # t + 1 in the data's precision (an int would promote float32 to float64)
-            inv_t = one / tf
-            Ak = A[k, b, n0:n1]
-            Ahk = Ah[k, b, n0:n1]
-            if t == k:  # a new twin step: the sum of A^2
-                a2 = zero
-                for j in range(m):
-                    a2 += Ak[j] * Ak[j]
-                ref2[job, k] += a2
-            # propagated: the SNN as it ran
-            xt = x[t, b, n0:n1]
-            ot = o[t, b, n0:n1]
-            acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
-            for j in range(m):
-                Sj = S[j] + xt[j]
-                Cj = C[j] + ot[j]
-                S[j] = Sj
-                C[j] = Cj
-                fired = zero + (ot[j] != zero)
-                G[j] = fired
-                if q_rule == Q_GIVEN:
-                    q = Qp[t, b, n0 + j]
-                else:
-                    q = th[j] * _clip(np.floor(Sj / th[j] + offset), zero, tf) * inv_t
-                a_z = _activation(Sj * inv_t, lo, hh[j], levels, zero, half, one)
-                acc = _add_terms(acc, Cj * inv_t, q, a_z, Ahk[j], Ak[j], fired)
-            _flush(acc, prop[job, t])
-            for s in range(M):  # synaptic operations: each spike reaches fanout[s, i] weights of layer s
-                Fs = fanout[s, n0:n1]
-                reached = zero
-                for j in range(m):
-                    reached += G[j] * Fs[j]
-                ops[job, t, s] += reached
-            if iso == ISO_OFF:
-                continue
-            # isolated: the layer fed the twin's input through its own weights, its mean input z_hat
-            acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
-            Zk = Zh[k, b, n0:n1]
-            if iso == ISO_CLOSED:  # an IF neuron on the constant input z_hat: its count is the closed form
-                for j in range(m):
-                    count = _clip(np.floor(tf * Zk[j] / th[j] + offset), zero, tf)
-                    fired = count - K[j]
-                    K[j] = count
-                    q = th[j] * count * inv_t
-                    acc = _add_terms(acc, q, q, Ahk[j], Ahk[j], Ak[j], fired)
-            else:  # ISO_GIVEN: the neuron's own output on the twin's input, and Q_t(z_hat)
-                oit = o_iso[t, b, n0:n1]
-                for j in range(m):
-                    K[j] += oit[j]
-                    fired = zero + (oit[j] != zero)
-                    acc = _add_terms(acc, K[j] * inv_t, Qi[t, b, n0 + j], Ahk[j], Ahk[j], Ak[j], fired)
-            _flush(acc, isol[job, t])
-    return prop.sum(0), isol.sum(0), ref2.sum(0), ops.sum(0)
-
-
-@njit(**_PARALLEL)
-def _snn_sums(o, own, ref, fanout, zero, one):
-    """Against the float SNN (`qnoise.probe.sums.SNN_SUMS`): with running sums of the quantized layer's output
-    ``C``, of its output on the float SNN's spikes ``Co`` and of the float SNN's ``Cr``, per element
-    ``own = Co/t - Cr/t``, ``prop = C/t - Co/t``, ``total = C/t - Cr/t``; isolated: the layer's rate is
-    ``Co/t`` (own error only)."""
-    T, B, N = o.shape
-    M = fanout.shape[0]
-    chunks = (N + CHUNK - 1) // CHUNK
-    jobs = B * chunks
-    prop = np.zeros((jobs, T, 9))
-    isol = np.zeros((jobs, T, 9))
-    ref2 = np.zeros((jobs, T))
-    ops = np.zeros((jobs, T, M))
-    for job in prange(jobs):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
-        m = n1 - n0
-        C = np.zeros(m, dtype=o.dtype)
-        Co = np.zeros(m, dtype=o.dtype)
-        Cr = np.zeros(m, dtype=o.dtype)
-        G = np.empty(m, dtype=o.dtype)
-        tf = zero
-        for t in range(T):
-            tf += one
-            inv_t = one / tf
-            ot, wt, ft = o[t, b, n0:n1], own[t, b, n0:n1], ref[t, b, n0:n1]
-            p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = p8 = zero
-            i0 = i2 = i7 = i8 = zero
-            rr = zero
-            for j in range(m):
-                C[j] += ot[j]
-                Co[j] += wt[j]
-                Cr[j] += ft[j]
-                r = C[j] * inv_t
-                ro = Co[j] * inv_t
-                rf = Cr[j] * inv_t
-                e_own = ro - rf
-                e_prop = r - ro
-                e_t = r - rf
-                fired = zero + (ot[j] != zero)
-                G[j] = fired
-                p0 += e_own
-                p1 += e_prop
-                p2 += e_own * e_own
-                p3 += e_prop * e_prop
-                p4 += e_t * e_t
-                p5 += e_own * e_t
-                p6 += e_prop * e_t
-                p7 += r * r
-                p8 += fired
-                i0 += e_own
-                i2 += e_own * e_own
-                i7 += ro * ro
-                i8 += zero + (wt[j] != zero)
-                rr += rf * rf
-            pr = prop[job, t]
-            pr[0] += p0
-            pr[1] += p1
-            pr[2] += p2
-            pr[3] += p3
-            pr[4] += p4
-            pr[5] += p5
-            pr[6] += p6
-            pr[7] += p7
-            pr[8] += p8
-            iso = isol[job, t]
-            iso[0] += i0
-            iso[2] += i2
-            iso[4] += i2
-            iso[5] += i2
-            iso[7] += i7
-            iso[8] += i8
-            ref2[job, t] += rr
-            for s in range(M):
-                Fs = fanout[s, n0:n1]
-                reached = zero
-                for j in range(m):
-                    reached += G[j] * Fs[j]
-                ops[job, t, s] += reached
-    return prop.sum(0), isol.sum(0), ref2.sum(0), ops.sum(0)
-
-
-def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fanout: torch.Tensor | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The sums against the float SNN of one layer (``[T, B, N]`` outputs of the quantized layer, of the layer
-    on the float SNN's spikes, of the float SNN): ``propagated [T, 9]``, ``isolated [T, 9]`` (`SNN_SUMS`),
-    ``reference [T]`` (sum of the float SNN's rate squared) and ``synops [T, M]``, float64."""
-    dtype = out.dtype if out.dtype in (torch.float32, torch.float64) else torch.float32
-    real = np.float32 if dtype == torch.float32 else np.float64
-
-    def arr(t: torch.Tensor) -> np.ndarray:
-        return t.detach().to(dtype).contiguous().numpy()
-
-    fan = arr(fanout.T) if fanout is not None else np.zeros((0, out.shape[2]), real)
-    _ensure_cache()
-    with _torch_threads():
-        prop, isol, ref2, ops = _snn_sums(arr(out), arr(out_own), arr(out_ref), fan, real(0.0), real(1.0))
-    return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(ref2), torch.from_numpy(ops)
-
-
-@njit(**_PARALLEL)
-def _input_sums(x, fanout, zero, one):
-    T, B, N = x.shape
-    M = fanout.shape[0]
-    chunks = (N + CHUNK - 1) // CHUNK
-    jobs = B * chunks
-    ops = np.zeros((jobs, T, M))
-    other = np.zeros(jobs)  # values outside {0, +1, -1}
-    for job in prange(jobs):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
-        for t in range(T):
-            xt = x[t, b, n0:n1]
-            for s in range(M):
-                Fs = fanout[s, n0:n1]
-                acc = zero
-                for j in range(n1 - n0):
-                    acc += (zero + (xt[j] != zero)) * Fs[j]
-                ops[job, t, s] += acc
-            count = zero
-            for j in range(n1 - n0):
-                count += zero + ((xt[j] != zero) & (abs(xt[j]) != one))
-            other[job] += count
-    return ops.sum(0), other.sum() == 0
+def _jobs(B: int, N: int) -> int:
+    return B * ((N + CHUNK - 1) // CHUNK)
 
 
 def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """``(ops [T, M], binary)`` for the data ``x [T, B, N]``: per step the weights its nonzero values reach
     (``sum_i [x_i != 0] * fanout[i, s]``, float64), and whether every value is 0, +1 or -1."""
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    real = np.float32 if dtype == torch.float32 else np.float64
+    real = _real(dtype)
     xs = x.detach().to(dtype).reshape(x.shape[0], x.shape[1], -1).contiguous().numpy()
-    _ensure_cache()
-    with _torch_threads():
+    ensure_cache()
+    with kernel_threads():
         ops, binary = _input_sums(xs, fanout.T.to(dtype).contiguous().numpy(), real(0.0), real(1.0))
     return torch.from_numpy(ops), bool(binary)
+
+
+class AnnSteps:
+    """The propagated ANN sums of one neuron layer over one batch, a step at a time.
+
+    ``A, a_hat [Tt, B, N]`` the twin's activation and ``a(z_hat)`` (Tt = 1, or T for a cumulative twin; the same
+    tensor when the twin's input is its own); ``theta, hi [N]`` the threshold and the activation's upper clip
+    per element of a sample, ``lo`` and ``levels`` the rest of the activation rule; ``q_rule`` ``Q_ROUND`` /
+    ``Q_FLOOR`` (closed forms) or ``Q_GIVEN`` (each `step` then passes ``Q_t(z)``); ``fanout [N, M]`` or None.
+    Call `step` (or `neuron_step`) on each step in order, then `result`. Holds a running sum and a spike count
+    per neuron (``[B, N]``), nothing of size T but the sums.
+    """
+
+    def __init__(self, A: torch.Tensor, a_hat: torch.Tensor, theta: torch.Tensor, lo: float, hi: torch.Tensor,
+                 levels: int, q_rule: int, T: int, fanout: torch.Tensor | None, dtype: torch.dtype) -> None:
+        real = _real(dtype)
+        self.dtype, self.T, self.q_rule = dtype, T, q_rule
+        self.A = _arr(A, dtype)
+        self.Ah = self.A if a_hat is A else _arr(a_hat, dtype)
+        B, N = A.shape[1], A.shape[2]
+        self.S, self.C = np.empty((B, N), real), np.empty((B, N), count_dtype(T, real))
+        self.theta, self.hi = _arr(theta, dtype), _arr(hi, dtype)
+        self.fan = _fanout(fanout, N, dtype)
+        self.consts = (real(lo), real(levels), real(0.5 if q_rule == Q_ROUND else 0.0))
+        self.fusable = levels == 0 and q_rule != Q_GIVEN  # what `neuron_step` computes
+        self.sums = np.zeros((T, _jobs(B, N), len(STEP_COLUMNS)))
+        self.ops = np.zeros((T, _jobs(B, N), self.fan.shape[0]))
+        self.t = 0
+        ensure_cache()
+
+    def _twin(self) -> tuple[np.ndarray, np.ndarray]:
+        k = min(self.t, self.A.shape[0] - 1)
+        return self.A[k], self.Ah[k]
+
+    def step(self, x: torch.Tensor, out: torch.Tensor, q: torch.Tensor | None = None) -> None:
+        """Add step t's sums: ``x, out [B, N]`` the neuron's input and output (``q``: ``Q_t(z)`` for
+        ``Q_GIVEN``)."""
+        if self.q_rule == Q_GIVEN and q is None:
+            raise ValueError("q_rule=Q_GIVEN needs Q_t(z) at every step")
+        t, real = self.t, _real(self.dtype)
+        xs = _arr(x, self.dtype)
+        lo, levels, offset = self.consts
+        with kernel_threads():
+            _prop_step(xs, _arr(out, self.dtype), self.S, self.C, *self._twin(), self.theta, self.hi,
+                       xs if q is None else _arr(q, self.dtype), lo, levels, offset, q is not None, real(t + 1),
+                       t == 0, self.fan, real(0.0), real(0.5), real(1.0), self.sums[t], self.ops[t])
+        self.t += 1
+
+    def neuron_step(self, x: torch.Tensor, v: torch.Tensor, theta: torch.Tensor, v0) -> torch.Tensor:
+        """The step of an unsigned IF layer (reset by subtraction, float membrane) and this step's sums in one
+        pass (`qnoise.probe.cpu_numba._neuron_first` / ``_next``; needs `fusable`): ``x [B, N]`` the input,
+        ``v [B, N]`` the membrane (updated; written at the first step, from ``v0 * theta``), ``theta [N]`` the
+        neuron's threshold; returns its output ``[B, N]``."""
+        t, real = self.t, _real(self.dtype)
+        lo, _, offset = self.consts
+        out = torch.empty_like(x)
+        kernel = _neuron_first if t == 0 else _neuron_next
+        with kernel_threads():
+            kernel(x.numpy(), v.numpy(), out.numpy(), theta.numpy(), v0, self.S, self.C, *self._twin(), self.hi, lo,
+                   offset, real(t + 1), self.fan, real(0.0), real(1.0), self.sums[t], self.ops[t])
+        self.t += 1
+        return out
+
+    def result(self, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(propagated [T, NS], synops [T, M])``, float64; ``weight [T, 2]`` the weight term's sums
+        (`iso_sums`), which do not depend on the SNN."""
+        if self.t != self.T:
+            raise RuntimeError(f"{self.t} of {self.T} steps were added")
+        prop = np.zeros((self.T, NS))
+        prop[:, list(STEP_COLUMNS)] = self.sums.sum(1)
+        prop[:, [0, 4]] = weight.numpy()
+        return torch.from_numpy(prop), torch.from_numpy(self.ops.sum(1))
+
+
+def iso_sums(z_hat: torch.Tensor, A: torch.Tensor, a_hat: torch.Tensor, theta: torch.Tensor, iso: int, q_rule: int,
+             T: int, out_iso: torch.Tensor | None = None, q_iso: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(isolated [T, NS], weight [T, 2], reference [T])`` of one layer and batch from the reference alone
+    (`qnoise.probe.cpu_numba._iso_sums`): ``z_hat, A, a_hat [Tt, B, N]``; ``iso`` ``ISO_OFF`` (zeros),
+    ``ISO_CLOSED`` (Tt = 1, a closed-form ``q_rule``) or ``ISO_GIVEN`` with the neuron's output on the twin's
+    input and ``Q_t(z_hat)`` (``[T, B, N]``); ``weight`` the sums of ``a(z_hat) - A`` and of its square for
+    step t; ``reference[t]`` the sum of A^2 over the twin's step for step t."""
+    dtype = A.dtype
+    real = _real(dtype)
+    if iso == ISO_GIVEN and (out_iso is None or q_iso is None):
+        raise ValueError("iso=ISO_GIVEN needs the neuron's output on the twin's input and Q_t(z_hat)")
+    if iso == ISO_CLOSED and (A.shape[0] != 1 or q_rule == Q_GIVEN):
+        raise ValueError("iso=ISO_CLOSED needs a constant twin input (Tt = 1) and a closed-form q_rule")
+    Tt, B, N = A.shape
+    a = _arr(A, dtype)
+    empty = np.zeros((1, 1, 1), real)
+    jobs = _jobs(B, N)
+    isol, weight, ref2 = np.zeros((jobs, T, NS)), np.zeros((jobs, T, 2)), np.zeros((jobs, Tt))
+    ensure_cache()
+    with kernel_threads():
+        _iso_sums(_arr(z_hat, dtype) if iso == ISO_CLOSED else empty, a, a if a_hat is A else _arr(a_hat, dtype),
+                  _arr(theta, dtype), empty if out_iso is None else _arr(out_iso, dtype),
+                  empty if q_iso is None else _arr(q_iso, dtype), int(iso), real(0.5 if q_rule == Q_ROUND else 0.0),
+                  T, real(0.0), real(1.0), isol, weight, ref2)
+    steps = np.minimum(np.arange(T), Tt - 1)
+    return torch.from_numpy(isol.sum(0)), torch.from_numpy(weight.sum(0)), torch.from_numpy(ref2.sum(0)[steps])
 
 
 def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch.Tensor, a_hat: torch.Tensor,
@@ -343,8 +176,8 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch
                iso: int = ISO_OFF, out_iso: torch.Tensor | None = None, q_iso: torch.Tensor | None = None,
                fanout: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The per-step ANN sums of one neuron layer, propagated and isolated, and the synaptic operations of its
-    spikes.
+    """The per-step ANN sums of one neuron layer over a whole batch (the layer-major order): `AnnSteps` on
+    each ``x[t]`` and `iso_sums`, the numbers a step-major run accumulates.
 
     Args:
         x, out: the neuron's input and output, ``[T, B, N]`` (CPU, float32 or float64).
@@ -365,41 +198,79 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch
         ``synops [T, M]``: accumulates caused by the spikes of step t (a spike is a nonzero output, so
         negative spikes of signed neurons count). All float64.
     """
-    dtype = x.dtype
-    if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"the CPU kernel takes float32 or float64 tensors, got {dtype}")
+    _real(x.dtype)
     if q_rule == Q_GIVEN and q is None:
         raise ValueError("q_rule=Q_GIVEN needs Q_t(z) (q)")
-    if iso == ISO_GIVEN and (out_iso is None or q_iso is None):
-        raise ValueError("iso=ISO_GIVEN needs the neuron's output on the twin's input and Q_t(z_hat)")
-    if iso == ISO_CLOSED and (A.shape[0] != 1 or q_rule == Q_GIVEN):
-        raise ValueError("iso=ISO_CLOSED needs a constant twin input (Tt = 1) and a closed-form q_rule")
-    real = np.float32 if dtype == torch.float32 else np.float64
-    empty = np.zeros((1, 1, 1), real)
+    T = x.shape[0]
+    isol, weight, ref2 = iso_sums(z_hat, A, a_hat, theta, iso, q_rule, T, out_iso, q_iso)
+    steps = AnnSteps(A, a_hat, theta, lo, hi, levels, q_rule, T, fanout, x.dtype)
+    for t in range(T):
+        steps.step(x[t], out[t], None if q is None else q[t])
+    prop, ops = steps.result(weight)
+    return prop, isol, ref2, ops
 
-    def arr(t: torch.Tensor | None) -> np.ndarray:
-        return empty if t is None else t.detach().to(dtype).contiguous().numpy()
 
-    fan = arr(fanout.T) if fanout is not None else np.zeros((0, x.shape[2]), real)
-    _ensure_cache()
-    with _torch_threads():
-        prop, isol, ref2, ops = _layer_sums(
-            arr(x), arr(out), arr(A), arr(z_hat), arr(a_hat), arr(theta), real(lo), arr(hi), real(levels),
-            int(q_rule), arr(q), int(iso), arr(out_iso), arr(q_iso), fan, real(0.0), real(0.5), real(1.0))
-    steps = np.minimum(np.arange(x.shape[0]), A.shape[0] - 1)
-    return torch.from_numpy(prop), torch.from_numpy(isol), torch.from_numpy(ref2[steps]), torch.from_numpy(ops)
+class SnnSteps:
+    """The sums against the float SNN of one neuron layer over one batch, a step at a time
+    (`qnoise.probe.cpu_numba._snn_step`): call `step` on each step's ``out, out_own, out_ref [B, N]`` in order,
+    then `result`."""
+
+    def __init__(self, B: int, N: int, T: int, fanout: torch.Tensor | None, dtype: torch.dtype) -> None:
+        real = _real(dtype)
+        self.dtype, self.T = dtype, T
+        self.C, self.Co, self.Cr = (np.empty((B, N), real) for _ in range(3))
+        self.fan = _fanout(fanout, N, dtype)
+        jobs = _jobs(B, N)
+        self.prop, self.isol = np.zeros((T, jobs, NSNN)), np.zeros((T, jobs, NSNN))
+        self.ref2, self.ops = np.zeros((T, jobs)), np.zeros((T, jobs, self.fan.shape[0]))
+        self.t = 0
+        ensure_cache()
+
+    def step(self, out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor) -> None:
+        t, real = self.t, _real(self.dtype)
+        with kernel_threads():
+            _snn_step(_arr(out, self.dtype), _arr(out_own, self.dtype), _arr(out_ref, self.dtype), self.C, self.Co,
+                      self.Cr, t == 0, real(t + 1), self.fan, real(0.0), real(1.0), self.prop[t], self.isol[t],
+                      self.ref2[t], self.ops[t])
+        self.t += 1
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(propagated [T, 9], isolated [T, 9], reference [T], synops [T, M])``, float64."""
+        if self.t != self.T:
+            raise RuntimeError(f"{self.t} of {self.T} steps were added")
+        return tuple(torch.from_numpy(a.sum(1)) for a in (self.prop, self.isol, self.ref2, self.ops))
+
+
+def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fanout: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sums against the float SNN of one layer (``[T, B, N]`` outputs of the quantized layer, of the layer
+    on the float SNN's spikes, of the float SNN): ``propagated [T, 9]``, ``isolated [T, 9]`` (`SNN_SUMS`),
+    ``reference [T]`` (sum of the float SNN's rate squared) and ``synops [T, M]``, float64; `SnnSteps` on each
+    step, the numbers a step-major run accumulates."""
+    dtype = out.dtype if out.dtype in (torch.float32, torch.float64) else torch.float32
+    T, B, N = out.shape
+    steps = SnnSteps(B, N, T, fanout, dtype)
+    for t in range(T):
+        steps.step(out[t], out_own[t], out_ref[t])
+    return steps.result()
 
 
 def warm_up() -> None:
     """Compile the kernels for float32 and float64 data now (numba keeps them in its on-disk cache, so later
-    processes load them in about a second instead of compiling them). ``make setup`` runs this, and so does a
-    process that finds the cache without them (`_ensure_cache`)."""
-    global _cache_checked
-    _cache_checked = True  # this is the compilation `_ensure_cache` asks for
-    for dtype in _DTYPES:
+    processes load them in about a second instead of compiling them); the neuron's inference kernels too.
+    ``make setup`` runs this, and so does a process that finds the cache without them (`ensure_cache`)."""
+    cache_checked()  # this is the compilation `ensure_cache` asks for
+    for dtype in (torch.float32, torch.float64):
+        real = _real(dtype)
         x = torch.zeros(2, 1, 3, dtype=dtype)
         one = torch.ones(3, dtype=dtype)
         fan = torch.ones(3, 1, dtype=torch.float64)
         layer_sums(x, x, x[:1], x[:1], x[:1], one, 0.0, one, 0, Q_ROUND, iso=ISO_CLOSED, fanout=fan)
+        layer_sums(x, x, x, x, x, one, 0.0, one, 0, Q_GIVEN, q=x, iso=ISO_GIVEN, out_iso=x, q_iso=x, fanout=fan)
+        steps = AnnSteps(x[:1], x[:1], one, 0.0, one, 0, Q_ROUND, 2, fan, dtype)
+        v = torch.zeros(1, 3, dtype=dtype)
+        for t in range(2):
+            steps.neuron_step(x[t], v, one, real(0.5))
         snn_sums(x, x, x, fan)
         input_sums(x, fan)
+    neuron_warm_up()

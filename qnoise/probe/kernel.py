@@ -86,6 +86,14 @@ def _warn_failed(impl: str, err: Exception) -> None:
                   f"{str(err)[:200]}); using the eager kernel", RuntimeWarning, stacklevel=3)
 
 
+def kernel_failed(impl: str, err: Exception | None = None) -> bool:
+    """Whether the fused ``impl`` (``"cpu"``, ``"torch"``) failed before; with ``err``, record (and warn)
+    that it just did."""
+    if err is not None:
+        _warn_failed(impl, err)
+    return impl in _failed
+
+
 def _maybe_compiled(fn, fused: bool):
     """``fn`` through ``torch.compile`` when asked and it works."""
     if not fused or "torch" in _failed:
@@ -140,10 +148,111 @@ def flat_threshold(neuron: IF, like: torch.Tensor) -> torch.Tensor:
     return theta.expand(like.shape[2:]).reshape(-1).contiguous()
 
 
+def fused_cpu(x: torch.Tensor) -> bool:
+    """Whether the CPU kernel can take a layer's tensors like ``x`` (CPU, float32 or float64)."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+class AnnStream:
+    """The ANN-twin sums of one neuron layer over one batch by the CPU kernel, fed one timestep at a time
+    (`qnoise.probe.cpu_kernel.AnnSteps`), so a step-major run accumulates them while each step is fresh; the
+    layer-major order feeds it ``x[t]`` in turn and gets the same numbers.
+
+    Opening the stream computes what does not depend on the SNN's run: the isolated sums (the layer fed the
+    twin's input z_hat: closed form for an IF neuron on a constant input, else the neuron's own forward on it)
+    and the reference's square. ``like`` is ``[Tt, B, ...]`` shaped and typed as the layer's input; ``A, z_hat``
+    ``[Tt, B, ...]``; the other arguments as `ann_layer_sums`. ``step(x, out, q=None)`` takes one step's input
+    and output (``[B, ...]``; ``q`` the given ``Q_t(z)`` for a neuron without closed form); `result` returns
+    the `LayerSums`.
+    """
+
+    def __init__(self, neuron: IF, like: torch.Tensor, T: int, A: torch.Tensor, z_hat: torch.Tensor,
+                 activation: nn.Module, fanout: torch.Tensor | None, isolate: bool,
+                 a_hat: torch.Tensor | None = None) -> None:
+        from .cpu_kernel import AnnSteps, iso_sums
+
+        dtype, B, Tt = like.dtype, A.shape[1], A.shape[0]
+        A, z_hat = A.to(dtype), z_hat.to(dtype)
+        rule = rate_rule(neuron)
+        theta = flat_threshold(neuron, like)
+        # a(z_hat): given as A itself when z_hat is the twin's own input (one array then serves both)
+        a_hat = apply(activation, z_hat) if a_hat is None else a_hat.to(dtype)
+        r = activation_rule(activation, like)
+        q_rule = {"round": Q_ROUND, "floor": Q_FLOOR}.get(rule, Q_GIVEN)
+
+        def flat(v: torch.Tensor | None) -> torch.Tensor | None:
+            return None if v is None else v.reshape(v.shape[0], B, -1)
+
+        iso, out_iso, q_iso = ISO_OFF, None, None
+        if isolate and Tt == 1 and rule != "dynamics":  # an IF neuron on a constant input: closed form
+            iso = ISO_CLOSED
+        elif isolate:  # the neuron's own output on the twin's input, and Q_t(z_hat) where no closed form gives it
+            iso = ISO_GIVEN
+            out_iso = neuron.forward(isolated_input(z_hat, T))
+            if rule != "dynamics":
+                q_iso = best_rate(neuron, z_hat, T, neuron.broadcast_threshold(z_hat).detach().to(dtype))
+            else:
+                q_iso = cumulative_mean(out_iso) if Tt == 1 else constant_input_rate(neuron, z_hat, T)
+        A_f = flat(A)
+        a_f = A_f if a_hat is A else flat(a_hat)
+        self.isolated, self.weight, self.reference = iso_sums(flat(z_hat), A_f, a_f, theta, iso, q_rule, T,
+                                                              flat(out_iso), flat(q_iso))
+        self.isolate, self.B, self._fused = isolate, B, -1
+        self.steps = AnnSteps(A_f, a_f, theta, r.lo, r.hi, r.levels, q_rule, T, fanout, dtype)
+
+    def step(self, x: torch.Tensor, out: torch.Tensor, q: torch.Tensor | None = None) -> None:
+        if self.steps.t == self._fused:  # `neuron_step` already took this step
+            self._fused = -1
+            return
+        B = self.B
+        self.steps.step(x.reshape(B, -1), out.reshape(B, -1), None if q is None else q.reshape(B, -1))
+
+    def neuron_step(self, neuron: IF, x: torch.Tensor, state) -> torch.Tensor | None:
+        """Step ``neuron`` on ``x [B, ...]`` and add this step's sums in one pass (a `qnoise.stepmode.Step`
+        observer): its output, with ``state`` advanced by the neuron's rule; None (the neuron steps as usual,
+        `step` adds the sums after) unless it is an unsigned IF layer with a float membrane, reset by
+        subtraction, in the CPU kernel, and the twin's activation a plain clamp."""
+        from ..neuron_step import prepare_kernel
+
+        if (state.flat is None or not self.steps.fusable or self.steps.t != state.t or neuron.reset != "subtract"
+                or not (isinstance(state.beta, float) and state.beta == 1.0)):
+            return None
+        xs = prepare_kernel(state, x, neuron.v_init == "half")
+        out = self.steps.neuron_step(xs, state.v, state.flat, state.scalars[1])
+        state.t += 1
+        self._fused = self.steps.t
+        return out.view(x.shape)
+
+    def result(self) -> LayerSums:
+        prop, ops = self.steps.result(self.weight)
+        return LayerSums(prop, self.isolated if self.isolate else None, self.reference, ops)
+
+
+class SnnStream:
+    """The float-SNN sums of one neuron layer over one batch by the CPU kernel, fed one timestep at a time
+    (`qnoise.probe.cpu_kernel.SnnSteps`): ``step(out, out_own, out_ref)`` with one step's output of the layer,
+    of the layer on the float SNN's spikes and of the float SNN (``[B, ...]``); `result` gives the `LayerSums`."""
+
+    def __init__(self, like: torch.Tensor, T: int, fanout: torch.Tensor | None, isolate: bool) -> None:
+        from .cpu_kernel import SnnSteps
+
+        dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
+        self.B, self.isolate = like.shape[0], isolate
+        self.steps = SnnSteps(self.B, like[0].numel(), T, fanout, dtype)
+
+    def step(self, out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor) -> None:
+        B = self.B
+        self.steps.step(out.reshape(B, -1), out_own.reshape(B, -1), out_ref.reshape(B, -1))
+
+    def result(self) -> LayerSums:
+        prop, isol, ref2, ops = self.steps.result()
+        return LayerSums(prop, isol if self.isolate else None, ref2, ops)
+
+
 @torch.no_grad()
 def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch.Tensor,
-                   activation: nn.Module, fanout: torch.Tensor | None, isolate: bool, fused: bool = False
-                   ) -> LayerSums:
+                   activation: nn.Module, fanout: torch.Tensor | None, isolate: bool, fused: bool = False,
+                   a_hat: torch.Tensor | None = None) -> LayerSums:
     """The ANN-twin sums of one neuron layer and batch.
 
     Args:
@@ -156,14 +265,14 @@ def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tens
         fanout: ``[N, M]`` weights each neuron's spike reaches in each of M weight layers, or None.
         isolate: also compute the isolated sums (the layer fed ``z_hat``).
         fused: by the CPU kernel on the CPU (``torch.compile`` elsewhere).
+        a_hat: ``a(z_hat)`` when known (A itself when z_hat is the twin's own input); else computed.
     """
     T, B = x.shape[:2]
     Tt = A.shape[0]
     theta = flat_threshold(neuron, x)
     rule = rate_rule(neuron)
-    a_hat = apply(activation, z_hat)
+    a_hat = apply(activation, z_hat) if a_hat is None else a_hat
     q = constant_input_rate(neuron, cumulative_mean(x), T) if rule == "dynamics" else None
-    closed_iso = Tt == 1 and rule != "dynamics"  # an IF neuron on a constant input: closed form in the kernel
 
     def flat(v: torch.Tensor | None) -> torch.Tensor | None:
         return None if v is None else v.reshape(v.shape[0], B, -1)
@@ -175,26 +284,16 @@ def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tens
             return out_iso, None
         return out_iso, cumulative_mean(out_iso) if Tt == 1 else constant_input_rate(neuron, z_hat, T)
 
-    xf, of, Af, zf, af = flat(x), flat(out), flat(A), flat(z_hat), flat(a_hat)
-    if fused and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and "cpu" not in _failed:
+    if fused and fused_cpu(x) and "cpu" not in _failed:
         try:
-            from .cpu_kernel import layer_sums
-
-            r = activation_rule(activation, x)
-            q_rule = {"round": Q_ROUND, "floor": Q_FLOOR}.get(rule, Q_GIVEN)
-            iso, out_iso, q_iso = ISO_OFF, None, None
-            if isolate and closed_iso:
-                iso = ISO_CLOSED
-            elif isolate:
-                iso, (out_iso, q_iso) = ISO_GIVEN, isolated_run()
-                if q_iso is None:
-                    q_iso = best_rate(neuron, z_hat, T, neuron.broadcast_threshold(z_hat).detach().to(x.dtype))
-            prop, isol, ref, ops = layer_sums(xf, of, Af, zf, af, theta, r.lo, r.hi, r.levels, q_rule, flat(q),
-                                              iso, flat(out_iso), flat(q_iso), fanout)
-            return LayerSums(prop, isol if isolate else None, ref, ops)
+            stream = AnnStream(neuron, x, T, A, z_hat, activation, fanout, isolate, a_hat)
+            for t in range(T):
+                stream.step(x[t], out[t], None if q is None else q[t])
+            return stream.result()
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
 
+    xf, of, Af, zf, af = flat(x), flat(out), flat(A), flat(z_hat), flat(a_hat)
     sample = x.shape[2:]
 
     def a(v: torch.Tensor) -> torch.Tensor:  # the twin's activation module on flattened [*, b, N]
@@ -227,10 +326,10 @@ def snn_layer_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tens
     o, own, ref = (v.reshape(T, B, -1) for v in (out, out_own, out_ref))
     if fused and out.device.type == "cpu" and "cpu" not in _failed:
         try:
-            from .cpu_kernel import snn_sums as cpu_snn_sums
-
-            prop, isol, ref2, ops = cpu_snn_sums(o, own, ref, fanout)
-            return LayerSums(prop, isol if isolate else None, ref2, ops)
+            stream = SnnStream(out[0], T, fanout, isolate)
+            for t in range(T):
+                stream.step(o[t], own[t], ref[t])
+            return stream.result()
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
     return LayerSums(snn_sums(o, own, ref), snn_sums(o, own, ref, isolated=True) if isolate else None,

@@ -1,0 +1,407 @@
+"""The probe's numba kernels: one neuron layer's sums on the CPU, a timestep at a time (`qnoise.probe.cpu_kernel`
+wraps them).
+
+`qnoise.probe.sums` defines the sums with torch operations over whole ``[T, B, N]`` tensors. These kernels
+compute the same sums one step at a time, with per element a running sum of the input ``S`` (float) and a net
+spike count ``C`` (int8 / int16) kept in memory between steps, so that a step-major run (`qnoise.stepping`)
+adds them while each step's tensors are fresh and keeps nothing of size T. Each parallel job takes one sample
+and a chunk of at most ``CHUNK`` of its neurons; a chunk's sums are accumulated in the data's precision, then
+in float64.
+
+For step t (1-based) and element i, with ``S = sum_{tau<=t} x``, ``C`` the net spikes so far::
+
+    z = S/t, r = theta C / t, Q = (theta/t) clip(floor(S/theta + c), 0, t)   (c = 1/2 "round", 0 "floor"; or given)
+    weight = a(z_hat) - A, prop = a(z) - a(z_hat), quant = Q - a(z), seq = r - Q, total = r - A
+
+with ``a`` the twin's activation rule (`qnoise.probe.activation.ActivationRule`); ``r = theta C / t`` because an
+IF neuron's output is ``theta * s``, s in {-1, 0, 1} (only IF neurons have an ANN twin).
+
+- `_prop_step`: one step's propagated sums (`qnoise.probe.sums.ANN_SUMS`) from the neuron's input and output,
+  and the synaptic operations its spikes cause (``sum_i spike_i * fanout[i, s]`` per weight layer s reached);
+  the columns of the weight term (``weight``, ``weight2``) do not depend on the SNN and come from `_iso_sums`;
+- `_neuron_first` / `_neuron_next`: the same fused with the neuron's own step, for an unsigned IF layer with a
+  float membrane in a step-major run: x, the output and the membrane are read once, by the neuron
+  (`qnoise.neuron_step.charge` and `fire`: its rule, which tests/test_stepping.py holds to
+  `qnoise.neurons.neuron_multistep`); two kernels so the first step's branches fold away;
+- `_iso_sums`: what does not depend on the SNN's run, for all steps at once: the isolated sums (the layer fed
+  the twin's input z_hat: closed form for an IF neuron on a constant input, else the neuron's own output on it,
+  computed by its forward), the weight term's columns and the sum of A^2;
+- `_snn_step`: one step's sums against the float SNN (`qnoise.probe.sums.SNN_SUMS`);
+- `_input_sums`: the data's synaptic operations and whether it is binary.
+
+The neuron's rule is never re-implemented here: only the closed forms, which tests/test_neurons.py proves equal
+to the neuron, and the neuron's own step functions.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from numba import njit, prange
+
+from ..neuron_step import charge, fire
+from .sums import ANN_SUMS, ISO_CLOSED, ISO_OFF, SNN_SUMS
+
+CHUNK = 8192  # neurons of one sample per parallel job
+NS = len(ANN_SUMS)
+NSNN = len(SNN_SUMS)
+STEP_COLUMNS = (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # the ANN_SUMS a step kernel adds (not weight, weight2)
+
+# reassociation lets the sums vectorize, contraction fuses their multiply-adds; no other IEEE shortcut is taken
+# (the neuron's charge in the fused kernels is an IF's v + x, which contraction leaves exact)
+_FASTMATH = {"reassoc", "nsz", "contract"}
+_PARALLEL = {"parallel": True, "fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False, "cache": True}
+
+_KERNELS = ("_prop_step", "_neuron_first", "_neuron_next", "_iso_sums", "_snn_step", "_input_sums")
+_DTYPES = (torch.float32, torch.float64)  # the signatures `qnoise.probe.cpu_kernel.warm_up` compiles
+_cache_checked = False
+
+
+def ensure_cache() -> None:
+    """Make this process load the kernels from numba's on-disk cache rather than compile them itself.
+
+    Numba optimizes a ``parallel=True`` function it has just compiled differently from the same function
+    loaded from its cache (numba issue 10617): with reassociated sums the two give results that differ in
+    the last bits, so the first run after installation would not repeat. When the cache lacks a kernel's
+    signatures, they are compiled in a child process (`qnoise.probe.cpu_kernel.warm_up`) that writes the cache,
+    and this process then loads them like every later one. Checked once per process; any failure leaves numba
+    to compile here as usual."""
+    global _cache_checked
+    if _cache_checked:
+        return
+    _cache_checked = True
+    try:
+        missing = any(len(globals()[k]._cache._cache_file._load_index()) < len(_DTYPES) for k in _KERNELS)
+    except Exception:  # noqa: BLE001 - numba's private cache API, or no cache at all
+        return
+    if missing:
+        subprocess.run([sys.executable, "-c", "from qnoise.probe.cpu_kernel import warm_up; warm_up()"],
+                       check=False, capture_output=True)
+
+
+def cache_checked() -> None:
+    """Record that this process compiles the kernels itself (`warm_up`: no child process needed)."""
+    global _cache_checked
+    _cache_checked = True
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _clip(v, lo, hi):
+    v = v if v > lo else lo
+    return v if v < hi else hi
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _activation(z, lo, hi, levels, zero, half, one):
+    """``a(z)``: ``clip(z, lo, hi)``, or ``hi * floor(clip(z/hi, 0, 1) * n + 1/2) / n`` with n levels."""
+    if levels > zero:
+        return hi * (np.floor(_clip(z / hi, zero, one) * levels + half) / levels)
+    return _clip(z, lo, hi)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_step(acc, r, q, a_z, a_hat, ref, fired):
+    """``acc`` (a chunk's `STEP_COLUMNS` so far) plus one element's terms at one step."""
+    ew = a_hat - ref
+    ep = a_z - a_hat
+    eq = q - a_z
+    es = r - q
+    et = r - ref
+    return (acc[0] + ep, acc[1] + eq, acc[2] + es, acc[3] + ep * ep, acc[4] + eq * eq, acc[5] + es * es,
+            acc[6] + et * et, acc[7] + ew * et, acc[8] + ep * et, acc[9] + eq * et, acc[10] + es * et,
+            acc[11] + r * r, acc[12] + fired)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_terms(acc, r, q, a_z, a_hat, ref, fired):
+    """``acc`` (a chunk's sums so far, `ANN_SUMS` order) plus one element's terms."""
+    ew = a_hat - ref
+    ep = a_z - a_hat
+    eq = q - a_z
+    es = r - q
+    et = r - ref
+    return (acc[0] + ew, acc[1] + ep, acc[2] + eq, acc[3] + es,
+            acc[4] + ew * ew, acc[5] + ep * ep, acc[6] + eq * eq, acc[7] + es * es, acc[8] + et * et,
+            acc[9] + ew * et, acc[10] + ep * et, acc[11] + eq * et, acc[12] + es * et,
+            acc[13] + r * r, acc[14] + fired)
+
+
+@njit(inline="always")
+def _flush(acc, out):
+    for i in range(len(acc)):
+        out[i] += acc[i]
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _synops(G, fanout, n0, n1, zero, ops):
+    """``ops[s] += sum_i G_i fanout[s, n0 + i]``: the weights of layer s the chunk's spikes reach."""
+    for s in range(fanout.shape[0]):
+        Fs = fanout[s, n0:n1]
+        reached = zero
+        for j in range(n1 - n0):
+            reached += G[j] * Fs[j]
+        ops[s] += reached
+
+
+@njit(**_PARALLEL)
+def _prop_step(x, o, S, C, A, Ah, theta, hi, Q, lo, levels, offset, q_given, tf, first, fanout, zero, half, one,
+               sums, ops):
+    """One step t (``tf`` = t, 1-based, in the data's precision) of the propagated sums: ``x, o [B, N]`` the
+    neuron's input and output at this step, ``S, C [B, N]`` the running sum and the net spike count (read
+    unless ``first``, written), ``A, Ah [B, N]`` the twin's activation and ``a(z_hat)`` for this step (often
+    the same array), ``theta, hi [N]``, ``Q [B, N]`` the given ``Q_t(z)`` when ``q_given``; adds `STEP_COLUMNS`
+    to ``sums [jobs, 13]`` and the synaptic operations to ``ops [jobs, M]`` (float64)."""
+    B, N = x.shape
+    chunks = (N + CHUNK - 1) // CHUNK
+    inv_t = one / tf
+    for job in prange(B * chunks):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        xt, ot, St, Ct = x[b, n0:n1], o[b, n0:n1], S[b, n0:n1], C[b, n0:n1]
+        Ak, Ahk, Qk, th, hh = A[b, n0:n1], Ah[b, n0:n1], Q[b, n0:n1], theta[n0:n1], hi[n0:n1]
+        G = np.empty(n1 - n0, dtype=x.dtype)  # spikes at this step (1 where the output is nonzero)
+        acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
+        for j in range(n1 - n0):
+            Sj = xt[j] if first else St[j] + xt[j]
+            oj = ot[j]
+            n = (zero if first else Ct[j]) + ((zero + (oj > zero)) - (oj < zero))
+            St[j] = Sj
+            Ct[j] = n
+            fired = zero + (oj != zero)
+            G[j] = fired
+            q = Qk[j] if q_given else th[j] * _clip(np.floor(Sj / th[j] + offset), zero, tf) * inv_t
+            a_z = _activation(Sj * inv_t, lo, hh[j], levels, zero, half, one)
+            acc = _add_step(acc, th[j] * n * inv_t, q, a_z, Ahk[j], Ak[j], fired)
+        _flush(acc, sums[job])
+        _synops(G, fanout, n0, n1, zero, ops[job])
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _neuron_job(x, v, o, th, S, C, A, Ah, hh, lo, offset, tf, inv_t, v0, zero, one, first, G):
+    """One chunk of a fused step (`_neuron_first` / `_neuron_next`): the neuron, then the sums; returns the
+    chunk's `STEP_COLUMNS`."""
+    acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
+    for j in range(x.shape[0]):
+        xj = x[j]
+        tj = th[j]
+        oj, v[j] = fire(charge(v[j], xj, tj, one, v0, first), tj, zero, False)
+        o[j] = oj
+        Sj = xj if first else S[j] + xj
+        n = (zero if first else C[j]) + (zero + (oj > zero))
+        S[j] = Sj
+        C[j] = n
+        fired = zero + (oj != zero)
+        G[j] = fired
+        q = tj * _clip(np.floor(Sj / tj + offset), zero, tf) * inv_t
+        acc = _add_step(acc, tj * n * inv_t, q, _clip(Sj * inv_t, lo, hh[j]), Ah[j], A[j], fired)
+    return acc
+
+
+@njit(**_PARALLEL)
+def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, zero, one, sums, ops):
+    """The first step of an unsigned IF layer (reset by subtraction, float membrane, v = theta * v0 before it)
+    and of its propagated sums in one pass (closed-form ``Q_t``, the twin's activation a clamp ``[lo, hi]``):
+    ``v, o [B, N]`` written from ``x [B, N]``; otherwise as `_prop_step`."""
+    B, N = x.shape
+    chunks = (N + CHUNK - 1) // CHUNK
+    inv_t = one / tf
+    for job in prange(B * chunks):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        G = np.empty(n1 - n0, dtype=x.dtype)
+        acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
+                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, True, G)
+        _flush(acc, sums[job])
+        _synops(G, fanout, n0, n1, zero, ops[job])
+
+
+@njit(**_PARALLEL)
+def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, zero, one, sums, ops):
+    """A later step of `_neuron_first`: the membrane ``v`` and the running sums are read and written."""
+    B, N = x.shape
+    chunks = (N + CHUNK - 1) // CHUNK
+    inv_t = one / tf
+    for job in prange(B * chunks):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        G = np.empty(n1 - n0, dtype=x.dtype)
+        acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
+                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, False, G)
+        _flush(acc, sums[job])
+        _synops(G, fanout, n0, n1, zero, ops[job])
+
+
+@njit(**_PARALLEL)
+def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, ref2):
+    """What does not depend on the SNN's run, for all T steps: ``Zh, A, Ah [Tt, B, N]`` (z_hat, the twin's
+    activation, ``a(z_hat)``). Adds to ``isol [jobs, T, NS]`` the isolated sums: the layer fed z_hat has the
+    closed-form count (``iso == ISO_CLOSED``, Tt = 1) or the given output ``O`` and ``Q_t(z_hat)`` ``Q``
+    (``ISO_GIVEN``, ``[T, B, N]``; ``ISO_OFF``: none); to ``weight [jobs, T, 2]`` the sums of the weight term
+    ``a(z_hat) - A`` and of its square (the same in both modes); to ``ref2 [jobs, Tt]`` the sum of A^2."""
+    Tt, B, N = A.shape
+    chunks = (N + CHUNK - 1) // CHUNK
+    for job in prange(B * chunks):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        m = n1 - n0
+        th = theta[n0:n1]
+        K = np.zeros(m, dtype=A.dtype)  # the isolated neuron's count (closed form) or running sum of its output
+        tf = zero
+        w0 = w1 = zero
+        for t in range(T):
+            k = min(t, Tt - 1)
+            tf += one  # t + 1 in the data's precision (an int would promote float32 to float64)
+            inv_t = one / tf
+            Ak, Ahk = A[k, b, n0:n1], Ah[k, b, n0:n1]
+            if t == k:  # a new twin step: the sum of A^2 and the weight term
+                a2 = w0 = w1 = zero
+                for j in range(m):
+                    a2 += Ak[j] * Ak[j]
+                    ew = Ahk[j] - Ak[j]
+                    w0 += ew
+                    w1 += ew * ew
+                ref2[job, k] += a2
+            weight[job, t, 0] += w0
+            weight[job, t, 1] += w1
+            if iso == ISO_OFF:
+                continue
+            if iso == ISO_CLOSED:  # an IF neuron on the constant input z_hat: its count is the closed form
+                Zk = Zh[k, b, n0:n1]
+                # a(z) = a(z_hat) and r = Q: prop = seq = 0, quant = Q - a(z_hat); only the nonzero sums
+                s2 = s6 = s8 = s9 = s11 = s13 = s14 = zero
+                for j in range(m):
+                    count = _clip(np.floor(tf * Zk[j] / th[j] + offset), zero, tf)
+                    fired = count - K[j]
+                    K[j] = count
+                    q = th[j] * count * inv_t
+                    eq = q - Ahk[j]
+                    et = q - Ak[j]
+                    s2 += eq
+                    s6 += eq * eq
+                    s8 += et * et
+                    s9 += (Ahk[j] - Ak[j]) * et
+                    s11 += eq * et
+                    s13 += q * q
+                    s14 += fired
+                out = isol[job, t]
+                out[0] += w0
+                out[2] += s2
+                out[4] += w1
+                out[6] += s6
+                out[8] += s8
+                out[9] += s9
+                out[11] += s11
+                out[13] += s13
+                out[14] += s14
+                continue
+            acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
+            Ot, Qt = O[t, b, n0:n1], Q[t, b, n0:n1]  # ISO_GIVEN: the neuron's output on z_hat, and Q_t(z_hat)
+            for j in range(m):
+                K[j] += Ot[j]
+                fired = zero + (Ot[j] != zero)
+                acc = _add_terms(acc, K[j] * inv_t, Qt[j], Ahk[j], Ahk[j], Ak[j], fired)
+            _flush(acc, isol[job, t])
+
+
+@njit(**_PARALLEL)
+def _snn_step(o, own, ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, ref2, ops):
+    """One step against the float SNN (`qnoise.probe.sums.SNN_SUMS`): ``o, own, ref [B, N]`` the quantized
+    layer's output, its output on the float SNN's spikes, the float SNN's; ``C, Co, Cr [B, N]`` their running
+    sums. Per element ``own = Co/t - Cr/t``, ``prop = C/t - Co/t``, ``total = C/t - Cr/t``; isolated: the
+    layer's rate is ``Co/t`` (own error only). Adds to ``prop, isol [jobs, NSNN]``, ``ref2 [jobs]`` (the float
+    SNN's rate squared) and ``ops [jobs, M]``."""
+    B, N = o.shape
+    chunks = (N + CHUNK - 1) // CHUNK
+    inv_t = one / tf
+    for job in prange(B * chunks):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        ot, wt, ft = o[b, n0:n1], own[b, n0:n1], ref[b, n0:n1]
+        Ct, Cot, Crt = C[b, n0:n1], Co[b, n0:n1], Cr[b, n0:n1]
+        G = np.empty(n1 - n0, dtype=o.dtype)
+        p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = p8 = zero
+        i0 = i2 = i7 = i8 = zero
+        rr = zero
+        for j in range(n1 - n0):
+            c = (zero if first else Ct[j]) + ot[j]
+            co = (zero if first else Cot[j]) + wt[j]
+            cr = (zero if first else Crt[j]) + ft[j]
+            Ct[j] = c
+            Cot[j] = co
+            Crt[j] = cr
+            r = c * inv_t
+            ro = co * inv_t
+            rf = cr * inv_t
+            e_own = ro - rf
+            e_prop = r - ro
+            e_t = r - rf
+            fired = zero + (ot[j] != zero)
+            G[j] = fired
+            p0 += e_own
+            p1 += e_prop
+            p2 += e_own * e_own
+            p3 += e_prop * e_prop
+            p4 += e_t * e_t
+            p5 += e_own * e_t
+            p6 += e_prop * e_t
+            p7 += r * r
+            p8 += fired
+            i0 += e_own
+            i2 += e_own * e_own
+            i7 += ro * ro
+            i8 += zero + (wt[j] != zero)
+            rr += rf * rf
+        pr = prop[job]
+        pr[0] += p0
+        pr[1] += p1
+        pr[2] += p2
+        pr[3] += p3
+        pr[4] += p4
+        pr[5] += p5
+        pr[6] += p6
+        pr[7] += p7
+        pr[8] += p8
+        iso = isol[job]
+        iso[0] += i0
+        iso[2] += i2
+        iso[4] += i2
+        iso[5] += i2
+        iso[7] += i7
+        iso[8] += i8
+        ref2[job] += rr
+        _synops(G, fanout, n0, n1, zero, ops[job])
+
+
+@njit(**_PARALLEL)
+def _input_sums(x, fanout, zero, one):
+    T, B, N = x.shape
+    M = fanout.shape[0]
+    chunks = (N + CHUNK - 1) // CHUNK
+    jobs = B * chunks
+    ops = np.zeros((jobs, T, M))
+    other = np.zeros(jobs)  # values outside {0, +1, -1}
+    for job in prange(jobs):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        for t in range(T):
+            xt = x[t, b, n0:n1]
+            for s in range(M):
+                Fs = fanout[s, n0:n1]
+                acc = zero
+                for j in range(n1 - n0):
+                    acc += (zero + (xt[j] != zero)) * Fs[j]
+                ops[job, t, s] += acc
+            count = zero
+            for j in range(n1 - n0):
+                count += zero + ((xt[j] != zero) & (abs(xt[j]) != one))
+            other[job] += count
+    return ops.sum(0), other.sum() == 0
