@@ -324,3 +324,23 @@ def test_the_fused_neuron_kernel_steps_the_neuron_and_adds_the_sums_of_the_plain
     weight = torch.zeros(T, 2, dtype=torch.float64)
     for a, b in zip(fused.result(weight), plain.result(weight), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_snn_sums_by_spike_counts_equal_the_torch_functions(signed):
+    """For IF neurons (outputs theta * s) the kernel keeps spike counts instead of sums of outputs: the same
+    numbers as `qnoise.probe.sums.snn_sums`, per-element thresholds different between the layer and the float
+    SNN."""
+    from qnoise.probe.kernel import snn_layer_sums
+
+    g = torch.Generator().manual_seed(4)
+    low = -1 if signed else 0
+    theta = torch.rand(400, generator=g) + 0.3
+    theta_ref = theta + torch.rand(400, generator=g) * 0.1
+    out, own = (torch.randint(low, 2, (6, 3, 400), generator=g).float() * theta for _ in range(2))
+    ref = torch.randint(low, 2, (6, 3, 400), generator=g).float() * theta_ref
+    fanout = torch.rand(400, 2, generator=g, dtype=torch.float64) * 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        counted = snn_layer_sums(out, own, ref, fanout, True, fused=True, thetas=(theta, theta_ref))
+    _assert_same(counted, snn_layer_sums(out, own, ref, fanout, True, fused=False))

@@ -41,10 +41,11 @@ from .kernel import (
     kernel_failed,
     resolve_compile,
     snn_layer_sums,
+    snn_thetas,
     spike_synops,
 )
 from .options import ANN_REFERENCES, Compare, Count
-from .references import AnnActivations, AnnReference, SnnActivations, SnnReference, twin_unavailable
+from .references import AnnActivations, AnnReference, SnnActivations, SnnLockstep, SnnReference, twin_unavailable
 from .structure import INPUT, OUTPUT, Structure, model_structure
 from .sums import membrane_sums
 from .table import MODES, Recording, Rows, error_metrics
@@ -125,8 +126,7 @@ class Probe:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        self._batch = None
-        self._streams = {}
+        self._drop_batch()
 
     def reset(self) -> None:
         """Forget all accumulated statistics."""
@@ -170,6 +170,7 @@ class Probe:
     def _on_input(self, module: nn.Module, args: tuple) -> None:
         if not args or not torch.is_tensor(args[0]) or args[0].dim() < 3:
             raise ValueError("the probed model must take a multi-step tensor [T, B, ...] as first argument")
+        self._drop_batch()  # a batch an exception abandoned
         with torch.no_grad():
             x = args[0].detach()
             T, B = x.shape[:2]
@@ -184,7 +185,9 @@ class Probe:
                 raise ValueError(f"all batches must have the same number of timesteps: got T={T} after "
                                  f"T={self.T} (call reset() between runs)")
             acts = None
-            if self.reference is not None:
+            if self._lockstep(x):  # the float SNN steps alongside the model
+                acts = SnnLockstep(self.reference, x)
+            elif self.reference is not None:
                 acts = self._given if self._given is not None else self.reference.run(x)
                 acts = self.reference.complete(acts, x)
             self._batch = {"acts": acts, "B": B, "T": T, "device": x.device}
@@ -196,6 +199,22 @@ class Probe:
                 for j, name in enumerate(fan[1]):
                     kind = "ac" if binary or widths[name].signs else "mac"
                     self.rec.add(self.rec.ops[kind], name, ops[:, j])
+
+    def _drop_batch(self) -> None:
+        """Forget a batch (done, or abandoned by an exception): a lockstep reference's hooks go too."""
+        if self._batch is not None and isinstance(self._batch["acts"], SnnLockstep):
+            self._batch["acts"].close()
+        self._batch = None
+        self._streams = {}
+
+    def _lockstep(self, x: torch.Tensor) -> bool:
+        """Whether the float SNN runs in lockstep with this batch's forward: it will be step-major, the reference
+        is the float SNN and was not given, and every layer's sums stream (the CPU kernel; no kept tensors, no
+        quantized membrane: those gather whole tensors)."""
+        return (isinstance(self.reference, SnnReference) and self._given is None and self._fused
+                and fused_cpu(x) and not kernel_failed("cpu") and self.count.keep_tensors == 0
+                and all(n.state_bits is None for n in self.neurons.values())
+                and stepping.plan(self.model, x) == "step")
 
     def _before_neuron(self, name: str, module: IF, args: tuple) -> None:
         """A neuron's pre-hook: at the first step of a step-major run, open the layer's stream; one that can
@@ -231,7 +250,11 @@ class Probe:
             stream.step(x, out)
         elif kind == "snn":
             acts = self._batch["acts"]
-            stream.step(out, acts.out_own[name][t], acts.out_ref[name][t])
+            if isinstance(acts, SnnLockstep):
+                acts.advance(t)
+                stream.step(out, acts.own[name], acts.ref[name])
+            else:
+                stream.step(out, acts.out_own[name][t], acts.out_ref[name][t])
         else:  # gathered for the layer-major sums at the end
             stream[0][t], stream[1][t] = x, out
 
@@ -249,8 +272,9 @@ class Probe:
                 return "ann", AnnStream(neuron, x.unsqueeze(0), T, acts.A[name], acts.z_hat[name],
                                         self.reference.activations[name], fan, self.compare.isolate,
                                         acts.A[name] if acts.z_hat[name] is acts.Z[name] else None)
-            if streamable and isinstance(acts, SnnActivations):
-                return "snn", SnnStream(x, T, fan, self.compare.isolate)
+            if streamable and isinstance(acts, (SnnActivations, SnnLockstep)):
+                thetas = snn_thetas(neuron, self.reference.neurons[name], x.unsqueeze(0))
+                return "snn", SnnStream(x, T, fan, self.compare.isolate, thetas)
         except Exception as err:  # no numba, or it cannot compile here  # noqa: BLE001
             kernel_failed("cpu", err)
         return "gather", (x.new_empty(T, *x.shape), x.new_empty(T, *x.shape))
@@ -284,7 +308,8 @@ class Probe:
             sums = ann_layer_sums(neuron, x, out, A, acts.z_hat[name].to(dtype), self.reference.activations[name],
                                   fan, isolate, self._fused, A if acts.z_hat[name] is acts.Z[name] else None)
         elif isinstance(acts, SnnActivations):
-            sums = snn_layer_sums(out, acts.out_own[name], acts.out_ref[name], fan, isolate, self._fused)
+            sums = snn_layer_sums(out, acts.out_own[name], acts.out_ref[name], fan, isolate, self._fused,
+                                  snn_thetas(neuron, self.reference.neurons[name], x))
         else:  # no reference: spikes and costs only
             sums = None
             flat = out.reshape(out.shape[0], out.shape[1], -1)
@@ -330,6 +355,8 @@ class Probe:
         with torch.no_grad():
             self._close_streams()
             acts, B, dev = self._batch["acts"], self._batch["B"], self._batch["device"]
+            if isinstance(acts, SnnLockstep):
+                acts.close()
             T = self.T
             rec = self.rec
             pred = out.detach().cumsum(0).argmax(-1)  # [T, B]: prediction of a t-step run
@@ -337,7 +364,8 @@ class Probe:
             counts = rec.counts
             if acts is not None:
                 # the float SNN's prediction after t steps, or the ANN's on its input (Tt = 1, or T cumulative)
-                ref_pred = (acts.output.cumsum(0) if isinstance(acts, SnnActivations) else acts.output).argmax(-1)
+                snn = isinstance(acts, (SnnActivations, SnnLockstep))
+                ref_pred = (acts.output.cumsum(0) if snn else acts.output).argmax(-1)
                 idx = torch.clamp(torch.arange(T, device=dev), max=ref_pred.shape[0] - 1)
                 rec.add(counts, "agree", (pred == ref_pred[idx]).sum(1))
                 if y is not None:

@@ -24,6 +24,7 @@ from .cpu_numba import (
     _neuron_first,
     _neuron_next,
     _prop_step,
+    _snn_count_step,
     _snn_step,
     cache_checked,
     ensure_cache,
@@ -213,12 +214,16 @@ def layer_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, z_hat: torch
 class SnnSteps:
     """The sums against the float SNN of one neuron layer over one batch, a step at a time
     (`qnoise.probe.cpu_numba._snn_step`): call `step` on each step's ``out, out_own, out_ref [B, N]`` in order,
-    then `result`."""
+    then `result`. ``thetas``: the layer's and the float SNN's thresholds ``[N]`` when both are IF neurons
+    (outputs ``theta * s``): the running sums are then spike counts (`_snn_count_step`)."""
 
-    def __init__(self, B: int, N: int, T: int, fanout: torch.Tensor | None, dtype: torch.dtype) -> None:
+    def __init__(self, B: int, N: int, T: int, fanout: torch.Tensor | None, dtype: torch.dtype,
+                 thetas: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         real = _real(dtype)
         self.dtype, self.T = dtype, T
-        self.C, self.Co, self.Cr = (np.empty((B, N), real) for _ in range(3))
+        self.thetas = None if thetas is None else tuple(_arr(th, dtype) for th in thetas)
+        sums = real if thetas is None else count_dtype(T, real)
+        self.C, self.Co, self.Cr = (np.empty((B, N), sums) for _ in range(3))
         self.fan = _fanout(fanout, N, dtype)
         jobs = _jobs(B, N)
         self.prop, self.isol = np.zeros((T, jobs, NSNN)), np.zeros((T, jobs, NSNN))
@@ -228,10 +233,14 @@ class SnnSteps:
 
     def step(self, out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor) -> None:
         t, real = self.t, _real(self.dtype)
+        outs = (_arr(out, self.dtype), _arr(out_own, self.dtype), _arr(out_ref, self.dtype))
         with kernel_threads():
-            _snn_step(_arr(out, self.dtype), _arr(out_own, self.dtype), _arr(out_ref, self.dtype), self.C, self.Co,
-                      self.Cr, t == 0, real(t + 1), self.fan, real(0.0), real(1.0), self.prop[t], self.isol[t],
-                      self.ref2[t], self.ops[t])
+            if self.thetas is None:
+                _snn_step(*outs, self.C, self.Co, self.Cr, t == 0, real(t + 1), self.fan, real(0.0), real(1.0),
+                          self.prop[t], self.isol[t], self.ref2[t], self.ops[t])
+            else:
+                _snn_count_step(*outs, *self.thetas, self.C, self.Co, self.Cr, t == 0, real(t + 1), self.fan,
+                                real(0.0), real(1.0), self.prop[t], self.isol[t], self.ref2[t], self.ops[t])
         self.t += 1
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -241,7 +250,8 @@ class SnnSteps:
         return tuple(torch.from_numpy(a.sum(1)) for a in (self.prop, self.isol, self.ref2, self.ops))
 
 
-def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fanout: torch.Tensor | None = None
+def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fanout: torch.Tensor | None = None,
+             thetas: tuple[torch.Tensor, torch.Tensor] | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sums against the float SNN of one layer (``[T, B, N]`` outputs of the quantized layer, of the layer
     on the float SNN's spikes, of the float SNN): ``propagated [T, 9]``, ``isolated [T, 9]`` (`SNN_SUMS`),
@@ -249,7 +259,7 @@ def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fa
     step, the numbers a step-major run accumulates."""
     dtype = out.dtype if out.dtype in (torch.float32, torch.float64) else torch.float32
     T, B, N = out.shape
-    steps = SnnSteps(B, N, T, fanout, dtype)
+    steps = SnnSteps(B, N, T, fanout, dtype, thetas)
     for t in range(T):
         steps.step(out[t], out_own[t], out_ref[t])
     return steps.result()
@@ -272,5 +282,6 @@ def warm_up() -> None:
         for t in range(2):
             steps.neuron_step(x[t], v, one, real(0.5))
         snn_sums(x, x, x, fan)
+        snn_sums(x, x, x, fan, (one, one))
         input_sums(x, fan)
     neuron_warm_up()

@@ -26,7 +26,8 @@ IF neuron's output is ``theta * s``, s in {-1, 0, 1} (only IF neurons have an AN
 - `_iso_sums`: what does not depend on the SNN's run, for all steps at once: the isolated sums (the layer fed
   the twin's input z_hat: closed form for an IF neuron on a constant input, else the neuron's own output on it,
   computed by its forward), the weight term's columns and the sum of A^2;
-- `_snn_step`: one step's sums against the float SNN (`qnoise.probe.sums.SNN_SUMS`);
+- `_snn_step`: one step's sums against the float SNN (`qnoise.probe.sums.SNN_SUMS`); `_snn_count_step` the
+  same with spike counts for IF neurons;
 - `_input_sums`: the data's synaptic operations and whether it is binary.
 
 The neuron's rule is never re-implemented here: only the closed forms, which tests/test_neurons.py proves equal
@@ -49,13 +50,14 @@ CHUNK = 8192  # neurons of one sample per parallel job
 NS = len(ANN_SUMS)
 NSNN = len(SNN_SUMS)
 STEP_COLUMNS = (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # the ANN_SUMS a step kernel adds (not weight, weight2)
+CLOSED_COLUMNS = (2, 6, 8, 9, 11, 13, 14)  # the isolated closed form's sums that are not 0 (besides the weight's)
 
 # reassociation lets the sums vectorize, contraction fuses their multiply-adds; no other IEEE shortcut is taken
 # (the neuron's charge in the fused kernels is an IF's v + x, which contraction leaves exact)
 _FASTMATH = {"reassoc", "nsz", "contract"}
 _PARALLEL = {"parallel": True, "fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False, "cache": True}
 
-_KERNELS = ("_prop_step", "_neuron_first", "_neuron_next", "_iso_sums", "_snn_step", "_input_sums")
+_KERNELS = ("_prop_step", "_neuron_first", "_neuron_next", "_iso_sums", "_snn_step", "_snn_count_step", "_input_sums")
 _DTYPES = (torch.float32, torch.float64)  # the signatures `qnoise.probe.cpu_kernel.warm_up` compiles
 _cache_checked = False
 
@@ -127,6 +129,16 @@ def _add_terms(acc, r, q, a_z, a_hat, ref, fired):
             acc[4] + ew * ew, acc[5] + ep * ep, acc[6] + eq * eq, acc[7] + es * es, acc[8] + et * et,
             acc[9] + ew * et, acc[10] + ep * et, acc[11] + eq * et, acc[12] + es * et,
             acc[13] + r * r, acc[14] + fired)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_closed(acc, q, a_hat, ref, fired):
+    """``acc`` (`CLOSED_COLUMNS`) plus one element of the layer fed the constant z_hat: its rate is ``q = Q_t``
+    and ``a(z) = a(z_hat)``, so prop = seq = 0 and quant = ``q - a(z_hat)``; only the sums that are not 0."""
+    eq = q - a_hat
+    et = q - ref
+    return (acc[0] + eq, acc[1] + eq * eq, acc[2] + et * et, acc[3] + (a_hat - ref) * et, acc[4] + eq * et,
+            acc[5] + q * q, acc[6] + fired)
 
 
 @njit(inline="always")
@@ -274,32 +286,17 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, r
                 continue
             if iso == ISO_CLOSED:  # an IF neuron on the constant input z_hat: its count is the closed form
                 Zk = Zh[k, b, n0:n1]
-                # a(z) = a(z_hat) and r = Q: prop = seq = 0, quant = Q - a(z_hat); only the nonzero sums
-                s2 = s6 = s8 = s9 = s11 = s13 = s14 = zero
+                acc7 = (zero, zero, zero, zero, zero, zero, zero)
                 for j in range(m):
                     count = _clip(np.floor(tf * Zk[j] / th[j] + offset), zero, tf)
                     fired = count - K[j]
                     K[j] = count
-                    q = th[j] * count * inv_t
-                    eq = q - Ahk[j]
-                    et = q - Ak[j]
-                    s2 += eq
-                    s6 += eq * eq
-                    s8 += et * et
-                    s9 += (Ahk[j] - Ak[j]) * et
-                    s11 += eq * et
-                    s13 += q * q
-                    s14 += fired
+                    acc7 = _add_closed(acc7, th[j] * count * inv_t, Ahk[j], Ak[j], fired)
                 out = isol[job, t]
                 out[0] += w0
-                out[2] += s2
                 out[4] += w1
-                out[6] += s6
-                out[8] += s8
-                out[9] += s9
-                out[11] += s11
-                out[13] += s13
-                out[14] += s14
+                for i in range(7):
+                    out[CLOSED_COLUMNS[i]] += acc7[i]
                 continue
             acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
             Ot, Qt = O[t, b, n0:n1], Q[t, b, n0:n1]  # ISO_GIVEN: the neuron's output on z_hat, and Q_t(z_hat)
@@ -310,13 +307,26 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, r
             _flush(acc, isol[job, t])
 
 
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_snn(acc, r, ro, rf, fired, fired_own):
+    """``acc`` plus one element's terms against the float SNN: ``r, ro, rf`` the rates of the layer, of the layer
+    on the float SNN's spikes and of the float SNN; the propagated `SNN_SUMS` (9), then the isolated run's
+    ``ro^2`` and spikes, then ``rf^2``."""
+    e_own = ro - rf
+    e_prop = r - ro
+    e_t = r - rf
+    return (acc[0] + e_own, acc[1] + e_prop, acc[2] + e_own * e_own, acc[3] + e_prop * e_prop, acc[4] + e_t * e_t,
+            acc[5] + e_own * e_t, acc[6] + e_prop * e_t, acc[7] + r * r, acc[8] + fired, acc[9] + ro * ro,
+            acc[10] + fired_own, acc[11] + rf * rf)
+
+
 @njit(**_PARALLEL)
 def _snn_step(o, own, ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, ref2, ops):
     """One step against the float SNN (`qnoise.probe.sums.SNN_SUMS`): ``o, own, ref [B, N]`` the quantized
     layer's output, its output on the float SNN's spikes, the float SNN's; ``C, Co, Cr [B, N]`` their running
     sums. Per element ``own = Co/t - Cr/t``, ``prop = C/t - Co/t``, ``total = C/t - Cr/t``; isolated: the
-    layer's rate is ``Co/t`` (own error only). Adds to ``prop, isol [jobs, NSNN]``, ``ref2 [jobs]`` (the float
-    SNN's rate squared) and ``ops [jobs, M]``."""
+    layer's rate is ``Co/t`` (own error only: its sums are the own term's). Adds to ``prop, isol [jobs,
+    NSNN]``, ``ref2 [jobs]`` (the float SNN's rate squared) and ``ops [jobs, M]``."""
     B, N = o.shape
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
@@ -327,56 +337,70 @@ def _snn_step(o, own, ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, 
         ot, wt, ft = o[b, n0:n1], own[b, n0:n1], ref[b, n0:n1]
         Ct, Cot, Crt = C[b, n0:n1], Co[b, n0:n1], Cr[b, n0:n1]
         G = np.empty(n1 - n0, dtype=o.dtype)
-        p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = p8 = zero
-        i0 = i2 = i7 = i8 = zero
-        rr = zero
+        acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
         for j in range(n1 - n0):
-            c = (zero if first else Ct[j]) + ot[j]
-            co = (zero if first else Cot[j]) + wt[j]
-            cr = (zero if first else Crt[j]) + ft[j]
+            c = ot[j] if first else Ct[j] + ot[j]
+            co = wt[j] if first else Cot[j] + wt[j]
+            cr = ft[j] if first else Crt[j] + ft[j]
             Ct[j] = c
             Cot[j] = co
             Crt[j] = cr
-            r = c * inv_t
-            ro = co * inv_t
-            rf = cr * inv_t
-            e_own = ro - rf
-            e_prop = r - ro
-            e_t = r - rf
             fired = zero + (ot[j] != zero)
             G[j] = fired
-            p0 += e_own
-            p1 += e_prop
-            p2 += e_own * e_own
-            p3 += e_prop * e_prop
-            p4 += e_t * e_t
-            p5 += e_own * e_t
-            p6 += e_prop * e_t
-            p7 += r * r
-            p8 += fired
-            i0 += e_own
-            i2 += e_own * e_own
-            i7 += ro * ro
-            i8 += zero + (wt[j] != zero)
-            rr += rf * rf
+            acc = _add_snn(acc, c * inv_t, co * inv_t, cr * inv_t, fired, zero + (wt[j] != zero))
         pr = prop[job]
-        pr[0] += p0
-        pr[1] += p1
-        pr[2] += p2
-        pr[3] += p3
-        pr[4] += p4
-        pr[5] += p5
-        pr[6] += p6
-        pr[7] += p7
-        pr[8] += p8
+        for i in range(9):
+            pr[i] += acc[i]
         iso = isol[job]
-        iso[0] += i0
-        iso[2] += i2
-        iso[4] += i2
-        iso[5] += i2
-        iso[7] += i7
-        iso[8] += i8
-        ref2[job] += rr
+        iso[0] += acc[0]
+        iso[2] += acc[2]
+        iso[4] += acc[2]
+        iso[5] += acc[2]
+        iso[7] += acc[9]
+        iso[8] += acc[10]
+        ref2[job] += acc[11]
+        _synops(G, fanout, n0, n1, zero, ops[job])
+
+
+@njit(**_PARALLEL)
+def _snn_count_step(o, own, ref, theta, theta_ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, ref2, ops):
+    """`_snn_step` for IF neurons, whose outputs are ``theta * s`` (s in {-1, 0, 1}; ``theta [N]`` the layer's
+    threshold, also its copy's on the float SNN's spikes, ``theta_ref [N]`` the float SNN's): the running sums
+    are net spike counts (``C, Co, Cr [B, N]``, int8 / int16) and a rate is ``theta C / t``: a quarter of the
+    memory traffic."""
+    B, N = o.shape
+    chunks = (N + CHUNK - 1) // CHUNK
+    inv_t = one / tf
+    for job in prange(B * chunks):
+        b = job // chunks
+        n0 = (job % chunks) * CHUNK
+        n1 = min(N, n0 + CHUNK)
+        ot, wt, ft, th, thr = o[b, n0:n1], own[b, n0:n1], ref[b, n0:n1], theta[n0:n1], theta_ref[n0:n1]
+        Ct, Cot, Crt = C[b, n0:n1], Co[b, n0:n1], Cr[b, n0:n1]
+        G = np.empty(n1 - n0, dtype=o.dtype)
+        acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
+        for j in range(n1 - n0):
+            c = (zero if first else Ct[j]) + ((zero + (ot[j] > zero)) - (ot[j] < zero))
+            co = (zero if first else Cot[j]) + ((zero + (wt[j] > zero)) - (wt[j] < zero))
+            cr = (zero if first else Crt[j]) + ((zero + (ft[j] > zero)) - (ft[j] < zero))
+            Ct[j] = c
+            Cot[j] = co
+            Crt[j] = cr
+            fired = zero + (ot[j] != zero)
+            G[j] = fired
+            acc = _add_snn(acc, th[j] * c * inv_t, th[j] * co * inv_t, thr[j] * cr * inv_t, fired,
+                           zero + (wt[j] != zero))
+        pr = prop[job]
+        for i in range(9):
+            pr[i] += acc[i]
+        iso = isol[job]
+        iso[0] += acc[0]
+        iso[2] += acc[2]
+        iso[4] += acc[2]
+        iso[5] += acc[2]
+        iso[7] += acc[9]
+        iso[8] += acc[10]
+        ref2[job] += acc[11]
         _synops(G, fanout, n0, n1, zero, ops[job])
 
 

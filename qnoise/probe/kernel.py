@@ -231,14 +231,16 @@ class AnnStream:
 class SnnStream:
     """The float-SNN sums of one neuron layer over one batch by the CPU kernel, fed one timestep at a time
     (`qnoise.probe.cpu_kernel.SnnSteps`): ``step(out, out_own, out_ref)`` with one step's output of the layer,
-    of the layer on the float SNN's spikes and of the float SNN (``[B, ...]``); `result` gives the `LayerSums`."""
+    of the layer on the float SNN's spikes and of the float SNN (``[B, ...]``); `result` gives the `LayerSums`.
+    ``thetas``: the layer's and the float SNN's thresholds per element (`snn_thetas`): spike counts, not sums."""
 
-    def __init__(self, like: torch.Tensor, T: int, fanout: torch.Tensor | None, isolate: bool) -> None:
+    def __init__(self, like: torch.Tensor, T: int, fanout: torch.Tensor | None, isolate: bool,
+                 thetas: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
         from .cpu_kernel import SnnSteps
 
         dtype = like.dtype if like.dtype in (torch.float32, torch.float64) else torch.float32
         self.B, self.isolate = like.shape[0], isolate
-        self.steps = SnnSteps(self.B, like[0].numel(), T, fanout, dtype)
+        self.steps = SnnSteps(self.B, like[0].numel(), T, fanout, dtype, thetas)
 
     def step(self, out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor) -> None:
         B = self.B
@@ -316,17 +318,27 @@ def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tens
     return LayerSums(prop, isol if isolate else None, ref, spike_synops(of, fanout))
 
 
+def snn_thetas(neuron: IF, reference: IF, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The thresholds per element of a sample (``like [Tt, B, ...]``) of a layer and of its float-SNN copy when
+    both are neurons of `IF`'s own rule, whose outputs are ``theta * s`` (the CPU kernel then counts spikes);
+    None for any other neuron kind."""
+    if type(neuron).forward is not IF.forward or type(reference).forward is not IF.forward:
+        return None
+    return flat_threshold(neuron, like), flat_threshold(reference, like)
+
+
 @torch.no_grad()
 def snn_layer_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fanout: torch.Tensor | None,
-                   isolate: bool, fused: bool = False) -> LayerSums:
+                   isolate: bool, fused: bool = False, thetas: tuple[torch.Tensor, torch.Tensor] | None = None
+                   ) -> LayerSums:
     """The float-SNN sums of one neuron layer and batch: ``out`` the layer's output, ``out_own`` its output at
     its own precision on the float SNN's input spikes, ``out_ref`` the float SNN's output (``[T, B, ...]``);
-    ``fused``: by the CPU kernel on the CPU."""
+    ``fused``: by the CPU kernel on the CPU; ``thetas`` (`snn_thetas`): the kernel counts spikes."""
     T, B = out.shape[:2]
     o, own, ref = (v.reshape(T, B, -1) for v in (out, out_own, out_ref))
     if fused and out.device.type == "cpu" and "cpu" not in _failed:
         try:
-            stream = SnnStream(out[0], T, fanout, isolate)
+            stream = SnnStream(out[0], T, fanout, isolate, thetas)
             for t in range(T):
                 stream.step(o[t], own[t], ref[t])
             return stream.result()

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import stepmode, stepping
 from ..neurons import IF, ClampActivation, spiking_neurons
 from ..quant import weight_quantizers
 from .activation import ANN_ACTIVATIONS
@@ -89,25 +90,42 @@ def activation_modules(ann: nn.Module, neuron_names: list[str]) -> dict[str, nn.
 
 
 @torch.no_grad()
-def _record(model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor, replace: dict | None = None
-            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
-    """Run ``model`` on ``x`` with a forward hook on each of ``modules``: returns each one's input and output
-    and the model's output. With ``replace``, each module's output is replaced by ``replace[name]`` after it
-    is recorded (the rest of the model then sees the replacement)."""
+def _record(model: nn.Module, modules: dict[str, nn.Module], x: torch.Tensor, replace: dict | None = None,
+            inputs_too: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """Run ``model`` on ``x`` with a forward hook on each of ``modules``: returns each one's input (unless
+    ``inputs_too`` is False: an empty dict) and output, ``[T, ...]``, and the model's output. With ``replace``,
+    each module's output is replaced by ``replace[name]`` after it is recorded (the rest of the model then sees
+    the replacement). The hooks take one step at a time in a step-major run (`qnoise.stepping`), so the model
+    runs in its fastest order."""
     inputs: dict[str, torch.Tensor] = {}
     outputs: dict[str, torch.Tensor] = {}
+    T = x.shape[0]
+
+    def keep(store: dict, name: str, value: torch.Tensor, t: int) -> None:
+        if name not in store:
+            store[name] = value.new_empty(T, *value.shape)
+        store[name][t] = value
+
     handles = []
     for name, m in modules.items():
         def hook(mod, args, out, name=name):
-            inputs[name], outputs[name] = args[0], out
+            run = stepmode.current()
+            if run is not None and not run.fold:  # one step [B, ...] of a step-major run
+                if inputs_too:
+                    keep(inputs, name, args[0], run.t)
+                keep(outputs, name, out, run.t)
+                return None if replace is None else replace[name][run.t]
+            if inputs_too:
+                inputs[name] = args[0]
+            outputs[name] = out
             return None if replace is None else replace[name]
-        handles.append(m.register_forward_hook(hook))
+        handles.append(m.register_forward_hook(stepping.step_aware(hook)))
     try:
         out = model(x)
     finally:
         for h in handles:
             h.remove()
-    missing = set(modules) - set(inputs)
+    missing = set(modules) - set(outputs)
     if missing:
         raise ValueError(f"the reference never ran the layers {sorted(missing)}")
     return inputs, outputs, out
@@ -209,11 +227,18 @@ class SnnActivations:
     inputs_own: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in [*self.out_ref.values(), self.output])
+        tensors = [*self.out_ref.values(), self.output, *(self.inputs_own or {}).values()]
+        return sum(t.numel() * t.element_size() for t in tensors)
 
 
 class SnnReference:
-    """The float SNN of ``model`` and the quantized copy whose neurons are fed the float SNN's spikes."""
+    """The float SNN of ``model`` and the quantized copy whose neurons are fed the float SNN's spikes.
+
+    When the model's weights are not quantized, its synaptic ops are the float SNN's, so each of its neurons
+    fed the float SNN's spikes gets exactly the float SNN's neuron input: the own pass is then the model's
+    neurons run on the inputs the float SNN's neurons recorded (``shortcut``), not a second network; and when
+    its neurons are at full precision too (thresholds not quantized, float membrane) each of them is the float
+    SNN's own neuron, so its output is the float SNN's (``own_is_ref``)."""
 
     kind = "snn"
 
@@ -222,13 +247,90 @@ class SnnReference:
         self.neurons = dict(spiking_neurons(self.snn))
         self.own = clone_model(model, "quantized").eval()
         self.own_neurons = dict(spiking_neurons(self.own))
+        self.shortcut = not weight_quantizers(model)
+        self.own_is_ref = self.shortcut and all(
+            n.state_bits is None and not parametrize.is_parametrized(n, "raw_threshold")
+            for n in self.own_neurons.values())
 
     @torch.no_grad()
     def run(self, x: torch.Tensor) -> SnnActivations:
-        _, out_ref, output = _record(self.snn, self.neurons, x)
-        return SnnActivations(out_ref, output)
+        keep = self.shortcut and not self.own_is_ref
+        inputs, out_ref, output = _record(self.snn, self.neurons, x, inputs_too=keep)
+        return SnnActivations(out_ref, output, inputs_own=inputs if keep else None)
 
     @torch.no_grad()
     def complete(self, acts: SnnActivations, x: torch.Tensor) -> SnnActivations:
+        if self.own_is_ref:
+            return SnnActivations(acts.out_ref, acts.output, acts.out_ref, acts.inputs_own)
+        if self.shortcut and acts.inputs_own is not None:  # each neuron on the float SNN's input to it
+            with stepmode.paused():
+                out_own = {name: n(acts.inputs_own[name]) for name, n in self.own_neurons.items()}
+            return SnnActivations(acts.out_ref, acts.output, out_own, acts.inputs_own)
         inputs, out_own, _ = _record(self.own, self.own_neurons, x, replace=acts.out_ref)
         return SnnActivations(acts.out_ref, acts.output, out_own, inputs)
+
+
+class SnnLockstep:
+    """The float SNN, and each quantized neuron fed its spikes, advanced one timestep at a time in lockstep with a
+    step-major run of the model (`qnoise.stepping`): nothing of size T is kept but the float SNN's output.
+
+    `advance` to step t runs the float SNN's step t (a `qnoise.stepping.Stepper`) with hooks that keep each
+    neuron's input and output for this step (``ref``), then the own pass: each of the model's neurons at its own
+    precision steps on the float SNN's input to it when the model's weights are float (`SnnReference`'s
+    shortcut), else the quantized copy steps with each neuron's output replaced by the float SNN's (``own``).
+    `close` removes the hooks and leaves ``output [T, B, classes]``, the float SNN's, for the run-level rows.
+    """
+
+    def __init__(self, reference: SnnReference, x: torch.Tensor) -> None:
+        self.x, self.t, self.shortcut, self.same = x, -1, reference.shortcut, reference.own_is_ref
+        self.inputs: dict[str, torch.Tensor] = {}
+        self.ref: dict[str, torch.Tensor] = {}
+        self.own: dict[str, torch.Tensor] = {}
+        self.outputs: list[torch.Tensor] = []
+        self.output: torch.Tensor | None = None
+        self.snn = stepping.Stepper(lambda h: _step_body(reference.snn, h), T=x.shape[0])
+        self.handles = [m.register_forward_hook(stepping.step_aware(
+            lambda mod, args, out, name=name: self._keep_ref(name, args[0], out)))
+            for name, m in reference.neurons.items()]
+        self.own_neurons = reference.own_neurons
+        self.states: dict[str, object] = {}
+        if not self.shortcut:
+            self.own_net = stepping.Stepper(lambda h: _step_body(reference.own, h), T=x.shape[0])
+            self.handles += [m.register_forward_hook(stepping.step_aware(
+                lambda mod, args, out, name=name: self._swap_own(name, out)))
+                for name, m in reference.own_neurons.items()]
+
+    def _keep_ref(self, name: str, x: torch.Tensor, out: torch.Tensor) -> None:
+        self.inputs[name], self.ref[name] = x, out
+
+    def _swap_own(self, name: str, out: torch.Tensor) -> torch.Tensor:
+        self.own[name] = out
+        return self.ref[name]
+
+    @torch.no_grad()
+    def advance(self, t: int) -> None:
+        """Compute steps up to t (0-based) of the float SNN and of the own pass."""
+        while self.t < t:
+            self.t += 1
+            xt = self.x[self.t]
+            self.outputs.append(self.snn.step(xt))
+            if self.same:
+                self.own = self.ref
+            elif self.shortcut:
+                for name, n in self.own_neurons.items():
+                    self.own[name], self.states[name] = n.step(self.inputs[name], self.states.get(name))
+            else:
+                self.own_net.step(xt)
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        if self.outputs:
+            self.output = torch.stack(self.outputs)
+
+
+def _step_body(model: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    """One step of a network's body: its container's forward (a `qnoise.models.Network`'s own forward takes
+    ``[T, B, ...]``)."""
+    return nn.Sequential.forward(model, h) if isinstance(model, nn.Sequential) else type(model).forward(model, h)
