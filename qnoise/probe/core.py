@@ -21,38 +21,32 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from .. import stepmode, stepping
-from ..metrics import sqnr_from_norms, weight_sqnr_db
 from ..neurons import IF, spiking_neurons
-from ..quant import float_weight, weight_bits
-from .costs import ann_energy_pj, membrane_energy_pj, memory_parts, snn_energy_pj, synapse_widths
-from .describe import describe_neurons, describe_rounding, describe_state_bits, describe_weight_bits, neuron_rules
+from .costs import synapse_widths
+from .describe import describe_neurons, describe_state_bits  # noqa: F401 - sensitivity imports them from here
 from .kernel import (
-    AnnStream,
     LayerSums,
-    SnnStream,
     ann_layer_sums,
-    fused_cpu,
     input_synops,
-    kernel_failed,
     resolve_compile,
     snn_layer_sums,
     snn_thetas,
     spike_synops,
 )
-from .options import ANN_REFERENCES, Compare, Count
+from .options import Compare, Count
 from .references import AnnActivations, AnnReference, SnnActivations, SnnLockstep, SnnReference, twin_unavailable
-from .structure import INPUT, OUTPUT, Structure, model_structure
+from .stepwise import StepMixin
+from .structure import INPUT, Structure, model_structure
 from .sums import membrane_sums
-from .table import MODES, Recording, Rows, error_metrics
-from .terms import ANN_TERMS, SNN_TERMS, cumulative_mean, rate_rule
+from .table import Recording, TableMixin
+from .terms import ANN_TERMS, SNN_TERMS, cumulative_mean
 
 
-class Probe:
+class Probe(StepMixin, TableMixin):
     """Context manager that records quantization noise, spikes and costs of ``model`` per layer and step.
 
     Args:
@@ -197,37 +191,13 @@ class Probe:
                 ops, binary = input_synops(x, fan[0], self._fused)
                 widths = synapse_widths(self.model, self.structure)
                 for j, name in enumerate(fan[1]):
+                    if torch.is_tensor(binary) and not widths[name].signs:  # on a device: no wait for the flag
+                        share = binary.to(ops.dtype)
+                        self.rec.add(self.rec.ops["ac"], name, ops[:, j] * share)
+                        self.rec.add(self.rec.ops["mac"], name, ops[:, j] * (1 - share))
+                        continue
                     kind = "ac" if binary or widths[name].signs else "mac"
                     self.rec.add(self.rec.ops[kind], name, ops[:, j])
-
-    def _drop_batch(self) -> None:
-        """Forget a batch (done, or abandoned by an exception): a lockstep reference's hooks go too."""
-        if self._batch is not None and isinstance(self._batch["acts"], SnnLockstep):
-            self._batch["acts"].close()
-        self._batch = None
-        self._streams = {}
-
-    def _lockstep(self, x: torch.Tensor) -> bool:
-        """Whether the float SNN runs in lockstep with this batch's forward: it will be step-major, the reference
-        is the float SNN and was not given, and every layer's sums stream (the CPU kernel; no kept tensors, no
-        quantized membrane: those gather whole tensors)."""
-        return (isinstance(self.reference, SnnReference) and self._given is None and self._fused
-                and fused_cpu(x) and not kernel_failed("cpu") and self.count.keep_tensors == 0
-                and all(n.state_bits is None for n in self.neurons.values())
-                and stepping.plan(self.model, x) == "step")
-
-    def _before_neuron(self, name: str, module: IF, args: tuple) -> None:
-        """A neuron's pre-hook: at the first step of a step-major run, open the layer's stream; one that can
-        step the neuron itself (`qnoise.probe.kernel.AnnStream.neuron_step`) does so from then on, reading its
-        input and output in the same pass (`qnoise.stepmode.Step.observers`)."""
-        run = stepmode.current()
-        if self._batch is None or run is None or run.fold or run.t != 0:
-            return
-        with torch.no_grad(), stepmode.paused():
-            self._streams[name] = self._open_stream(name, module, args[0].detach())
-        kind, stream = self._streams[name]
-        if kind == "ann":
-            run.observers[module] = stream.neuron_step
 
     def _on_neuron(self, name: str, module: IF, args: tuple, out: torch.Tensor) -> None:
         """A neuron's forward hook: ``[T, B, ...]`` in a layer-major or folded run, one step ``[B, ...]`` in a
@@ -240,55 +210,6 @@ class Probe:
                 self._neuron_stats(name, module, args[0].detach(), out.detach())
             else:
                 self._neuron_step(name, module, run.t, args[0].detach(), out.detach())
-
-    def _neuron_step(self, name: str, neuron: IF, t: int, x: torch.Tensor, out: torch.Tensor) -> None:
-        """One step of a step-major run: the layer's stream (opened by the pre-hook) takes it."""
-        if name not in self._streams:
-            self._streams[name] = self._open_stream(name, neuron, x)
-        kind, stream = self._streams[name]
-        if kind == "ann":
-            stream.step(x, out)
-        elif kind == "snn":
-            acts = self._batch["acts"]
-            if isinstance(acts, SnnLockstep):
-                acts.advance(t)
-                stream.step(out, acts.own[name], acts.ref[name])
-            else:
-                stream.step(out, acts.out_own[name][t], acts.out_ref[name][t])
-        else:  # gathered for the layer-major sums at the end
-            stream[0][t], stream[1][t] = x, out
-
-    def _open_stream(self, name: str, neuron: IF, x: torch.Tensor) -> tuple[str, object]:
-        """How a layer's sums accumulate in a step-major run: step by step in the CPU kernel (``"ann"``,
-        ``"snn"``) where the sums have a closed form and no full tensor is asked for; otherwise the steps are
-        gathered into ``[T, B, ...]`` and the layer-major sums run at the end (``"gather"``: the torch
-        functions, neurons without closed form, quantized membranes, kept tensors), the same numbers."""
-        acts, T = self._batch["acts"], self._batch["T"]
-        fan = self.structure.fanout.get(name, (None, []))[0]
-        streamable = (self._fused and fused_cpu(x) and not kernel_failed("cpu") and neuron.state_bits is None
-                      and self._kept >= self.count.keep_tensors)
-        try:
-            if streamable and isinstance(acts, AnnActivations) and rate_rule(neuron) != "dynamics":
-                return "ann", AnnStream(neuron, x.unsqueeze(0), T, acts.A[name], acts.z_hat[name],
-                                        self.reference.activations[name], fan, self.compare.isolate,
-                                        acts.A[name] if acts.z_hat[name] is acts.Z[name] else None)
-            if streamable and isinstance(acts, (SnnActivations, SnnLockstep)):
-                thetas = snn_thetas(neuron, self.reference.neurons[name], x.unsqueeze(0))
-                return "snn", SnnStream(x, T, fan, self.compare.isolate, thetas)
-        except Exception as err:  # no numba, or it cannot compile here  # noqa: BLE001
-            kernel_failed("cpu", err)
-        return "gather", (x.new_empty(T, *x.shape), x.new_empty(T, *x.shape))
-
-    def _close_streams(self) -> None:
-        """The end of a step-major run: every layer's sums recorded."""
-        for name, (kind, stream) in self._streams.items():
-            neuron = self.neurons[name]
-            if kind == "gather":
-                self._neuron_stats(name, neuron, *stream)
-            else:
-                self._add_sums(name, stream.result())
-                self.rec.elements[name] = self.structure.neuron_size[name]
-        self._streams = {}
 
     def _add_sums(self, name: str, sums: LayerSums) -> None:
         self.rec.add(self.rec.errors, (name, "propagated"), sums.propagated)
@@ -391,128 +312,3 @@ class Probe:
         the float SNN ``reference_rate`` (its r(t))."""
         return {name: {key: (torch.cat(vals, 1) if key != "threshold" else vals[0]).numpy()
                        for key, vals in store.items()} for name, store in self._tensors.items()}
-
-    def sidecar(self) -> dict:
-        """What the table's numbers were computed with (DESIGN.md: a number can be traced to its definition)."""
-        doc = {"reference": self.kind, "twin_input": self.compare.twin_input if self.kind != "snn" else None,
-               "isolate": self.compare.isolate, "terms": list(self.rec.terms), "neurons": neuron_rules(self.model),
-               "energy": self.count.energy.as_dict(),
-               "z_hat": None if not isinstance(self.reference, AnnReference) else
-               ("the twin's own input (its weights are the SNN's)" if self.reference.same_weights else
-                "the twin's activations through the SNN's quantized synaptic ops")}
-        if self.note:
-            doc["note"] = self.note
-        return doc
-
-    def table(self, **config) -> pd.DataFrame:
-        """The long-form table (`qnoise.probe.table.COLUMNS`) of everything recorded so far.
-
-        ``config`` fills the config columns (``model``, ``dataset``, ``weight_bits``, ``state_bits``,
-        ``timesteps``, ``rounding``, ``neuron``); missing ones are read off the model. ``df.attrs["qnoise"]``
-        holds `sidecar`.
-        """
-        rec = self.rec
-        if self.structure is None or rec.samples == 0:
-            raise ValueError("the probe has recorded nothing: run the model on at least one batch inside it")
-        rows = Rows()
-        T, n = self.T, rec.samples
-        ts = np.arange(1, T + 1)
-        widths = synapse_widths(self.model, self.structure)
-        memory = memory_parts(self.model, self.structure, T)
-        energy = self.count.energy
-        total_energy = np.zeros(T)
-        all_ac, all_mac = np.zeros(T), np.zeros(T)
-        for layer in self.structure.layers:
-            if layer.neuron is not None:
-                N = rec.elements.get(layer.neuron, self.structure.neuron_size[layer.neuron])
-                for mode in MODES:
-                    if (layer.neuron, mode) in rec.errors:
-                        metrics = error_metrics(rec.errors[(layer.neuron, mode)].cpu().numpy(),
-                                                rec.ref2[layer.neuron].cpu().numpy(), n * N, rec.terms)
-                        for metric, values in metrics.items():
-                            rows.add(layer.name, ts, metric, values, mode)
-                if layer.neuron in rec.events:  # no reference: the firing rate alone
-                    events = rec.events[layer.neuron].cpu().numpy().cumsum()
-                    rows.add(layer.name, ts, "firing_rate", events / (n * N * ts))
-                if layer.neuron in rec.membrane:
-                    mem = rec.membrane[layer.neuron].cpu().numpy().cumsum(0)
-                    rows.add(layer.name, ts, "membrane_sqnr_db", [sqnr_from_norms(math.sqrt(a), math.sqrt(b))
-                                                                  for a, b in mem])
-            for metric, value in self._weight_metrics(layer.synapses).items():
-                rows.add(layer.name, 0, metric, value)
-            layer_energy = np.zeros(T)
-            for s in layer.synapses:
-                ac, mac = self._ops_of(s)
-                all_ac += ac
-                all_mac += mac
-                layer_energy += snn_energy_pj(ac / n, mac / n, widths[s], energy)
-            ac, mac = self._ops_of(*layer.synapses)
-            rows.add(layer.name, ts, "synops", (ac + mac) / n)
-            rows.add(layer.name, ts, "synops_ac", ac / n)
-            rows.add(layer.name, ts, "synops_mac", mac / n)
-            if layer.neuron is not None:
-                neuron = self.neurons[layer.neuron]
-                layer_energy += membrane_energy_pj(self.structure.neuron_size[layer.neuron], ts,
-                                                   neuron.state_bits or 32, energy)
-            rows.add(layer.name, ts, "energy_pj", layer_energy)
-            rows.add(layer.name, 0, "memory_bits", sum(c * b for c, b in memory[layer.name]))
-            total_energy += layer_energy
-        self._run_rows(rows, ts, all_ac, all_mac, total_energy, memory)
-        cfg = {"model": type(self.model).__name__, "dataset": "", "weight_bits": describe_weight_bits(self.model),
-               "state_bits": describe_state_bits(self.model), "timesteps": T, "rounding": describe_rounding(self.model),
-               "neuron": describe_neurons(self.model), "reference": self.kind, **config}
-        df = rows.frame(cfg)
-        df.attrs["qnoise"] = self.sidecar()
-        return df
-
-    def _run_rows(self, rows: Rows, ts, ac, mac, energy_t, memory) -> None:
-        rec, n = self.rec, self.rec.samples
-        counts = {k: v.cpu().numpy() for k, v in rec.counts.items()}
-        if rec.labeled:
-            rows.add(OUTPUT, ts, "accuracy", counts["correct"] / rec.labeled)
-            if "ref_correct" in counts:
-                ref = counts["ref_correct"] / rec.labeled
-                name = "float_snn_accuracy" if self.kind == "snn" else "ann_accuracy"
-                if len(ref) == 1:
-                    rows.add(OUTPUT, 0, name, ref[0])
-                else:
-                    rows.add(OUTPUT, ts, name, ref)
-            if "source_correct" in counts:
-                rows.add(OUTPUT, 0, "source_accuracy", counts["source_correct"][0] / rec.labeled)
-        if "agree" in counts:
-            rows.add(OUTPUT, ts, "agreement", counts["agree"] / n)
-        rows.add(OUTPUT, ts, "synops", (ac + mac) / n)
-        rows.add(OUTPUT, ts, "synops_ac", ac / n)
-        rows.add(OUTPUT, ts, "synops_mac", mac / n)
-        rows.add(OUTPUT, ts, "energy_pj", energy_t)
-        acts = self.reference.activations if isinstance(self.reference, AnnReference) else None
-        ann = self.reference.ann if isinstance(self.reference, AnnReference) else None
-        rows.add(OUTPUT, 0, "ann_energy_pj", ann_energy_pj(self.model, self.structure, self.kind if self.kind in
-                                                           (*ANN_REFERENCES, "ann-given") else "ann", ann, acts,
-                                                           self.count.energy))
-        rows.add(OUTPUT, 0, "memory_bits", sum(c * b for parts in memory.values() for c, b in parts))
-
-    def _ops_of(self, *synapses: str) -> tuple[np.ndarray, np.ndarray]:
-        """Cumulative (over steps 1..t) accumulates and MACs of these weight layers, summed over samples."""
-        ac, mac = np.zeros(self.T), np.zeros(self.T)
-        for s in synapses:
-            if s in self.rec.ops["ac"]:
-                ac += self.rec.ops["ac"][s].cpu().numpy()
-            if s in self.rec.ops["mac"]:
-                mac += self.rec.ops["mac"][s].cpu().numpy()
-        return ac.cumsum(), mac.cumsum()
-
-    def _weight_metrics(self, synapses: list[str]) -> dict[str, float]:
-        mods = [self.model.get_submodule(s) for s in synapses]
-        if not mods:
-            return {}
-        with torch.no_grad():
-            sqnr = weight_sqnr_db([float_weight(m) for m in mods], [m.weight for m in mods])
-        sizes = [m.weight.numel() for m in mods]
-        bits = [weight_bits(m) for m in mods]
-        mean_bits = bits[0] if len(set(bits)) == 1 else \
-            sum(b * s for b, s in zip(bits, sizes, strict=True)) / sum(sizes)
-        params = sum(m.weight.numel() + (m.bias.numel() if getattr(m, "bias", None) is not None else 0)
-                     for m in mods)
-        return {"weight_sqnr_db": sqnr, "weight_bits": mean_bits, "params": params,
-                "macs": sum(self.structure.macs[s] for s in synapses)}

@@ -117,10 +117,11 @@ def spike_synops(out: torch.Tensor, fanout: torch.Tensor | None) -> torch.Tensor
     return spikes @ fanout.to(spikes) if fanout is not None else spikes.new_zeros(out.shape[0], 0)
 
 
-def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, bool]:
+def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, bool | torch.Tensor]:
     """``(ops [T, M], binary)`` for the data ``x [T, B, ...]``: the weights its nonzero values reach per step
-    (summed over the batch, float64), and whether every value is 0, +1 or -1 (binary events). ``fused``: by
-    the CPU kernel where ``x`` is on the CPU."""
+    (summed over the batch, float64), and whether every value is 0, +1 or -1 (binary events): a bool on the
+    CPU, a 0-dim tensor elsewhere (reading it would wait for the device). ``fused``: by the CPU kernel where
+    ``x`` is on the CPU."""
     T, B = x.shape[:2]
     if fused and x.device.type == "cpu" and "cpu" not in _failed:
         try:
@@ -129,7 +130,8 @@ def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> 
             return input_sums(x, fanout)
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
-    binary = bool(((x == 0) | (x.abs() == 1)).all())
+    binary = ((x == 0) | (x.abs() == 1)).all()
+    binary = bool(binary) if x.device.type == "cpu" else binary
     return spike_synops(x.reshape(T, B, -1), fanout), binary
 
 

@@ -15,7 +15,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..metrics import cosine_from_sums, firing_rate_from_counts, sqnr_from_norms
+from ..metrics import cosine_from_sums, firing_rate_from_counts, sqnr_from_norms, weight_sqnr_db
+from ..quant import float_weight, weight_bits
+from .costs import ann_energy_pj, membrane_energy_pj, memory_parts, snn_energy_pj, synapse_widths
+from .describe import describe_neurons, describe_rounding, describe_state_bits, describe_weight_bits, neuron_rules
+from .options import ANN_REFERENCES
+from .references import AnnReference
+from .structure import OUTPUT
 from .sums import columns
 
 COLUMNS = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference", "mode",
@@ -112,3 +118,133 @@ class Rows:
         return df[COLUMNS].astype({"model": str, "dataset": str, "weight_bits": "int64", "state_bits": "int64",
                                    "timesteps": "int64", "rounding": str, "neuron": str, "reference": str,
                                    "mode": str, "layer": str, "t": "int64", "metric": str, "value": "float64"})
+
+
+class TableMixin:
+    """The table of what a `qnoise.probe.Probe` recorded (its `table` and `sidecar`); uses the probe's ``rec``,
+    ``structure``, ``model``, ``T``, ``kind``, ``compare``, ``count``, ``reference`` and ``note``."""
+
+    def sidecar(self) -> dict:
+        """What the table's numbers were computed with (DESIGN.md: a number can be traced to its definition)."""
+        doc = {"reference": self.kind, "twin_input": self.compare.twin_input if self.kind != "snn" else None,
+               "isolate": self.compare.isolate, "terms": list(self.rec.terms), "neurons": neuron_rules(self.model),
+               "energy": self.count.energy.as_dict(),
+               "z_hat": None if not isinstance(self.reference, AnnReference) else
+               ("the twin's own input (its weights are the SNN's)" if self.reference.same_weights else
+                "the twin's activations through the SNN's quantized synaptic ops")}
+        if self.note:
+            doc["note"] = self.note
+        return doc
+
+    def table(self, **config) -> pd.DataFrame:
+        """The long-form table (`qnoise.probe.table.COLUMNS`) of everything recorded so far.
+
+        ``config`` fills the config columns (``model``, ``dataset``, ``weight_bits``, ``state_bits``,
+        ``timesteps``, ``rounding``, ``neuron``); missing ones are read off the model. ``df.attrs["qnoise"]``
+        holds `sidecar`.
+        """
+        rec = self.rec
+        if self.structure is None or rec.samples == 0:
+            raise ValueError("the probe has recorded nothing: run the model on at least one batch inside it")
+        rows = Rows()
+        T, n = self.T, rec.samples
+        ts = np.arange(1, T + 1)
+        widths = synapse_widths(self.model, self.structure)
+        memory = memory_parts(self.model, self.structure, T)
+        energy = self.count.energy
+        total_energy = np.zeros(T)
+        all_ac, all_mac = np.zeros(T), np.zeros(T)
+        for layer in self.structure.layers:
+            if layer.neuron is not None:
+                N = rec.elements.get(layer.neuron, self.structure.neuron_size[layer.neuron])
+                for mode in MODES:
+                    if (layer.neuron, mode) in rec.errors:
+                        metrics = error_metrics(rec.errors[(layer.neuron, mode)].cpu().numpy(),
+                                                rec.ref2[layer.neuron].cpu().numpy(), n * N, rec.terms)
+                        for metric, values in metrics.items():
+                            rows.add(layer.name, ts, metric, values, mode)
+                if layer.neuron in rec.events:  # no reference: the firing rate alone
+                    events = rec.events[layer.neuron].cpu().numpy().cumsum()
+                    rows.add(layer.name, ts, "firing_rate", events / (n * N * ts))
+                if layer.neuron in rec.membrane:
+                    mem = rec.membrane[layer.neuron].cpu().numpy().cumsum(0)
+                    rows.add(layer.name, ts, "membrane_sqnr_db", [sqnr_from_norms(math.sqrt(a), math.sqrt(b))
+                                                                  for a, b in mem])
+            for metric, value in self._weight_metrics(layer.synapses).items():
+                rows.add(layer.name, 0, metric, value)
+            layer_energy = np.zeros(T)
+            for s in layer.synapses:
+                ac, mac = self._ops_of(s)
+                all_ac += ac
+                all_mac += mac
+                layer_energy += snn_energy_pj(ac / n, mac / n, widths[s], energy)
+            ac, mac = self._ops_of(*layer.synapses)
+            rows.add(layer.name, ts, "synops", (ac + mac) / n)
+            rows.add(layer.name, ts, "synops_ac", ac / n)
+            rows.add(layer.name, ts, "synops_mac", mac / n)
+            if layer.neuron is not None:
+                neuron = self.neurons[layer.neuron]
+                layer_energy += membrane_energy_pj(self.structure.neuron_size[layer.neuron], ts,
+                                                   neuron.state_bits or 32, energy)
+            rows.add(layer.name, ts, "energy_pj", layer_energy)
+            rows.add(layer.name, 0, "memory_bits", sum(c * b for c, b in memory[layer.name]))
+            total_energy += layer_energy
+        self._run_rows(rows, ts, all_ac, all_mac, total_energy, memory)
+        cfg = {"model": type(self.model).__name__, "dataset": "", "weight_bits": describe_weight_bits(self.model),
+               "state_bits": describe_state_bits(self.model), "timesteps": T, "rounding": describe_rounding(self.model),
+               "neuron": describe_neurons(self.model), "reference": self.kind, **config}
+        df = rows.frame(cfg)
+        df.attrs["qnoise"] = self.sidecar()
+        return df
+
+    def _run_rows(self, rows: Rows, ts, ac, mac, energy_t, memory) -> None:
+        rec, n = self.rec, self.rec.samples
+        counts = {k: v.cpu().numpy() for k, v in rec.counts.items()}
+        if rec.labeled:
+            rows.add(OUTPUT, ts, "accuracy", counts["correct"] / rec.labeled)
+            if "ref_correct" in counts:
+                ref = counts["ref_correct"] / rec.labeled
+                name = "float_snn_accuracy" if self.kind == "snn" else "ann_accuracy"
+                if len(ref) == 1:
+                    rows.add(OUTPUT, 0, name, ref[0])
+                else:
+                    rows.add(OUTPUT, ts, name, ref)
+            if "source_correct" in counts:
+                rows.add(OUTPUT, 0, "source_accuracy", counts["source_correct"][0] / rec.labeled)
+        if "agree" in counts:
+            rows.add(OUTPUT, ts, "agreement", counts["agree"] / n)
+        rows.add(OUTPUT, ts, "synops", (ac + mac) / n)
+        rows.add(OUTPUT, ts, "synops_ac", ac / n)
+        rows.add(OUTPUT, ts, "synops_mac", mac / n)
+        rows.add(OUTPUT, ts, "energy_pj", energy_t)
+        acts = self.reference.activations if isinstance(self.reference, AnnReference) else None
+        ann = self.reference.ann if isinstance(self.reference, AnnReference) else None
+        rows.add(OUTPUT, 0, "ann_energy_pj", ann_energy_pj(self.model, self.structure, self.kind if self.kind in
+                                                           (*ANN_REFERENCES, "ann-given") else "ann", ann, acts,
+                                                           self.count.energy))
+        rows.add(OUTPUT, 0, "memory_bits", sum(c * b for parts in memory.values() for c, b in parts))
+
+    def _ops_of(self, *synapses: str) -> tuple[np.ndarray, np.ndarray]:
+        """Cumulative (over steps 1..t) accumulates and MACs of these weight layers, summed over samples."""
+        ac, mac = np.zeros(self.T), np.zeros(self.T)
+        for s in synapses:
+            if s in self.rec.ops["ac"]:
+                ac += self.rec.ops["ac"][s].cpu().numpy()
+            if s in self.rec.ops["mac"]:
+                mac += self.rec.ops["mac"][s].cpu().numpy()
+        return ac.cumsum(), mac.cumsum()
+
+    def _weight_metrics(self, synapses: list[str]) -> dict[str, float]:
+        mods = [self.model.get_submodule(s) for s in synapses]
+        if not mods:
+            return {}
+        with torch.no_grad():
+            sqnr = weight_sqnr_db([float_weight(m) for m in mods], [m.weight for m in mods])
+        sizes = [m.weight.numel() for m in mods]
+        bits = [weight_bits(m) for m in mods]
+        mean_bits = bits[0] if len(set(bits)) == 1 else \
+            sum(b * s for b, s in zip(bits, sizes, strict=True)) / sum(sizes)
+        params = sum(m.weight.numel() + (m.bias.numel() if getattr(m, "bias", None) is not None else 0)
+                     for m in mods)
+        return {"weight_sqnr_db": sqnr, "weight_bits": mean_bits, "params": params,
+                "macs": sum(self.structure.macs[s] for s in synapses)}
