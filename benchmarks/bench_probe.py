@@ -1,20 +1,23 @@
-"""Cost of the probe and of sweeps, as ratios measured in one run (issue 4's targets).
+"""Cost of the probe and of sweeps, as ratios measured in one run (issue 15's targets).
 
 Reference network (`qnoise.models.build_model("cnn", (2, 34, 34), 10)`): conv 2->32, conv 32->64 (3x3, BN,
 IF, 2x2 average pooling each), linear 4096->256, IF, linear 256->10; input random binary spikes 2x34x34.
+The SNN runs as `Network.forward` runs it at inference (step-major here: `qnoise.stepping`), probed or not.
 
 1. probe / plain: one batch (T=8, B=64) through `qnoise.Probe` (all layers, all timesteps, all metrics:
    ANN twin, four-term error decomposition, isolated mode, firing rates, synaptic operations) against the
    plain SNN forward, both under ``torch.no_grad``. Target <= 1.25. Also reported: without isolated mode;
    with 4-bit weights (the twin with float weights then needs one more T = 1 pass for z_hat, and the plain
-   forward runs at 4 bits too); against the float SNN (``reference="snn"``: a second SNN forward and the pass
-   that feeds each quantized layer the float SNN's spikes).
+   forward runs at 4 bits too); against the float SNN (``reference="snn"``: the float SNN steps in lockstep
+   with the model; target <= 2.2), on the float model (its own pass is the float SNN's neurons) and at 4-bit
+   weights (the own pass is a third network: the quantized copy fed the float SNN's spikes).
 2. sweep / plain: `qnoise.sweep` over weight bits {1, 2, 4, 8, 32} x T {1, 2, 4, 8, 16, 32} (30 cells, one
    batch of B samples each, serial, parquet files written) against the sum of the 30 plain evaluations
-   (weights quantized, SNN forward). Target <= 1.3.
+   (weights quantized, SNN forward). Target <= 1.1.
 
 Each ratio is the median over rounds of the ratio of two runs made in the same round (other processes'
-load drifts between rounds more than within one); wall and CPU time (all threads of this process).
+load drifts between rounds more than within one); wall and CPU time (all threads of this process). Freed
+memory is kept for reuse (`qnoise.train.allocator`, as `bench_forward.py`) unless ``--system-malloc``.
 
 Run: ``.venv/bin/python benchmarks/bench_probe.py [--rounds 9] [--sweep-rounds 3] [--threads 2]``
 """
@@ -24,17 +27,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.nn.utils import parametrize
 
-import qnoise
-from qnoise.models import build_model
-from qnoise.probe import Compare, Probe, configured
-from qnoise.train.allocator import recycle_large_allocations
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import interleaved_times, median_ms, paired_ratio  # noqa: E402
+
+import qnoise  # noqa: E402
+from qnoise import stepping  # noqa: E402
+from qnoise.models import build_model  # noqa: E402
+from qnoise.probe import Compare, Probe, configured  # noqa: E402
+from qnoise.train.allocator import recycle_large_allocations  # noqa: E402
 
 T, B = 8, 64
 BITS = [1, 2, 4, 8, 32]
@@ -48,30 +56,46 @@ def spikes(timesteps: int, batch: int = B):
     return x, torch.randint(0, 10, (batch,), generator=g)
 
 
-def interleaved(candidates: dict, rounds: int, warmup: int = 2) -> dict[str, list[tuple[float, float]]]:
-    """(wall, CPU) seconds per candidate and round, the candidates run in turn within each round. CPU time
-    (all threads of this process) is less disturbed than wall time when other processes share the cores."""
-    for _ in range(warmup):
-        for fn in candidates.values():
-            fn()
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            w, c = time.perf_counter(), time.process_time()
-            fn()
-            times[name].append((time.perf_counter() - w, time.process_time() - c))
-    return times
+def report(times: dict, name: str, what: str, target: str = "") -> None:
+    wall, cpu = paired_ratio(times, name, "plain")
+    print(f"  {what}: {wall:.3f} wall, {cpu:.3f} CPU time{'  (target ' + target + ')' if target else ''}")
 
 
-def median_time(times: list[tuple[float, float]]) -> float:
-    return statistics.median(w for w, _ in times)
+def probe_ratios(model, x, y, rounds: int) -> None:
+    """Probe (each reference) against the plain forward of the same weights, interleaved."""
+    plain_model = copy.deepcopy(model)  # hooks live on the probed copies only: the plain forward runs unprobed
+    probed = {"probe": Compare(), "propagated": Compare(isolate=False), "snn": Compare(reference="snn")}
+    first = {}
+    with torch.no_grad(), contextlib.ExitStack() as stack:
+        probes = {name: stack.enter_context(Probe(copy.deepcopy(model), c)) for name, c in probed.items()}
+        for name, p in probes.items():
+            start = time.perf_counter()
+            p.step(x, y)  # first call: builds the structure and compiles the fused kernels
+            first[name] = time.perf_counter() - start
+        order = stepping.plan(plain_model, x)
+        times = interleaved_times({"plain": lambda: plain_model(x),
+                                   **{n: (lambda p=p: p.step(x, y)) for n, p in probes.items()}}, rounds)
+    print(f"first probed batch (structure + kernel compile or cache load): {first['probe']:.1f} s")
+    wall_ms, cpu_ms = median_ms(times["plain"])
+    print(f"plain forward ({order}-major) {wall_ms:.0f} ms wall, {cpu_ms:.0f} ms CPU")
+    report(times, "probe", "probe / plain forward (ANN twin, all metrics)", "<= 1.25")
+    report(times, "propagated", "without isolated mode (propagated rows only)")
+    report(times, "snn", "against the float SNN (reference='snn'), float weights", "<= 2.2")
 
 
-def paired_ratio(times: dict, num: str, den: str) -> tuple[float, float]:
-    """Median over rounds of ``num / den`` measured in the same round, (wall, CPU): the load of other
-    processes drifts between rounds more than within one."""
-    pairs = list(zip(times[num], times[den], strict=True))
-    return (statistics.median(a[0] / b[0] for a, b in pairs), statistics.median(a[1] / b[1] for a, b in pairs))
+def quantized_ratios(model, x, y, rounds: int) -> None:
+    """At 4-bit weights: the ANN twin (one more T = 1 pass for z_hat) and the float SNN (a third network)."""
+    q_plain = copy.deepcopy(model)
+    q_ann, q_snn = copy.deepcopy(model), copy.deepcopy(model)
+    with torch.no_grad(), configured(q_plain, weight_bits=4), configured(q_ann, weight_bits=4), \
+            configured(q_snn, weight_bits=4), parametrize.cached(), Probe(q_ann) as ann, \
+            Probe(q_snn, Compare(reference="snn")) as snn:
+        ann.step(x, y)
+        snn.step(x, y)
+        times = interleaved_times({"plain": lambda: q_plain(x), "ann": lambda: ann.step(x, y),
+                                   "snn": lambda: snn.step(x, y)}, rounds)
+    report(times, "ann", "4-bit weights, ANN twin (z_hat pass), against a 4-bit plain forward")
+    report(times, "snn", "4-bit weights, against the float SNN (three networks), against a 4-bit plain forward")
 
 
 def main() -> None:
@@ -90,36 +114,10 @@ def main() -> None:
     X, y = spikes(T)
     x = X.transpose(0, 1).contiguous()
 
-    # 1. probe vs plain forward --------------------------------------------------------------------
-    plain_model = copy.deepcopy(model)  # hooks live on the probed copies only: the plain forward runs unprobed
-    probed = {"probe": (copy.deepcopy(model), Compare()), "propagated": (copy.deepcopy(model), Compare(isolate=False)),
-              "snn": (copy.deepcopy(model), Compare(reference="snn"))}
-    first = {}
-    with torch.no_grad(), contextlib.ExitStack() as stack:
-        probes = {name: stack.enter_context(Probe(m, c)) for name, (m, c) in probed.items()}
-        for name, p in probes.items():
-            start = time.perf_counter()
-            p.step(x, y)  # first call: builds the structure and compiles the fused kernels
-            first[name] = time.perf_counter() - start
-        times = interleaved({"plain": lambda: plain_model(x), **{n: (lambda p=p: p.step(x, y))
-                                                                 for n, p in probes.items()}}, args.rounds)
     print(f"reference network, T={T}, B={B}, {args.threads} threads, {args.rounds} interleaved rounds "
           f"(median of the ratios within a round)")
-    print(f"first probed batch (structure + kernel compile or cache load): {first['probe']:.1f} s")
-    wall, cpu = paired_ratio(times, "probe", "plain")
-    print(f"plain forward {median_time(times['plain']) * 1e3:.0f} ms; probe / plain forward = {wall:.3f} wall, "
-          f"{cpu:.3f} CPU time  (target <= 1.25)")
-    wall, cpu = paired_ratio(times, "propagated", "plain")
-    print(f"  without isolated mode (propagated rows only): {wall:.3f} wall, {cpu:.3f} CPU time")
-    wall, cpu = paired_ratio(times, "snn", "plain")
-    print(f"  against the float SNN (reference='snn'): {wall:.3f} wall, {cpu:.3f} CPU time")
-    q_model, q_plain = copy.deepcopy(model), copy.deepcopy(model)
-    with torch.no_grad(), configured(q_model, weight_bits=4), configured(q_plain, weight_bits=4), \
-            parametrize.cached(), Probe(q_model) as q_probe:
-        q_probe.step(x, y)
-        times = interleaved({"plain": lambda: q_plain(x), "probe": lambda: q_probe.step(x, y)}, args.rounds)
-    wall, cpu = paired_ratio(times, "probe", "plain")
-    print(f"  4-bit weights (z_hat pass), against a 4-bit plain forward: {wall:.3f} wall, {cpu:.3f} CPU time")
+    probe_ratios(model, x, y, args.rounds)
+    quantized_ratios(model, x, y, args.rounds)
 
     # 2. sweep vs the sum of its plain evaluations -----------------------------------------------------
     data = {t: spikes(t, args.batch) for t in STEPS}
@@ -140,11 +138,11 @@ def main() -> None:
     _DATA = data
     run_sweep()  # warm-up (kernels compiled for every T)
     plain_cells()
-    times = interleaved({"plain": plain_cells, "sweep": run_sweep}, args.sweep_rounds, warmup=0)
-    print(f"sweep {len(BITS)}x{len(STEPS)} (B={args.batch}, serial): {median_time(times['sweep']):.1f} s; sum of "
-          f"plain evaluations {median_time(times['plain']):.1f} s")
+    times = interleaved_times({"plain": plain_cells, "sweep": run_sweep}, args.sweep_rounds, warmup=0)
+    print(f"sweep {len(BITS)}x{len(STEPS)} (B={args.batch}, serial): {median_ms(times['sweep'])[0] / 1e3:.1f} s; "
+          f"sum of plain evaluations {median_ms(times['plain'])[0] / 1e3:.1f} s (wall)")
     wall, cpu = paired_ratio(times, "sweep", "plain")
-    print(f"sweep / sum of plain evaluations = {wall:.3f} wall, {cpu:.3f} CPU time  (target <= 1.3)")
+    print(f"sweep / sum of plain evaluations = {wall:.3f} wall, {cpu:.3f} CPU time  (target <= 1.1)")
 
 
 _DATA: dict = {}
