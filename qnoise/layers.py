@@ -39,6 +39,8 @@ class MultiStep(nn.Module):
         if x.dim() < 3:
             raise ValueError(f"MultiStep expects [T, B, ...], got shape {tuple(x.shape)}")
         if self.mode == "loop":
+            if x.shape[0] == 1:  # one step (an ANN twin): no copy into a stack
+                return self.body(x[0]).unsqueeze(0)
             return torch.stack([self.body(xt) for xt in x])
         return self._folded(x)
 
