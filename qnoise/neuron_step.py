@@ -17,7 +17,6 @@ layer-major path. Signed neurons and quantized membranes step by the rule itself
 from __future__ import annotations
 
 import contextlib
-import threading
 from dataclasses import dataclass
 
 import numba
@@ -187,18 +186,15 @@ def flat_threshold(theta: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor
     return th.expand(x.shape[1:]).reshape(-1).contiguous()
 
 
-_threads = threading.local()  # what this thread last gave numba.set_num_threads (a thread-local setting)
-
-
 @contextlib.contextmanager
 def kernel_threads():
-    """Numba's parallel loops on as many threads as torch uses inside the block; torch's own count is restored
-    after (starting numba's OpenMP pool resets the runtime it shares with torch)."""
+    """Numba's parallel loops on as many threads as torch uses inside the block (numba's setting is per calling
+    thread); torch's own count is restored after (starting numba's OpenMP pool resets the runtime it shares
+    with torch)."""
     n = torch.get_num_threads()
     want = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
-    if getattr(_threads, "n", None) != want:
+    if numba.get_num_threads() != want:
         numba.set_num_threads(want)
-        _threads.n = want
     try:
         yield
     finally:

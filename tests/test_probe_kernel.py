@@ -344,3 +344,30 @@ def test_snn_sums_by_spike_counts_equal_the_torch_functions(signed):
         warnings.simplefilter("error", RuntimeWarning)
         counted = snn_layer_sums(out, own, ref, fanout, True, fused=True, thetas=(theta, theta_ref))
     _assert_same(counted, snn_layer_sums(out, own, ref, fanout, True, fused=False))
+
+
+def test_input_synops_flag_kept_on_the_device_gives_the_same_table():
+    """On a GPU the input's binary flag stays a tensor (reading it would wait for the device): its operations
+    are split between accumulates and MACs by the flag's value, the same table as a flag read on the host."""
+    from unittest import mock
+
+    from qnoise.probe import Compare, Probe
+    from qnoise.probe import core as probe_core
+
+    model = _stepping_model("mlp", None)
+    x = torch.rand(3, 2, 2, 12, 12)  # analog input: MACs
+    real = probe_core.input_synops
+
+    def as_tensor(*args):
+        ops, binary = real(*args)
+        return ops, torch.tensor(binary)
+
+    tables = []
+    for patch in (False, True):
+        with torch.no_grad(), Probe(model, Compare(), compile=True) as probe, \
+                mock.patch.object(probe_core, "input_synops", as_tensor if patch else real):
+            probe.step(x)
+            tables.append(probe.table())
+    assert tables[0].equals(tables[1])
+    ops = tables[0][(tables[0].layer == "fc1") & (tables[0].metric == "synops_mac")]
+    assert (ops.value > 0).all()
