@@ -16,6 +16,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .accuracy import accuracy_interval
+
 OUTPUT = "<output>"
 CONFIG_KEYS = ("model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference",
                "mode")
@@ -184,6 +186,12 @@ def accuracy_hint(df: pd.DataFrame, close_points: float = 0.01) -> str | None:
     if len(get["source_accuracy"]):
         src = float(get["source_accuracy"].mean())
         line += f" The quantized ANN it was converted from scores {_pct(src)}."
+    samples = run.loc[run["metric"] == "samples", "value"]
+    if len(samples) == 1 and samples.iloc[0] > 0:
+        n = int(samples.iloc[0])
+        lo, hi = accuracy_interval(acc, n)
+        line += (f" Measured on {n} samples: the SNN's 95% interval is {_pct(lo)} to {_pct(hi)}, "
+                 f"one sample is {100 / n:.2g} points.")
     return line
 
 

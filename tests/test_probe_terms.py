@@ -361,6 +361,24 @@ def test_the_accuracy_hint_compares_absolute_gaps_and_says_who_is_ahead():
     assert "within 1 point" in close[0]
 
 
+def test_the_samples_row_counts_the_labeled_samples_and_the_hint_gives_their_interval():
+    """``samples`` is the denominator of the accuracy rows: 10 labeled samples, accuracy k/10; the hint's
+    interval is the Wilson interval of k correct out of 10 (computed here from its formula)."""
+    model = one_layer()
+    X, y = static_data(n=10, T=4)
+    df = analyze(model, (X, y))
+    assert value(df, OUTPUT, "samples", 0) == 10
+    acc = value(df, OUTPUT, "accuracy", 4)
+    k = round(acc * 10)
+    assert acc == k / 10
+    z, n, p = 1.959963984540054, 10, k / 10
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    line = hints(df)[0]
+    assert f"Measured on 10 samples: the SNN's 95% interval is {100 * (centre - half):.1f}% to " \
+           f"{100 * (centre + half):.1f}%" in line
+    assert "one sample is 10 points" in line
+
+
 # ------------------------------------------------------------------------------------------------ item 9
 
 def lif_net(**kw) -> nn.Sequential:

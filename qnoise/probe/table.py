@@ -201,6 +201,7 @@ class TableMixin:
         rec, n = self.rec, self.rec.samples
         counts = {k: v.cpu().numpy() for k, v in rec.counts.items()}
         if rec.labeled:
+            rows.add(OUTPUT, 0, "samples", rec.labeled)  # the denominator of every accuracy row
             rows.add(OUTPUT, ts, "accuracy", counts["correct"] / rec.labeled)
             if "ref_correct" in counts:
                 ref = counts["ref_correct"] / rec.labeled
