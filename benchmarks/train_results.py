@@ -43,6 +43,7 @@ NMNIST_KINDS = {"float": ("float weights", []),
                                                               "--keep-first-last"])}
 NMNIST_TARGETS = {"float": 0.98, "binary": 0.97, "ternary": 0.975}
 RESULTS = "runs/train_results/results.json"
+KEPT_MARK = "<!-- written by other benchmarks; train_results.py keeps what follows -->"
 
 
 @dataclass
@@ -316,6 +317,9 @@ def write_markdown(all_rows: list[Row], path: Path, total: float) -> None:
               "lr 1e-3, momentum 0.9, weight decay 5e-4, a layer's best epoch kept only if the SNN's training "
               "accuracy improves. Methods and deviations: `docs/methods.md`.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
+    kept = path.read_text().split(KEPT_MARK, 1) if path.exists() else []
+    if len(kept) == 2:  # sections other benchmarks wrote below the mark stay as they are
+        lines += [KEPT_MARK + kept[1].rstrip("\n"), ""]
     path.write_text("\n".join(lines))
 
 
