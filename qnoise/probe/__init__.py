@@ -37,8 +37,8 @@ Per run (``layer="<output>"``): per t ``accuracy`` (argmax of the readout summed
 ``synops_ac``, ``synops_mac``, ``energy_pj``; ``ann_accuracy`` (the ANN reference's; per t with
 ``twin_input="cumulative"``) or ``float_snn_accuracy`` (the float SNN's, per t); ``source_accuracy`` (the
 source ANN of a converted model, when it can be found); at t = 0 ``samples`` (the labeled samples every
-accuracy row is a share of: its Wilson interval is `qnoise.accuracy.accuracy_interval`), ``ann_energy_pj`` (one dense pass of the
-reference ANN) and ``memory_bits`` (every stored quantity at its real width).
+accuracy row is a share of: its Wilson interval is `qnoise.accuracy.accuracy_interval`), ``ann_energy_pj``
+(one dense pass of the reference ANN) and ``memory_bits`` (every stored quantity at its real width).
 """
 
 from .analysis import analyze, configured
