@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import snntorch_sequential, spikingjelly_sequential  # noqa: E402
 from timing import interleaved_times, median_ms  # noqa: E402
 
 from qnoise import stepping  # noqa: E402
@@ -81,40 +82,11 @@ def stateless_blocks(ann: nn.Sequential) -> list[nn.Module]:
 
 
 def snntorch_snn(blocks: list[nn.Module]):
-    import snntorch as snn
-
-    neurons = [snn.Leaky(beta=1.0, threshold=1.0, reset_mechanism="subtract", init_hidden=True)
-               for _ in range(len(blocks) - 1)]
-    layers: list[nn.Module] = []
-    for i, block in enumerate(blocks):
-        layers.append(block)
-        if i < len(neurons):
-            layers.append(neurons[i])
-    net = nn.Sequential(*layers)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        for m in neurons:
-            m.reset_hidden()
-        return torch.stack([net(xt) for xt in x])
-
-    return forward
+    return snntorch_sequential(blocks)[1]
 
 
 def spikingjelly_snn(blocks: list[nn.Module]):
-    from spikingjelly.activation_based import functional, layer, neuron
-
-    layers: list[nn.Module] = []
-    for i, block in enumerate(blocks):
-        layers.append(layer.SeqToANNContainer(block))
-        if i < len(blocks) - 1:
-            layers.append(neuron.IFNode(v_threshold=1.0, v_reset=None, step_mode="m"))
-    net = nn.Sequential(*layers)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        functional.reset_net(net)
-        return net(x)
-
-    return forward
+    return spikingjelly_sequential(blocks)[1]
 
 
 def candidates_for(arch: str, x: torch.Tensor, peers: bool) -> dict:

@@ -39,7 +39,10 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from qnoise.models import build_model
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import snntorch_sequential, spikingjelly_sequential  # noqa: E402
+
+from qnoise.models import build_model  # noqa: E402
 
 T, B = 8, 64
 
@@ -60,44 +63,15 @@ def stateless_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def spikingjelly_net(model: nn.Module):
-    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+    from spikingjelly.activation_based import surrogate
 
-    layers: list[nn.Module] = []
-    blocks = stateless_blocks(model)
-    for i, block in enumerate(blocks):
-        layers.append(layer.SeqToANNContainer(block))
-        if i < len(blocks) - 1:
-            layers.append(neuron.IFNode(v_threshold=1.0, v_reset=None, surrogate_function=surrogate.ATan(alpha=2.0),
-                                        step_mode="m"))
-    net = nn.Sequential(*layers)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        functional.reset_net(net)
-        return net(x)
-
-    return net, forward
+    return spikingjelly_sequential(stateless_blocks(model), surrogate.ATan(alpha=2.0))
 
 
 def snntorch_net(model: nn.Module):
-    import snntorch as snn
     from snntorch import surrogate
 
-    blocks = stateless_blocks(model)
-    neurons = [snn.Leaky(beta=1.0, threshold=1.0, reset_mechanism="subtract", init_hidden=True,
-                         spike_grad=surrogate.atan(alpha=2.0)) for _ in range(len(blocks) - 1)]
-    layers: list[nn.Module] = []
-    for i, block in enumerate(blocks):
-        layers.append(block)
-        if i < len(neurons):
-            layers.append(neurons[i])
-    net = nn.Sequential(*layers)
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        for m in neurons:
-            m.reset_hidden()
-        return torch.stack([net(xt) for xt in x])
-
-    return net, forward
+    return snntorch_sequential(stateless_blocks(model), surrogate.atan(alpha=2.0))
 
 
 def step_fn(net: nn.Module, forward, x: torch.Tensor, y: torch.Tensor):
