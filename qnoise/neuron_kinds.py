@@ -118,6 +118,21 @@ class _Foreign(IF):
     def _out(self, s: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
         return theta * s if self.spike_value == "theta" else s
 
+    def _fire_and_reset(self, v: torch.Tensor, theta: torch.Tensor, s_prev: torch.Tensor, outs: list,
+                        mems: list | None, spikes: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step's firing on the charged membrane ``v``: the output appended to ``outs`` (and ``v`` and the
+        spike to ``mems`` and ``spikes`` when recording), then the reset: by subtraction (``v - s theta``) or to
+        zero (``v (1 - s)``) now, or left to the next step's charge (``reset_time="next"``, snnTorch's order).
+        Returns ``(v, s_prev)``: the membrane after this step and the spike the next step resets with."""
+        s = self._fire(v, theta)
+        if mems is not None:
+            mems.append(v)
+            spikes.append(s)
+        outs.append(self._out(s, theta))
+        if self.reset_time == "next":
+            return v, s.detach()
+        return (v - s * theta if self.reset == "subtract" else v * (1 - s)), s_prev
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
         return self._run(x, record=False)
@@ -235,17 +250,7 @@ class Leaky(_Foreign):
                 pres.append(v)
             if self.state_bits is not None:
                 v = quantize_membrane(v, theta, self.state_bits, self.state_rounding)
-            s = self._fire(v, theta)
-            if record:
-                mems.append(v)
-                spikes.append(s)
-            outs.append(self._out(s, theta))
-            if self.reset_time == "next":
-                s_prev = s.detach()
-            elif self.reset == "subtract":
-                v = v - s * theta
-            else:
-                v = v * (1 - s)
+            v, s_prev = self._fire_and_reset(v, theta, s_prev, outs, mems if record else None, spikes)
         out = torch.stack(outs)
         if not record:
             return out
@@ -356,17 +361,7 @@ class CUBA(_Foreign):
                     v, v_pre = v - v * s_prev, v_pre - v_pre * s_prev
             if pre:
                 pres.append(v_pre)
-            s = self._fire(v, theta.to(v.dtype))
-            if record:
-                mems.append(v)
-                spikes.append(s)
-            outs.append(self._out(s, theta.to(v.dtype)))
-            if self.reset_time == "next":
-                s_prev = s.detach()
-            elif self.reset == "subtract":
-                v = v - s * theta
-            else:
-                v = v * (1 - s)
+            v, s_prev = self._fire_and_reset(v, theta.to(v.dtype), s_prev, outs, mems if record else None, spikes)
         out = torch.stack(outs).to(x.dtype)
         if not record:
             return out
