@@ -145,8 +145,8 @@ def main() -> int:
     cli("sweep", *common, "--weight-bits", ",".join(map(str, WEIGHT_BITS)), "--timesteps", str(T),
         "--out", str(out / "sweep"), "--workers", "1")
 
-    from qnoise.io import read_parquet
     from qnoise.sweep import load_sweep
+    from qnoise.table_files import read_parquet
 
     df = load_sweep(out / "sweep")
     last = df[df.t == df.timesteps]

@@ -112,7 +112,8 @@ def _kind(path: Path) -> str:
 def loads_cleanly(path: Path) -> bool:
     """Whether a checkpoint's config and tensor header agree (`qnoise.io.check_header`: no tensor is read),
     so a broken checkpoint is listed after the good ones and never chosen by default."""
-    from qnoise.io import CONFIG_FILE, MODEL_FILE, check_header, file_inside, read_checkpoint_config
+    from qnoise.files import file_inside
+    from qnoise.io import CONFIG_FILE, MODEL_FILE, check_header, read_checkpoint_config
 
     try:
         doc = read_checkpoint_config(path)

@@ -17,7 +17,7 @@ GRIDS = sources.GRIDS
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _shipped_grid(path: str, _stamp: float) -> tuple[pd.DataFrame, dict]:
-    from qnoise.io import read_parquet
+    from qnoise.table_files import read_parquet
 
     df, side = read_parquet(path)
     return sources.check_results(df, path), side
@@ -108,7 +108,7 @@ def read_grid_cache(path: Path) -> pd.DataFrame | None:
 
 def write_grid_cache(path: Path, df: pd.DataFrame) -> None:
     try:
-        from qnoise.io import write_parquet_atomic
+        from qnoise.table_files import write_parquet_atomic
 
         write_parquet_atomic(df, path, {"what": "qnoise dashboard grid cache"})
     except OSError:  # a read-only home: the in-memory cache still holds it

@@ -1,4 +1,5 @@
-"""Checkpoints (safetensors + JSON, never pickle), results tables (parquet + JSON sidecar), atomic writes.
+"""Checkpoints (safetensors + JSON, never pickle); results tables are `qnoise.table_files`, atomic writes
+and strict JSON `qnoise.files`.
 
 A checkpoint is a directory::
 
@@ -24,11 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import platform
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -37,72 +35,12 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
+from .files import atomic_write_bytes, atomic_write_json, check_parent, file_inside, package_versions, read_json
+
 FORMAT = "qnoise-checkpoint"
 VERSION = 1
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-
-
-# ---------------------------------------------------------------- atomic writes
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def json_safe(obj):
-    """``obj`` with every non-finite float (NaN, Inf) replaced by None: strict JSON has no NaN, and a reader
-    that meets ``NaN`` (JavaScript, jq, most parsers) fails on the whole document."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
-
-
-def dumps_json(obj, **kwargs) -> str:
-    """``json.dumps`` of `json_safe` ``(obj)``: always valid JSON (non-finite floats written as ``null``)."""
-    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
-
-
-def atomic_write_json(path: str | Path, obj) -> Path:
-    """Write ``obj`` as indented, key-sorted, strict JSON (deterministic bytes; NaN as null), atomically."""
-    return atomic_write_bytes(path, (dumps_json(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: str | Path) -> dict:
-    """Read a JSON object; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON: {err}") from err
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> str:
@@ -156,17 +94,6 @@ def load_tensors(path: str | Path, sha256: str | None = None) -> dict[str, torch
         return st_load(data)
     except Exception as err:  # safetensors raises its own error types
         raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of python, torch, qnoise and the file-format libraries, for provenance."""
-    import numpy
-    import safetensors
-
-    from . import __version__
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "qnoise": __version__,
-            "numpy": numpy.__version__, "safetensors": safetensors.__version__}
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -295,23 +222,6 @@ def _check_record(cfg_path: Path, doc: dict) -> None:
         raise ValueError(f"{cfg_path}: dataset.input_mode {record['input_mode']!r} is not one of {INPUT_MODES}")
     check_data_options(record.get("options"), f"{cfg_path}: dataset.options")
     check_data_options({k: v for k, v in record.items() if k in RECORDABLE_OPTIONS}, f"{cfg_path}: dataset")
-
-
-def file_inside(folder: str | Path, name, what: str) -> Path:
-    """``folder / name`` when it is a file inside ``folder`` (symlinks resolved); otherwise ``FileNotFoundError``
-    with one message whether the file is missing or outside, so the answer says nothing about other files."""
-    folder = Path(folder)
-    message = f"{what} {name!r} is not a file inside {folder}"
-    if not isinstance(name, str) or not name:
-        raise FileNotFoundError(message)
-    try:
-        target = (folder / name).resolve()
-        inside = target.is_relative_to(folder.resolve()) and target.is_file()
-    except (OSError, ValueError):  # a NUL byte, a loop of links, ...
-        inside = False
-    if not inside:
-        raise FileNotFoundError(message)
-    return target
 
 
 _DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -478,17 +388,6 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
 
 # ---------------------------------------------------------------- outputs, checked before the work
 
-def _check_parent(path: Path, flag: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a writable folder (else the save fails at the end)."""
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"{flag} {path}: {parent} is a file, so the folder cannot be created")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: {parent} is not writable")
-
-
 def check_output_folder(path: str | Path, flag: str = "--out", source: str | Path | None = None) -> Path:
     """Refuse, before any work, a checkpoint output that saving would fail on or that would overwrite
     something else: an existing file, a folder holding other files (and no qnoise checkpoint), a folder whose
@@ -522,77 +421,5 @@ def check_output_folder(path: str | Path, flag: str = "--out", source: str | Pat
         if not os.access(path, os.W_OK | os.X_OK):
             raise ValueError(f"{flag} {path} is not writable")
         return path
-    _check_parent(path, flag)
+    check_parent(path, flag)
     return path
-
-
-def is_results_table(path: str | Path) -> bool:
-    """Whether ``path`` is a parquet table written by `write_parquet_atomic` (its schema carries ``qnoise``)."""
-    import pyarrow.parquet as pq
-
-    try:
-        return b"qnoise" in (pq.read_schema(str(path)).metadata or {})
-    except Exception:  # noqa: BLE001 - not parquet, unreadable: not a qnoise table
-        return False
-
-
-def check_table_output(path: str | Path, force: bool = False, flag: str = "--out") -> Path:
-    """Refuse, before any work, a results-table output that is a folder, or an existing file (or sidecar)
-    that qnoise did not write, unless ``force``."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{flag} {path} is a folder; give a file name such as {path / 'results.parquet'}")
-    side = sidecar_path(path)
-    if side.is_dir():
-        raise ValueError(f"{flag} {path}: its sidecar {side} is a folder")
-    if not force:
-        if path.exists() and not is_results_table(path):
-            raise ValueError(f"{flag} {path} exists and is not a qnoise results table; pass --force to overwrite "
-                             f"it, or choose another name")
-        if side.exists() and not path.exists():
-            raise ValueError(f"{flag} {path}: {side} exists (and would be overwritten); pass --force, or choose "
-                             f"another name")
-    _check_parent(path, flag)
-    return path
-
-
-# ---------------------------------------------------------------- results tables
-
-def sidecar_path(path: str | Path) -> Path:
-    """The JSON sidecar of a results table: ``results.parquet`` -> ``results.parquet.json``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
-def write_parquet_atomic(df, path: str | Path, sidecar: dict | None = None) -> Path:
-    """Write a DataFrame as parquet plus a JSON sidecar (versions added), both atomically.
-
-    The sidecar is also stored in the parquet schema metadata under ``b"qnoise"``, so it travels with the
-    table; `read_parquet` returns both.
-    """
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
-    meta = json_safe({**(sidecar or {}), "versions": {**package_versions(), **(sidecar or {}).get("versions", {})}})
-    text = dumps_json(meta, sort_keys=True)
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), b"qnoise": text.encode()})
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(path, buf.getvalue())
-    atomic_write_json(sidecar_path(path), meta)
-    return path
-
-
-def read_parquet(path: str | Path):
-    """``(DataFrame, sidecar dict)`` of a table written by `write_parquet_atomic`."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    side = sidecar_path(path)
-    return pd.read_parquet(path), (read_json(side) if side.is_file() else {})

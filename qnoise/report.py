@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write_bytes
+from .files import atomic_write_bytes
 
 OUTPUT = "<output>"
 CONFIG = ["model", "dataset", "weight_bits", "state_bits", "timesteps", "rounding", "neuron", "reference"]

@@ -25,7 +25,8 @@ needs_sample = pytest.mark.skipif(not HAS_SAMPLE, reason="sample_data/grids not 
 
 @needs_sample
 def test_shipped_grids_name_their_tensors_and_cells():
-    from qnoise.io import read_checkpoint_config, read_parquet
+    from qnoise.io import read_checkpoint_config
+    from qnoise.table_files import read_parquet
     from qnoise.train.sample_data import GRID_FORMAT, grid_cells
 
     index = json.loads((SAMPLE / "grids" / "index.json").read_text())

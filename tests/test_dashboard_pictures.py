@@ -271,7 +271,7 @@ def test_budget_takes_a_search_table(tmp_path):
     feeds the Budget page in place of the model's grid; it is not mistaken for a results table."""
     import pandas as pd
 
-    from qnoise.io import write_parquet_atomic
+    from qnoise.table_files import write_parquet_atomic
 
     make_checkpoint(tmp_path / "m")
     rows = [("W8 everywhere", 8, 0.97, 8192 * 40), ("W4 fc1, W8 rest", 4, 0.96, 8192 * 25),

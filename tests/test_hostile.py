@@ -297,7 +297,8 @@ def test_pickles_are_never_loaded(tmp_path, payload):
 # ------------------------------------------------------------------------------------------------ strict JSON
 
 def test_json_is_never_written_with_nan(tmp_path):
-    from qnoise.io import atomic_write_json, write_parquet_atomic
+    from qnoise.files import atomic_write_json
+    from qnoise.table_files import write_parquet_atomic
 
     def strict(text):
         return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
@@ -467,7 +468,7 @@ def test_an_existing_checkpoint_folder_may_be_replaced(tmp_path):
 def test_results_table_output_refuses_foreign_files_unless_forced(tmp_path):
     import pandas as pd
 
-    from qnoise.io import check_table_output, write_parquet_atomic
+    from qnoise.table_files import check_table_output, write_parquet_atomic
 
     mine = write_parquet_atomic(pd.DataFrame({"value": [1.0]}), tmp_path / "mine.parquet")
     assert check_table_output(mine) == mine
@@ -632,7 +633,7 @@ def test_a_results_table_deleted_after_opening(dash):
     import pandas as pd
 
     from dashboard import sources
-    from qnoise.io import write_parquet_atomic
+    from qnoise.table_files import write_parquet_atomic
 
     sample, _ = dash
     table = write_parquet_atomic(pd.DataFrame({c: [1] for c in sources.RESULT_COLUMNS}), sample / "t.parquet")

@@ -9,17 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from qnoise.io import (
-    load_checkpoint,
-    read_checkpoint_config,
-    read_parquet,
-    save_checkpoint,
-    sidecar_path,
-    write_parquet_atomic,
-)
+from qnoise.io import load_checkpoint, read_checkpoint_config, save_checkpoint
 from qnoise.models import build_model
 from qnoise.neurons import spiking_neurons
 from qnoise.quant import set_temperature
+from qnoise.table_files import read_parquet, sidecar_path, write_parquet_atomic
 
 X = torch.rand(4, 3, 1, 8, 8)
 
@@ -174,7 +168,7 @@ def test_parquet_with_sidecar(tmp_path):
 # ---------------------------------------------------------------- hardening (issue 12)
 
 def test_dumps_json_writes_null_for_non_finite_floats():
-    from qnoise.io import dumps_json, json_safe
+    from qnoise.files import dumps_json, json_safe
 
     obj = {"a": float("nan"), "b": [1.5, float("inf"), (float("-inf"), 2)], "c": "NaN", "d": 3}
     assert json_safe(obj) == {"a": None, "b": [1.5, None, [None, 2]], "c": "NaN", "d": 3}
@@ -207,7 +201,7 @@ def test_check_header_compares_plain_and_parametrized_names(tmp_path):
 
 
 def test_file_inside_gives_one_message_for_missing_and_outside(tmp_path):
-    from qnoise.io import file_inside
+    from qnoise.files import file_inside
 
     (tmp_path / "ck").mkdir()
     (tmp_path / "ck" / "model.safetensors").write_bytes(b"x")
@@ -228,7 +222,7 @@ def test_a_cut_off_file_is_reported_by_its_sha_before_its_header(tmp_path):
 
 
 def test_is_results_table(tmp_path):
-    from qnoise.io import is_results_table
+    from qnoise.table_files import is_results_table
 
     write_parquet_atomic(pd.DataFrame({"value": [1.0]}), tmp_path / "mine.parquet")
     pd.DataFrame({"value": [1.0]}).to_parquet(tmp_path / "theirs.parquet")

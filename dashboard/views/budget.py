@@ -99,7 +99,7 @@ if searches:
                              help="a mixed-precision search's table (qnoise search) has one row per per-layer "
                                   "configuration, with its interval")
 if origin.startswith("search: "):
-    from qnoise.io import read_parquet
+    from qnoise.table_files import read_parquet
 
     label = origin.split(": ", 1)[1]
     table, _ = read_parquet(searches[label])

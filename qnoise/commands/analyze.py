@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     sb = int_list(args.state_bits, "state-bits")
     checkpoint = args.checkpoint or sample_checkpoint()
     if args.out:  # before any work: the analysis must not end in a refused or wrong write
-        from ..io import check_table_output
+        from ..table_files import check_table_output
 
         check_table_output(args.out, args.force)
     check_probe_memory(checkpoint, [args.timesteps], args.batch_size)
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                  state_bits=sb[0] if sb else None, rounding=args.rounding, weight_method=args.weight_method,
                  neuron=args.neuron, weight_step=args.weight_step, ties=args.ties, **probe_options(args))
     if args.out:
-        from ..io import write_parquet_atomic
+        from ..table_files import write_parquet_atomic
 
         path = write_parquet_atomic(df, args.out, {"command": "analyze", "checkpoint": str(checkpoint),
                                                    "args": {k: v for k, v in vars(args).items() if k != "func"},

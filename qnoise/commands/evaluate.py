@@ -62,7 +62,8 @@ def ptq_spec(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..io import dumps_json, load_checkpoint
+    from ..files import dumps_json
+    from ..io import load_checkpoint
     from ..models import apply_quantization
     from ..train.evaluation import evaluate_model
 

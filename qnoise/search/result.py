@@ -18,9 +18,10 @@ from torch import nn
 
 from ..choice import best_within_budget, interval_supports
 from ..insights import pareto_front
-from ..io import save_checkpoint, write_parquet_atomic
+from ..io import save_checkpoint
 from ..models import apply_quantization
 from ..probe.copying import clone_model
+from ..table_files import write_parquet_atomic
 from .space import Candidate
 
 KIB_BITS = 8 * 1024

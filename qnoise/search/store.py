@@ -14,7 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from ..io import atomic_write_json, read_json
+from ..files import atomic_write_json, read_json
 from .space import Candidate
 
 FORMAT = "qnoise-search"

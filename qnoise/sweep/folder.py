@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from ..io import atomic_write_json, read_json
+from ..files import atomic_write_json, read_json
 from .cells import AXES
 
 MANIFEST = "manifest.json"

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..io import write_parquet_atomic
 from ..probe import Execution, Setting, analyze
 from ..probe.copying import from_portable
 from ..probe.inputs import resolve_data, resolve_model
+from ..table_files import write_parquet_atomic
 from ..train.evaluation import data_plan
 from .cells import twin_key
 from .folder import cell_file, finished

@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..files import file_inside
 from ..io import (
     CONFIG_FILE,
     MODEL_FILE,
-    file_inside,
     load_tensors,
     read_checkpoint_config,
     read_tensor_metadata,

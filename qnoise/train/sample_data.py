@@ -26,17 +26,16 @@ from pathlib import Path
 
 import torch
 
+from ..files import atomic_write_json, read_json
 from ..io import (
     CONFIG_FILE,
     MODEL_FILE,
-    atomic_write_json,
     load_checkpoint,
     load_tensors,
     read_checkpoint_config,
-    read_json,
     save_tensors,
-    write_parquet_atomic,
 )
+from ..table_files import write_parquet_atomic
 from .config import TrainConfig
 from .convert_run import convert_checkpoint
 from .run import train
