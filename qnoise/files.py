@@ -108,7 +108,7 @@ def package_versions() -> dict[str, str]:
     import numpy
     import safetensors
 
-    from . import __version__  # the package's own __init__ imports this module's users
+    from . import __version__  # at call time: qnoise/__init__.py imports modules that import this one
 
     return {"python": platform.python_version(), "torch": torch.__version__, "qnoise": __version__,
             "numpy": numpy.__version__, "safetensors": safetensors.__version__}
