@@ -31,6 +31,7 @@ from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..layers import MultiStep
 from ..models.graph import GraphNet, clean_name
 from ..neuron_kinds import CUBA, FIRES, Leaky
+from ..pooling import AvgPool2d
 from .snntorch import _version
 
 DEFAULT_DT = 1e-4  # seconds; SpikingJelly's and nirtorch's default
@@ -118,7 +119,7 @@ def node_module(node, name: str, dt: float, reset: str, fire: str, spike_value: 
         return MultiStep(nn.Flatten(shift(node.start_dim), shift(node.end_dim)))
     if isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
         args = (_pair(node.kernel_size), _pair(node.stride), _pair(node.padding))
-        return MultiStep(nn.AvgPool2d(*args) if isinstance(node, nir.AvgPool2d) else SumPool2d(*args))
+        return MultiStep(AvgPool2d(*args) if isinstance(node, nir.AvgPool2d) else SumPool2d(*args))
     if isinstance(node, nir.Scale):
         return Scale(_t(_arr(node, "scale", name)))
     if isinstance(node, nir.Delay):

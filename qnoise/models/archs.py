@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..pooling import AvgPool2d
 from .blocks import ResidualBlock, conv_bn, multistep
 
 # defaults of each architecture's own options; build_model stores the completed dict
@@ -62,7 +63,7 @@ def cnn(input_shape: tuple[int, ...], num_classes: int, act: ActFactory, channel
                              f"of {pool}x{pool} (stage {i} sees {h}x{w})")
         layers[f"conv{i}"] = multistep(*conv_bn(cin, c, kernel, 1, batchnorm))
         layers[f"act{i}"] = act(c)
-        layers[f"pool{i}"] = multistep(nn.AvgPool2d(pool))
+        layers[f"pool{i}"] = multistep(AvgPool2d(pool))
         cin, h, w = c, h // pool, w // pool
     flat = cin * h * w
     if hidden:

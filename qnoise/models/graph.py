@@ -25,6 +25,7 @@ from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..layers import MultiStep
 from ..neuron_kinds import CUBA, Leaky
 from ..neurons import IF, LIF
+from ..pooling import AvgPool2d
 
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _STEP_OPS = ("linear", "conv1d", "conv2d", "avgpool2d", "sumpool2d", "flatten", "batchnorm1d", "batchnorm2d",
@@ -139,7 +140,7 @@ def build_node(spec: dict) -> nn.Module:
         return MultiStep(cls(a["in_channels"], a["out_channels"], a["kernel_size"], stride=a["stride"],
                              padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"]))
     if op == "avgpool2d":
-        return MultiStep(nn.AvgPool2d(a["kernel_size"], a["stride"], a["padding"]))
+        return MultiStep(AvgPool2d(a["kernel_size"], a["stride"], a["padding"]))
     if op == "sumpool2d":
         return MultiStep(SumPool2d(a["kernel_size"], a["stride"], a["padding"]))
     if op == "flatten":
