@@ -20,7 +20,7 @@ The SNN's outputs in the three orders (step, fold, layer) are checked identical 
 
 Allocator: glibc serves each allocation over its mmap threshold with fresh pages, and a first touch costs
 about 0.45 ms per MB here, which is most of what folding T into the batch costs (76 MB tensors). By default
-the benchmark keeps freed memory for reuse (`qnoise.train.allocator`, as training does), which makes the
+the benchmark keeps freed memory for reuse (`qnoise.allocator`, as training does), which makes the
 folded ANN as fast as it can be; ``--system-malloc`` keeps glibc's defaults. Both apply to every candidate.
 
 Run: ``.venv/bin/python benchmarks/bench_forward.py [--rounds 15] [--threads 2] [--models cnn,mlp,resnet]``
@@ -45,7 +45,7 @@ from qnoise import stepping  # noqa: E402
 from qnoise.layers import MultiStep  # noqa: E402
 from qnoise.models import build_model  # noqa: E402
 from qnoise.neurons import IF, spiking_neurons  # noqa: E402
-from qnoise.train.allocator import recycle_large_allocations  # noqa: E402
+from qnoise.allocator import recycle_large_allocations  # noqa: E402
 
 T, B = 8, 64
 SHAPE = (2, 34, 34)
@@ -157,7 +157,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     x = (torch.rand(T, B, *SHAPE) < 0.15).float()  # binary event frames
     print(f"T={T}, B={B}, {args.threads} threads, {args.rounds} interleaved rounds, inference mode, freed memory "
-          f"{'reused (qnoise.train.allocator)' if recycled else 'returned to the system (glibc defaults)'}")
+          f"{'reused (qnoise.allocator)' if recycled else 'returned to the system (glibc defaults)'}")
     for arch in args.models.split(","):
         found, rate, chosen = candidates_for(arch, x, peers=arch == "cnn")
         print(f"\n{arch}: the SNN's order {chosen!r} (qnoise.stepping.plan); first neuron layer's firing rate "

@@ -17,7 +17,7 @@ The SNN runs as `Network.forward` runs it at inference (step-major here: `qnoise
 
 Each ratio is the median over rounds of the ratio of two runs made in the same round (other processes'
 load drifts between rounds more than within one); wall and CPU time (all threads of this process). Freed
-memory is kept for reuse (`qnoise.train.allocator`, as `bench_forward.py`) unless ``--system-malloc``.
+memory is kept for reuse (`qnoise.allocator`, as `bench_forward.py`) unless ``--system-malloc``.
 
 Run: ``.venv/bin/python benchmarks/bench_probe.py [--rounds 9] [--sweep-rounds 3] [--threads 2]``
 """
@@ -42,7 +42,7 @@ import qnoise  # noqa: E402
 from qnoise import stepping  # noqa: E402
 from qnoise.models import build_model  # noqa: E402
 from qnoise.probe import Compare, Probe, configured  # noqa: E402
-from qnoise.train.allocator import recycle_large_allocations  # noqa: E402
+from qnoise.allocator import recycle_large_allocations  # noqa: E402
 
 T, B = 8, 64
 BITS = [1, 2, 4, 8, 32]
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--system-malloc", action="store_true", help="keep glibc's allocation defaults")
     args = parser.parse_args()
     recycled = False if args.system_malloc else recycle_large_allocations()
-    print(f"freed memory {'reused (qnoise.train.allocator)' if recycled else 'returned to the system (glibc)'}")
+    print(f"freed memory {'reused (qnoise.allocator)' if recycled else 'returned to the system (glibc)'}")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     model = build_model("cnn", (2, 34, 34), 10).eval()

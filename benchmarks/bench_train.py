@@ -12,7 +12,7 @@ Candidates (same initial weights, ATan surrogate with alpha = 2 everywhere, rese
   ``SeqToANNContainer`` (folded over T), the multi-step torch backend.
 - ``snntorch``: ``snn.Leaky(beta=1, reset_mechanism="subtract")`` stepped in a Python loop over T.
 
-The allocator setting `qnoise train` applies (`qnoise.train.allocator`: freed memory kept for reuse, so large
+The allocator setting `qnoise train` applies (`qnoise.allocator`: freed memory kept for reuse, so large
 tensors are not page-faulted in anew each step) is process-wide, so it holds for every candidate here;
 ``--malloc default`` measures with glibc's defaults instead. Peers are optional (``.venv/bin/pip install --no-deps -r benchmarks/requirements-peers.txt``). Each ratio is
 the median over rounds of (candidate / qnoise) measured in the same round, the candidates run in turn, so load
@@ -164,11 +164,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--finetune", action="store_true", help="measure layer-wise fine-tuning against an ANN epoch")
     p.add_argument("--malloc", choices=("recycle", "default"), default="recycle",
                    help="recycle: keep freed memory for reuse, as `qnoise train` sets it for the whole process "
-                        "(qnoise.train.allocator); default: glibc's defaults")
+                        "(qnoise.allocator); default: glibc's defaults")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.malloc == "recycle":
-        from qnoise.train.allocator import recycle_large_allocations
+        from qnoise.allocator import recycle_large_allocations
 
         recycle_large_allocations()
     if args.finetune:

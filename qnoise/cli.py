@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from .allocator import recycle_large_allocations
+
 # one line per command module, in the order `qnoise --help` lists them
 COMMAND_MODULES = [
     "qnoise.commands.demo",
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    recycle_large_allocations()  # every command: large tensors reused, not page-faulted in anew (qnoise.allocator)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, not a traceback

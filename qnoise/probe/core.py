@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .. import stepmode, stepping
+from ..allocator import recycle_large_allocations
 from ..neurons import IF, spiking_neurons
 from .costs import synapse_widths
 from .describe import describe_neurons, describe_state_bits  # noqa: F401 - sensitivity imports them from here
@@ -69,6 +70,7 @@ class Probe(StepMixin, TableMixin):
 
     def __init__(self, model: nn.Module, compare: Compare | None = None, count: Count | None = None,
                  compile: bool | str = "auto", ann: nn.Module | None = None, source: nn.Module | None = None) -> None:
+        recycle_large_allocations()  # freed step tensors reused, not page-faulted in anew (qnoise.allocator)
         self.compare, self.count = compare or Compare(), count or Count()
         self.kind = self.compare.name
         if self.kind in ("source", "ann-given") and ann is None:

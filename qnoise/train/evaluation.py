@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..allocator import recycle_large_allocations
 from ..limits import check_batch_size, check_timesteps
 from .budget import fit_batch
 from .loop import evaluate
@@ -59,6 +60,7 @@ def evaluate_model(model: nn.Module, dataset: str | None = None, split: str = "t
     The batch is made smaller when a forward over T steps would not fit the memory budget (same numbers).
     """
     check_batch_size(batch_size)
+    recycle_large_allocations()  # freed step tensors reused (qnoise.allocator)
     s = data_settings(model)
     name = dataset or s["name"]
     if name is None:

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..allocator import recycle_large_allocations
 from ..neurons import spiking_neurons
 from ..quant import learnable_clip, weight_layers
-from .allocator import recycle_large_allocations
 from .convert import clip_layers
 from .loop import evaluate, model_input
 

@@ -18,13 +18,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from ..allocator import recycle_large_allocations
 from ..device import resolve_device
 from ..io import CONFIG_FILE, check_output_folder, load_checkpoint, read_checkpoint_config, save_checkpoint
 from ..models import apply_quantization, build_model, set_act_bits
 from ..neurons import spiking_neurons
 from ..quant import SigmoidSumQuantizer, remove_weight_quantization, set_temperature
 from . import schedule
-from .allocator import recycle_large_allocations
 from .budget import check_training
 from .config import TrainConfig
 from .given import given_name, given_splits
