@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .allocator import recycle_large_allocations
 from .metrics import wilson_interval
 
 ALL = "all"
@@ -64,6 +65,7 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
     from .probe import configured, iter_batches
     from .train.evaluation import data_plan
 
+    recycle_large_allocations()  # freed step tensors reused (qnoise.allocator)
     ckpt = getattr(model, "qnoise_checkpoint", {}) or {}
     static, steps, _ = data_plan(ckpt, timesteps, None)
     preds, labels = [], []

@@ -12,8 +12,8 @@ unchanged, it is only not handed back to the system between steps.
 Inference pays the same: a step-major SNN forward makes a fresh ``[B, ...]`` tensor per layer and step, and the
 reference ResNet's forward (T=8, B=64, 2 threads) took 94 ms with glibc's defaults against 50 ms with the setting
 (the CNN 55 against 43 ms). The setting is process-wide (``mallopt``): `qnoise.train.train`, layer-wise
-fine-tuning, `qnoise.Probe` (every analysis, sweep cell and search evaluation), `evaluate_model` and the
-``qnoise`` command apply it. Intel's PyTorch CPU tuning guide gets the same effect by preloading jemalloc or
+fine-tuning, `qnoise.Probe` (every analysis, sweep cell and search evaluation), `evaluate_model`,
+`qnoise.accuracy.predictions` and the ``qnoise`` command apply it. Intel's PyTorch CPU tuning guide gets the same effect by preloading jemalloc or
 tcmalloc.
 """
 
