@@ -13,8 +13,8 @@ Inference pays the same: a step-major SNN forward makes a fresh ``[B, ...]`` ten
 reference ResNet's forward (T=8, B=64, 2 threads) took 94 ms with glibc's defaults against 50 ms with the setting
 (the CNN 55 against 43 ms). The setting is process-wide (``mallopt``): `qnoise.train.train`, layer-wise
 fine-tuning, `qnoise.Probe` (every analysis, sweep cell and search evaluation), `evaluate_model`,
-`qnoise.accuracy.predictions` and the ``qnoise`` command apply it. Intel's PyTorch CPU tuning guide gets the same effect by preloading jemalloc or
-tcmalloc.
+`qnoise.accuracy.predictions` and the ``qnoise`` command apply it. Intel's PyTorch CPU tuning guide gets the
+same effect by preloading jemalloc or tcmalloc.
 """
 
 from __future__ import annotations
