@@ -234,15 +234,18 @@ class IF(nn.Module):
 
     def broadcast_threshold(self, x: torch.Tensor) -> torch.Tensor:
         """Threshold shaped to broadcast against one timestep ``x[t]`` of ``[T, B, C, ...]``."""
+        return self._channel_threshold(x, ("T", "B"), "its input has shape")
+
+    def _channel_threshold(self, x: torch.Tensor, lead: tuple[str, ...], what: str) -> torch.Tensor:
+        """The threshold viewed as ``[C, 1, ...]`` against ``x [*lead, C, ...]`` (as stored when per layer)."""
         theta = self.threshold
         if not self.per_channel:
             return theta
-        if x.dim() < 3 or x.shape[2] != theta.numel():
-            raise ValueError(
-                f"{type(self).__name__} has {theta.numel()} per-channel thresholds but its input has shape "
-                f"{tuple(x.shape)}; expected [T, B, {theta.numel()}, ...]"
-            )
-        return theta.view(-1, *([1] * (x.dim() - 3)))
+        c = len(lead)
+        if x.dim() <= c or x.shape[c] != theta.numel():
+            raise ValueError(f"{type(self).__name__} has {theta.numel()} per-channel thresholds but {what} "
+                             f"{tuple(x.shape)}; expected [{', '.join(lead)}, {theta.numel()}, ...]")
+        return theta.view(-1, *([1] * (x.dim() - c - 1)))
 
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() < 3:
@@ -253,15 +256,7 @@ class IF(nn.Module):
 
     def step_threshold(self, x: torch.Tensor) -> torch.Tensor:
         """Threshold shaped to broadcast against one step ``x [B, C, ...]`` (`broadcast_threshold` without T)."""
-        theta = self.threshold
-        if not self.per_channel:
-            return theta
-        if x.dim() < 2 or x.shape[1] != theta.numel():
-            raise ValueError(
-                f"{type(self).__name__} has {theta.numel()} per-channel thresholds but one step of its input has "
-                f"shape {tuple(x.shape)}; expected [B, {theta.numel()}, ...]"
-            )
-        return theta.view(-1, *([1] * (x.dim() - 2)))
+        return self._channel_threshold(x, ("B",), "one step of its input has shape")
 
     def step(self, x: torch.Tensor, state: StepState | None = None) -> tuple[torch.Tensor, StepState]:
         """One timestep (Norse style): ``x [B, ...]`` and the state after the previous step (None before the
