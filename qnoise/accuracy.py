@@ -5,6 +5,8 @@
 - `class_accuracy`: per class, the samples, the correct ones, the accuracy and its Wilson interval
   (`qnoise.metrics.wilson_interval`), plus an ``"all"`` row.
 - `accuracy_interval`: the interval of an accuracy measured on ``n`` samples (e.g. a results table's).
+- `shared_errors`: which samples several runs (seeds, bit widths) get wrong, and how many of them: samples
+  wrong in every run bound what a recipe change can gain on that split (``ceiling``).
 """
 
 from __future__ import annotations
@@ -79,3 +81,37 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
     if not preds:
         raise ValueError("no data")
     return torch.cat(preds).numpy(), torch.cat(labels).numpy()
+
+
+def shared_errors(predicted_by_run: dict, labels) -> pd.DataFrame:
+    """The samples at least one run gets wrong: one row per sample index, with its ``label``, ``wrong_in``
+    (how many of the runs miss it), ``runs`` (how many runs there are), ``most_predicted`` (the wrong class
+    those runs predict most often; the smallest on a tie) and ``missed_by`` (the names of those runs, sorted),
+    sorted by ``wrong_in`` (most first), then index. ``predicted_by_run``: ``{run name: predicted classes}``,
+    each in the order of ``labels``."""
+    y = np.asarray(labels).astype(np.int64).ravel()
+    if not predicted_by_run:
+        raise ValueError("shared_errors needs the predictions of at least one run")
+    wrong: dict[int, list[tuple[str, int]]] = {}
+    for name, predicted in predicted_by_run.items():
+        p = np.asarray(predicted).astype(np.int64).ravel()
+        if p.shape != y.shape:
+            raise ValueError(f"run {name!r}: {p.size} predictions for {y.size} labels")
+        for i in np.flatnonzero(p != y):
+            wrong.setdefault(int(i), []).append((str(name), int(p[i])))
+    rows = []
+    for i, misses in wrong.items():
+        classes, counts = np.unique([c for _, c in misses], return_counts=True)
+        rows.append((i, int(y[i]), len(misses), len(predicted_by_run), int(classes[np.argmax(counts)]),
+                     ", ".join(sorted(n for n, _ in misses))))
+    out = pd.DataFrame(rows, columns=["sample", "label", "wrong_in", "runs", "most_predicted", "missed_by"])
+    return out.sort_values(["wrong_in", "sample"], ascending=[False, True], ignore_index=True)
+
+
+def ceiling(errors: pd.DataFrame, samples: int) -> float:
+    """The accuracy on ``samples`` samples if every sample `shared_errors` finds wrong in all runs stays wrong
+    and every other sample is right: ``1 - (samples wrong in every run) / samples``."""
+    if samples <= 0:
+        raise ValueError(f"samples must be > 0, got {samples}")
+    always = int((errors["wrong_in"] == errors["runs"]).sum()) if len(errors) else 0
+    return 1.0 - always / samples

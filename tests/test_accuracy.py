@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from qnoise.accuracy import accuracy_interval, class_accuracy, predictions
+from qnoise.accuracy import accuracy_interval, ceiling, class_accuracy, predictions, shared_errors
 from qnoise.metrics import wilson_interval
 
 
@@ -127,3 +127,27 @@ def test_setting_of_and_save_configuration(tmp_path):
     y = torch.randint(0, 10, (20,))
     assert np.array_equal(predictions(chosen, (x, y), 6)[0], predictions(src, (x, y), 6, weight_bits=4)[0])
     assert not any(type(m).__name__ == "ParametrizationList" for m in src.modules())  # the source is untouched
+
+
+def test_shared_errors_counts_each_sample_across_runs():
+    """Three runs on five samples, counted by hand: sample 1 is wrong in all three (twice as 2, once as 0),
+    sample 3 in run b only; samples 0, 2 and 4 are right everywhere and get no row."""
+    labels = [0, 1, 2, 3, 4]
+    runs = {"a": [0, 2, 2, 3, 4], "b": [0, 0, 2, 1, 4], "c": [0, 2, 2, 3, 4]}
+    out = shared_errors(runs, labels)
+    assert out["sample"].tolist() == [1, 3]
+    assert out["label"].tolist() == [1, 3]
+    assert out["wrong_in"].tolist() == [3, 1]
+    assert out["runs"].tolist() == [3, 3]
+    assert out["most_predicted"].tolist() == [2, 1]
+    assert out["missed_by"].tolist() == ["a, b, c", "b"]
+    assert ceiling(out, len(labels)) == pytest.approx(1 - 1 / 5)
+
+
+def test_shared_errors_without_errors_and_bad_input():
+    out = shared_errors({"a": [0, 1]}, [0, 1])
+    assert out.empty and ceiling(out, 2) == 1.0
+    with pytest.raises(ValueError, match="run 'a': 1 predictions for 2 labels"):
+        shared_errors({"a": [0]}, [0, 1])
+    with pytest.raises(ValueError, match="at least one run"):
+        shared_errors({}, [0, 1])
