@@ -38,15 +38,23 @@ def _square(v) -> int | None:
     return v[0] if len(v) == 2 and v[0] == v[1] else None
 
 
+def window_size(pool: nn.AvgPool2d) -> int | None:
+    """``k`` when ``pool`` averages non-overlapping ``k x k`` windows (stride k, no padding, floor mode, no
+    divisor override), the case `window_mean` computes; else None."""
+    k = _square(pool.kernel_size)
+    if (k is not None and k > 0 and _square(pool.stride if pool.stride else pool.kernel_size) == k
+            and _square(pool.padding) == 0 and not pool.ceil_mode and pool.divisor_override is None):
+        return k
+    return None
+
+
 class AvgPool2d(nn.AvgPool2d):
     """``nn.AvgPool2d`` (same arguments, same outputs and gradients) that pools non-overlapping square windows on
     the CPU by `window_mean` (module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k = _square(self.kernel_size)
-        if (k is not None and k > 0 and _square(self.stride if self.stride else self.kernel_size) == k
-                and _square(self.padding) == 0 and not self.ceil_mode and self.divisor_override is None
-                and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and x.dim() in (3, 4)
-                and x.shape[-2] >= k and x.shape[-1] >= k):
+        k = window_size(self)
+        if (k is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+                and x.dim() in (3, 4) and x.shape[-2] >= k and x.shape[-1] >= k):
             return window_mean(x, k)
         return super().forward(x)

@@ -44,6 +44,7 @@ from torch.nn.utils import parametrize
 
 from . import stepmode
 from .layers import MultiStep
+from .neuron_pool import sequential_step
 from .neurons import IF
 
 STEP_AWARE = "__qnoise_step_aware__"
@@ -204,7 +205,7 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     starts afresh: nothing carries over between calls."""
     T = x.shape[0]
     run = stepmode.Step(T=T)
-    body = nn.Sequential.forward if isinstance(model, nn.Sequential) else type(model).forward  # not Network's
+    body = sequential_step if isinstance(model, nn.Sequential) else type(model).forward  # not Network's
     out = None
     for t in range(T):
         run.t = t
