@@ -5,13 +5,13 @@ pool, the usual SNN block). Stepped one after the other, the neuron writes its w
 neuron) and the pooling reads it back; fused, each parallel job steps the ``k`` input rows of one output row
 of one channel into a scratch block that stays in cache and pools them from there, so the layer's output is
 never written: per step one read of x, one read and write of the membrane and a write of ``1/k^2`` of the
-values (on 2 cores this step costs about 0.4 of the two calls it replaces, for the reference CNN's first layer).
+values.
 
-Bit for bit the two calls' values (tests/test_stepping.py): the neuron's own row step
-(`qnoise.neuron_step._advance_row`, its rule's operations in its order), then `qnoise.pooling.window_mean`'s
-sum in its order (window rows, then columns within a row, from the window's first element) divided once by
-``k^2``. Rows below the last whole window still step (their membrane is the neuron's state), only their output
-is dropped, as the pooling drops it.
+Bit for bit the two calls' values (tests/test_neuron_pool.py): the neuron's own row step
+(`qnoise.neuron_step._advance_row`, its rule's operations in its order), then the pooling's own row kernel
+(`qnoise.pooling.pool_rows`: `window_mean`'s sum in its order, window rows, then columns within a row, from
+the window's first element, divided once by ``k^2``). Rows below the last whole window still step (their
+membrane is the neuron's state), only their output is dropped, as the pooling drops it.
 
 `qnoise.stepping.forward` fuses a neuron with the pooling after it in a ``nn.Sequential`` network when
 `fusable` says so: a plain `qnoise.neurons.IF` or LIF (unsigned, float membrane, no hooks), a `MultiStep` whose
@@ -30,40 +30,26 @@ from . import stepmode
 from .layers import MultiStep
 from .neuron_step import SERIAL_BELOW, _advance_row, kernel_threads, prepare_kernel
 from .neurons import IF
-from .pooling import AvgPool2d, window_size
+from .pooling import AvgPool2d, pool_rows, window_size
 
 
 @njit(parallel=True, cache=True)
-def _step_pool(x, v, theta, beta, v0, zero, zero_reset, first, k, out):
-    """``x, v [B, C, H, W]``, ``theta [C, H, W]``: one neuron step, pooled into ``out [B, C, H//k, W//k]``. A job
-    per (sample, channel) walks its output rows, then steps the rows left below the last window (H % k)."""
-    B, C, H, W = x.shape
-    Ho, Wo = H // k, W // k
-    kk = zero + k * k
+def _step_pool(x, v, theta, beta, v0, zero, zero_reset, first, H, k, kk, out):
+    """``x, v [B, C, H*W]``, ``theta [C, H*W]``: one neuron step, pooled into ``out [B, C, H//k, W//k]`` (``kk``:
+    k^2 in the data's precision). A job per (sample, channel) steps the channel's plane into a scratch plane
+    that stays in cache (one long loop, vectorized), then pools its rows; rows below the last window
+    (H % k) step too, their output is dropped."""
+    B, C, N = x.shape
+    W = N // H
     for job in prange(B * C):
         b = job // C
         c = job % C
-        xs, vs, ts, o = x[b, c], v[b, c], theta[c], out[b, c]
-        rows = np.empty((k, W), x.dtype)  # the k neuron rows of one output row: they stay in cache
-        for i in range(Ho):
-            for a in range(k):
-                r = i * k + a
-                _advance_row(xs[r], vs[r], ts[r], beta, v0, zero, zero_reset, first, rows[a])
-            oi = o[i]
-            if k == 2:  # the usual window written out: the loop vectorizes (about twice as fast)
-                r0, r1 = rows[0], rows[1]
-                for j in range(Wo):
-                    oi[j] = (((r0[2 * j] + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1]) / kk
-                continue
-            for j in range(Wo):
-                total = rows[0, j * k]
-                for a in range(k):
-                    for d in range(k):
-                        if a or d:
-                            total = total + rows[a, j * k + d]
-                oi[j] = total / kk
-        for r in range(Ho * k, H):  # rows that fill no window: their state advances, their output is dropped
-            _advance_row(xs[r], vs[r], ts[r], beta, v0, zero, zero_reset, first, rows[0])
+        plane = np.empty(N, x.dtype)
+        _advance_row(x[b, c], v[b, c], theta[c], beta, v0, zero, zero_reset, first, plane)
+        grid = plane.reshape((H, W))
+        o = out[b, c]
+        for i in range(o.shape[0]):
+            pool_rows(grid[i * k:(i + 1) * k], k, kk, o[i])
 
 
 def pool_of(module: nn.Module) -> int | None:
@@ -107,8 +93,9 @@ def step_pooled(neuron: IF, pool: nn.Module, k: int, x: torch.Tensor) -> torch.T
     B, C, H, W = x.shape
     out = x.new_empty(B, C, H // k, W // k)
     with kernel_threads():
-        _step_pool(xs.view(x.shape).numpy(), state.v.view(x.shape).numpy(), state.flat.view(C, H, W).numpy(),
-                   *state.scalars, neuron.reset == "zero", state.t == 0, k, out.numpy())
+        _step_pool(xs.view(B, C, -1).numpy(), state.v.view(B, C, -1).numpy(), state.flat.view(C, -1).numpy(),
+                   *state.scalars, neuron.reset == "zero", state.t == 0, H, k, x.new_tensor(k * k).numpy()[()],
+                   out.numpy())
     state.t += 1
     run.states[neuron] = state
     return out
@@ -133,7 +120,7 @@ def sequential_step(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 def warm_up() -> None:
     """Compile the kernel for float32 and float64 data now (numba caches it on disk)."""
     for dtype in (torch.float32, torch.float64):
-        x = torch.zeros(1, 1, 3, 4, dtype=dtype).numpy()
+        x = torch.zeros(1, 1, 12, dtype=dtype).numpy()  # one 3 x 4 channel
         z = np.zeros((), x.dtype)[()]
         for first in (True, False):
-            _step_pool(x, x.copy(), x[0].copy(), z + 1, z, z, False, first, 2, np.zeros((1, 1, 1, 2), x.dtype))
+            _step_pool(x, x.copy(), x[0].copy(), z + 1, z, z, False, first, 3, 2, z + 4, np.zeros((1, 1, 1, 2), x.dtype))

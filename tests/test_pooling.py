@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -9,7 +11,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from qnoise.models import build_model
-from qnoise.pooling import AvgPool2d, window_mean
+from qnoise import pooling
+from qnoise.pooling import AvgPool2d, kernel_mean, window_mean
 
 
 @settings(max_examples=60, deadline=None)
@@ -56,3 +59,26 @@ def test_the_cnn_pools_with_it_and_its_forward_is_unchanged():
         for m in pools:
             m.forward = nn.AvgPool2d.forward.__get__(m)  # torch's kernel in place of window_mean
         assert torch.equal(fast, model(x))
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 4), n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(4, 19), w=st.integers(4, 19),
+       double=st.booleans(), scale=st.sampled_from([1e-3, 1.0, 1e3]), seed=st.integers(0, 2**31 - 1))
+def test_the_inference_kernel_is_avg_pool2d_bit_for_bit(k, n, c, h, w, double, scale, seed):
+    """Non-integer k^2 (9) as well as powers of two: the kernel divides in the data's precision."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, c, h, w), generator=g, dtype=torch.float64 if double else torch.float32) * scale
+    assert torch.equal(kernel_mean(x, k), F.avg_pool2d(x, k))
+    assert torch.equal(kernel_mean(x.transpose(2, 3), k), F.avg_pool2d(x.transpose(2, 3), k))  # not contiguous
+
+
+def test_big_batches_pool_in_the_kernel_at_inference_only():
+    x = torch.randn(8, 16, 34, 34)
+    with mock.patch.object(pooling, "kernel_mean", wraps=pooling.kernel_mean) as kernel:
+        with torch.no_grad():
+            assert torch.equal(AvgPool2d(2)(x), F.avg_pool2d(x, 2))
+        assert kernel.call_count == 1
+        xi = x.clone().requires_grad_(True)
+        AvgPool2d(2)(xi).sum().backward()  # training: the strided additions, which autograd differentiates
+        assert kernel.call_count == 1
+        assert torch.equal(xi.grad, torch.full_like(x, 0.25))
