@@ -101,19 +101,22 @@ def step_pooled(neuron: IF, pool: nn.Module, k: int, x: torch.Tensor) -> torch.T
     return out
 
 
-def sequential_step(model: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``nn.Sequential.forward`` for one step of a step-major run, each fusable neuron and pooling pair as one
-    `step_pooled` call."""
-    mods = list(model)
-    i = 0
+def sequential_plan(model: nn.Sequential) -> list[tuple]:
+    """``model``'s children as a run of one step calls them: ``(module,)`` alone, or ``(neuron, pool, k)`` for a
+    fusable neuron and pooling pair (decided once per run, not at every step)."""
+    mods, plan, i = list(model), [], 0
     while i < len(mods):
         k = fusable(mods[i], mods[i + 1]) if i + 1 < len(mods) else None
-        if k is not None:
-            x = step_pooled(mods[i], mods[i + 1], k, x)
-            i += 2
-        else:
-            x = mods[i](x)
-            i += 1
+        plan.append((mods[i], mods[i + 1], k) if k is not None else (mods[i],))
+        i += 2 if k is not None else 1
+    return plan
+
+
+def sequential_step(plan: list[tuple], x: torch.Tensor) -> torch.Tensor:
+    """``nn.Sequential.forward`` for one step of a step-major run, by its `sequential_plan`: each fusable
+    neuron and pooling pair as one `step_pooled` call."""
+    for call in plan:
+        x = step_pooled(*call, x) if len(call) == 3 else call[0](x)
     return x
 
 

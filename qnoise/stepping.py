@@ -45,7 +45,7 @@ from torch.nn.utils import parametrize
 
 from . import stepmode
 from .layers import MultiStep
-from .neuron_pool import sequential_step
+from .neuron_pool import sequential_plan, sequential_step
 from .neurons import IF
 
 STEP_AWARE = "__qnoise_step_aware__"
@@ -206,7 +206,13 @@ def forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     starts afresh: nothing carries over between calls."""
     T = x.shape[0]
     run = stepmode.Step(T=T)
-    body = sequential_step if isinstance(model, nn.Sequential) else type(model).forward  # not Network's
+    if isinstance(model, nn.Sequential):  # not Network's forward: its children's, with neuron+pooling fused
+        plan = sequential_plan(model)
+
+        def body(_model, xt):
+            return sequential_step(plan, xt)
+    else:
+        body = type(model).forward
     out = None
     for t in range(T):
         run.t = t
