@@ -126,4 +126,5 @@ def warm_up() -> None:
         x = torch.zeros(1, 1, 12, dtype=dtype).numpy()  # one 3 x 4 channel
         z = np.zeros((), x.dtype)[()]
         for first in (True, False):
-            _step_pool(x, x.copy(), x[0].copy(), z + 1, z, z, False, first, 3, 2, z + 4, np.zeros((1, 1, 1, 2), x.dtype))
+            _step_pool(x, x.copy(), x[0].copy(), z + 1, z, z, False, first, 3, 2, z + 4,
+                       np.zeros((1, 1, 1, 2), x.dtype))

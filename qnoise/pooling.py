@@ -12,8 +12,8 @@ summed in PyTorch's order (window rows, then columns within a row) and divided o
 the same (each input of a window receives the output's gradient / k^2). At inference (no gradient wanted) a
 batch of at least ``KERNEL_FROM`` values pools in a numba kernel instead (`pool_rows`: the same sums in the same
 order, a job per sample and channel, the 2x2 window written out so that it vectorizes): one read of the input
-and one write of the output, about 2.5x faster than the strided additions on 2 cores. Other configurations, and
-inputs that are not on the CPU, run ``nn.AvgPool2d`` itself.
+and one write of the output, 1.7x (first) and 3x (second pooling of the reference CNN) faster than the strided
+additions on 2 cores. Other configurations, and inputs that are not on the CPU, run ``nn.AvgPool2d`` itself.
 """
 
 from __future__ import annotations
@@ -93,16 +93,6 @@ def kernel_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     with kernel_threads():
         _pool(x.numpy(), k, x.new_tensor(k * k).numpy()[()], out.numpy())
     return out
-
-
-def window_size(pool: nn.AvgPool2d) -> int | None:
-    """``k`` when ``pool`` averages non-overlapping ``k x k`` windows (stride k, no padding, floor mode, no
-    divisor override), the case `window_mean` computes; else None."""
-    k = _square(pool.kernel_size)
-    if (k is not None and k > 0 and _square(pool.stride if pool.stride else pool.kernel_size) == k
-            and _square(pool.padding) == 0 and not pool.ceil_mode and pool.divisor_override is None):
-        return k
-    return None
 
 
 class AvgPool2d(nn.AvgPool2d):
