@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from qnoise.models import build_model
 from qnoise import pooling
+from qnoise.models import build_model
 from qnoise.pooling import AvgPool2d, kernel_mean, window_mean
 
 
