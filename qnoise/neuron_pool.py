@@ -79,25 +79,29 @@ def fusable(neuron: nn.Module, pool: nn.Module) -> int | None:
 
 def step_pooled(neuron: IF, pool: nn.Module, k: int, x: torch.Tensor) -> torch.Tensor:
     """``pool(neuron(x))`` for one step ``x [B, C, H, W]`` of a step-major run, the neuron's state advanced as
-    its own step does; fused where the kernel applies, else the two calls."""
+    its own step does; fused where the kernel applies (decided at the run's first step), else the two calls."""
     run = stepmode.current()
     state = run.states.get(neuron)
-    fuse = (not run.observers and x.dim() == 4 and x.numel() >= SERIAL_BELOW and x.shape[-2] >= k
-            and x.shape[-1] >= k)
-    if fuse and state is None:
+    if state is None:
+        if (run.observers or x.dim() != 4 or x.numel() < SERIAL_BELOW or x.shape[-2] < k or x.shape[-1] < k):
+            return pool(neuron(x))
         state = neuron._first_state(x)
-    if not fuse or state.flat is None:
+        if state.flat is None:
+            return pool(neuron(x))
+        stepmode.SAMPLE_BYTES[neuron] = x[0].numel() * x.element_size()
+        prepare_kernel(state, x, neuron.v_init == "half")  # the membrane and the kernel's scalars
+        B, C, H, W = x.shape
+        state.pooled = (state.v.view(B, C, -1).numpy(), state.flat.view(C, -1).numpy(), *state.scalars,
+                        neuron.reset == "zero", H, k, x.new_tensor(k * k).numpy()[()], (B, C, H // k, W // k))
+        run.states[neuron] = state
+    elif state.pooled is None:
         return pool(neuron(x))
-    stepmode.SAMPLE_BYTES[neuron] = x[0].numel() * x.element_size()
-    xs = prepare_kernel(state, x, neuron.v_init == "half")
-    B, C, H, W = x.shape
-    out = x.new_empty(B, C, H // k, W // k)
+    v, theta, beta, v0, zero, zero_reset, H, k, kk, shape = state.pooled
+    out = x.new_empty(shape)
     with kernel_threads():
-        _step_pool(xs.view(B, C, -1).numpy(), state.v.view(B, C, -1).numpy(), state.flat.view(C, -1).numpy(),
-                   *state.scalars, neuron.reset == "zero", state.t == 0, H, k, x.new_tensor(k * k).numpy()[()],
-                   out.numpy())
+        _step_pool(x.contiguous().view(shape[0], shape[1], -1).numpy(), v, theta, beta, v0, zero, zero_reset,
+                   state.t == 0, H, k, kk, out.numpy())
     state.t += 1
-    run.states[neuron] = state
     return out
 
 

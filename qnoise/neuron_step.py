@@ -42,6 +42,7 @@ class StepState:
     flat: torch.Tensor | None = None
     t: int = 0
     scalars: tuple = ()  # the kernel's beta, initial membrane / theta and zero, in the data's precision
+    pooled: tuple | None = None  # `qnoise.neuron_pool`'s kernel arguments, set at its first fused step
 
 
 @njit(inline="always")
