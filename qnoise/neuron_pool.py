@@ -67,14 +67,18 @@ def pool_of(module: nn.Module) -> int | None:
     return window_size(body)
 
 
+def plain_neuron(neuron: nn.Module) -> bool:
+    """Whether ``neuron`` steps by `qnoise.neuron_step`'s kernel rule and may fuse with a neighbour: an `IF` or LIF
+    with IF's own forward and step, unsigned, a float membrane, no hooks."""
+    return (isinstance(neuron, IF) and type(neuron).forward is IF.forward and type(neuron).step is IF.step
+            and not neuron.signed and neuron.state_bits is None
+            and not (neuron._forward_hooks or neuron._forward_pre_hooks))
+
+
 def fusable(neuron: nn.Module, pool: nn.Module) -> int | None:
     """``k`` when `neuron` followed by `pool` may step as one (module docstring; the run-time checks are
     `step_pooled`'s), else None."""
-    if not isinstance(neuron, IF) or type(neuron).forward is not IF.forward or type(neuron).step is not IF.step:
-        return None
-    if neuron.signed or neuron.state_bits is not None or neuron._forward_hooks or neuron._forward_pre_hooks:
-        return None
-    return pool_of(pool)
+    return pool_of(pool) if plain_neuron(neuron) else None
 
 
 def step_pooled(neuron: IF, pool: nn.Module, k: int, x: torch.Tensor) -> torch.Tensor:
@@ -91,12 +95,12 @@ def step_pooled(neuron: IF, pool: nn.Module, k: int, x: torch.Tensor) -> torch.T
         stepmode.SAMPLE_BYTES[neuron] = x[0].numel() * x.element_size()
         prepare_kernel(state, x, neuron.v_init == "half")  # the membrane and the kernel's scalars
         B, C, H, W = x.shape
-        state.pooled = (state.v.view(B, C, -1).numpy(), state.flat.view(C, -1).numpy(), *state.scalars,
+        state.fused = (state.v.view(B, C, -1).numpy(), state.flat.view(C, -1).numpy(), *state.scalars,
                         neuron.reset == "zero", H, k, x.new_tensor(k * k).numpy()[()], (B, C, H // k, W // k))
         run.states[neuron] = state
-    elif state.pooled is None:
+    elif state.fused is None:
         return pool(neuron(x))
-    v, theta, beta, v0, zero, zero_reset, H, k, kk, shape = state.pooled
+    v, theta, beta, v0, zero, zero_reset, H, k, kk, shape = state.fused
     out = x.new_empty(shape)
     with kernel_threads():
         _step_pool(x.contiguous().view(shape[0], shape[1], -1).numpy(), v, theta, beta, v0, zero, zero_reset,

@@ -42,7 +42,7 @@ class StepState:
     flat: torch.Tensor | None = None
     t: int = 0
     scalars: tuple = ()  # the kernel's beta, initial membrane / theta and zero, in the data's precision
-    pooled: tuple | None = None  # `qnoise.neuron_pool`'s kernel arguments, set at its first fused step
+    fused: tuple | None = None  # a fused step's kernel arguments (`qnoise.neuron_pool`, `qnoise.neuron_add`)
 
 
 @njit(inline="always")

@@ -16,6 +16,7 @@ from torch import nn
 
 from .. import stepping
 from ..layers import MultiStep
+from ..neuron_add import step_added
 from ..neurons import IF, LIF
 from ..quant import LearnableClip
 
@@ -127,7 +128,8 @@ class ResidualBlock(nn.Module):
         self.act2 = act2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act2(self.conv2(self.act1(self.conv1(x))) + self.shortcut(x))
+        # act2(a + b); step-major, the addition and act2's step are one kernel (qnoise.neuron_add)
+        return step_added(self.act2, self.conv2(self.act1(self.conv1(x))), self.shortcut(x))
 
 
 def multistep(*modules: nn.Module) -> MultiStep:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..neuron_step import kernel_threads
+from ..neuron_add import warm_up as neuron_add_warm_up
 from ..neuron_pool import warm_up as neuron_pool_warm_up
 from ..neuron_step import warm_up as neuron_warm_up
 from ..pooling import warm_up as pooling_warm_up
@@ -269,8 +270,8 @@ def snn_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tensor, fa
 
 def warm_up() -> None:
     """Compile the kernels for float32 and float64 data now (numba keeps them in its on-disk cache, so later
-    processes load them in about a second instead of compiling them); the neuron's inference kernels (alone and
-    fused with pooling) and the pooling's too.
+    processes load them in about a second instead of compiling them); the neuron's inference kernels (alone,
+    fused with the pooling after it or the addition before it) and the pooling's too.
     ``make setup`` runs this, and so does a process that finds the cache without them (`ensure_cache`)."""
     cache_checked()  # this is the compilation `ensure_cache` asks for
     for dtype in (torch.float32, torch.float64):
@@ -289,4 +290,5 @@ def warm_up() -> None:
         input_sums(x, fan)
     neuron_warm_up()
     neuron_pool_warm_up()
+    neuron_add_warm_up()
     pooling_warm_up()
