@@ -22,14 +22,7 @@ from numba import njit, prange
 
 from . import stepmode
 from .neuron_pool import plain_neuron
-from .neuron_step import (
-    CHUNK,
-    SERIAL_BELOW,
-    charge,
-    fire,
-    kernel_threads,
-    prepare_kernel,
-)
+from .neuron_step import CHUNK, SERIAL_BELOW, charge, fire, kernel_threads, prepare_kernel
 from .neurons import IF
 
 
