@@ -8,9 +8,9 @@ path's outputs bit for bit (tests/test_stepping.py):
   (`qnoise.neurons.IF.step`; the state a small value kept for the run, `qnoise.neuron_step.StepState`), and
   nothing of size T is kept but the output. Per-step tensors stay in cache between layers, where a layer-major
   run materialises ``[T, B, ...]`` per layer. In an ``nn.Sequential`` network a neuron and the average pooling
-  right after it step as one kernel (`qnoise.neuron_pool`) unless a hook needs the neuron's output. Every
-  module sees the tensors it sees layer-major (a `MultiStep` applies its body per step there too), so the
-  outputs are the same;
+  right after it step as one kernel (`qnoise.neuron_pool`), and a residual block's addition and the neuron
+  after it (`qnoise.neuron_add`), unless a hook needs what the fusion skips. Every module sees the tensors it
+  sees layer-major (a `MultiStep` applies its body per step there too), so the outputs are the same;
 - ``"fold"``: layer-major with T folded into the batch, each `MultiStep` body called once on ``[T*B, ...]``,
   for networks whose activations are small (at most `FOLD_BYTES` per layer for the batch): one large matrix
   product beats T small ones and Python's per-call cost. A backend may round a sample's output differently

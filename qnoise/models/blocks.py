@@ -111,6 +111,7 @@ class ResidualBlock(nn.Module):
 
     ``conv1`` may stride to downsample; ``shortcut`` is the identity or a 1x1 conv (+BN) when the shape
     changes. Every path is affine, so the input of ``act2`` is affine in the rates of ``act1`` and ``x``.
+    In a step-major run the addition and ``act2``'s step are one kernel where it applies (`qnoise.neuron_add`).
     """
 
     step_transparent = True  # its forward only composes its children: it runs one step at a time as well
