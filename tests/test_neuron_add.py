@@ -9,43 +9,22 @@ from unittest import mock
 import hypothesis.strategies as st
 import pytest
 import torch
+from fusion_helpers import NEURONS, build, run, spikes
 from hypothesis import given, settings
 from torch import nn
 
 from qnoise import IF, LIF, neuron_add, stepmode, stepping
-from qnoise.models import build_model
 from qnoise.neurons import neuron_multistep
 
-NEURONS = {
-    "IF zero": None,
-    "IF half": {"v_init": "half"},
-    "LIF": {"type": "lif", "beta": 0.8, "v_init": "half"},
-    "per-channel reset-to-zero": {"per_channel": True, "reset": "zero"},
-}
 SHAPE = (2, 25, 23)  # both blocks big enough to fuse at B = 48
 
 
 def _resnet(neuron, dtype=torch.float32) -> nn.Module:
-    spec = {**(neuron or {}), "threshold": 0.2}
-    torch.manual_seed(4)
-    model = build_model("resnet", SHAPE, 4, neuron=spec, channels=[8, 8], blocks=1).to(dtype)
-    for m in model.modules():
-        if isinstance(m, IF) and m.threshold.dim():  # per-channel thresholds that differ
-            m.threshold.data.uniform_(0.1, 0.4)
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
+    return build("resnet", SHAPE, neuron, 4, dtype, channels=[8, 8], blocks=1)
 
 
-def _run(model: nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
-    with torch.no_grad(), stepping.mode(kind):
-        return model(x)
-
-
-def _spikes(T=5, B=48, dtype=torch.float32) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    return (torch.rand(T, B, *SHAPE, generator=g) < 0.3).to(dtype)
+def _spikes(B=48, dtype=torch.float32) -> torch.Tensor:
+    return spikes(SHAPE, B=B, dtype=dtype)
 
 
 @pytest.mark.parametrize("kind", NEURONS)
@@ -53,18 +32,18 @@ def test_a_fused_resnet_gives_the_layer_major_outputs_bit_for_bit(kind):
     model = _resnet(NEURONS[kind])
     x = _spikes()
     with mock.patch.object(neuron_add, "_step_sum", wraps=neuron_add._step_sum) as kernel:
-        stepped = _run(model, x, "step")
+        stepped = run(model, x, "step")
     assert kernel.call_count == 2 * x.shape[0]  # the second neuron of both blocks, every step
-    assert torch.equal(stepped, _run(model, x, "layer"))
+    assert torch.equal(stepped, run(model, x, "layer"))
 
 
 def test_float64_fuses_bit_for_bit():
     model = _resnet(NEURONS["IF half"], torch.float64)
     x = _spikes(dtype=torch.float64)
     with mock.patch.object(neuron_add, "_step_sum", wraps=neuron_add._step_sum) as kernel:
-        stepped = _run(model, x, "step")
+        stepped = run(model, x, "step")
     assert kernel.call_count == 2 * x.shape[0]
-    assert torch.equal(stepped, _run(model, x, "layer"))
+    assert torch.equal(stepped, run(model, x, "layer"))
 
 
 def test_no_fusion_where_a_hook_small_step_or_signed_neuron_needs_the_sum():
@@ -74,17 +53,17 @@ def test_no_fusion_where_a_hook_small_step_or_signed_neuron_needs_the_sum():
     hook = stepping.step_aware(lambda m, i, o: seen.append(tuple(i[0].shape)))
     handle = model.block1.act2.register_forward_hook(hook)
     with mock.patch.object(neuron_add, "_step_sum", wraps=neuron_add._step_sum) as kernel:
-        stepped = _run(model, x, "step")
+        stepped = run(model, x, "step")
     handle.remove()
     assert kernel.call_count == x.shape[0]  # block2 only: block1's hook sees the sum at every step
     assert seen == [(48, 8, 25, 23)] * x.shape[0]
-    assert torch.equal(stepped, _run(model, x, "layer"))
+    assert torch.equal(stepped, run(model, x, "layer"))
     signed = _resnet({"signed": True, "v_init": "half"})
     for net, data in ((signed, x), (model, _spikes(B=2))):  # 2 x 8 x 25 x 23 values: below SERIAL_BELOW
         with mock.patch.object(neuron_add, "_step_sum", wraps=neuron_add._step_sum) as kernel:
-            stepped = _run(net, data, "step")
+            stepped = run(net, data, "step")
         assert kernel.call_count == 0
-        assert torch.equal(stepped, _run(net, data, "layer"))
+        assert torch.equal(stepped, run(net, data, "layer"))
 
 
 @settings(max_examples=40, deadline=None)

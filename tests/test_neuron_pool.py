@@ -10,45 +10,23 @@ import hypothesis.strategies as st
 import pytest
 import torch
 import torch.nn.functional as F
+from fusion_helpers import NEURONS, build, run, spikes
 from hypothesis import given, settings
 from torch import nn
 
 from qnoise import IF, LIF, neuron_pool, stepmode, stepping
 from qnoise.layers import MultiStep
-from qnoise.models import build_model
 from qnoise.neurons import neuron_multistep
 from qnoise.pooling import AvgPool2d
-
-NEURONS = {
-    "IF zero": None,
-    "IF half": {"v_init": "half"},
-    "LIF": {"type": "lif", "beta": 0.8, "v_init": "half"},
-    "per-channel reset-to-zero": {"per_channel": True, "reset": "zero"},
-}
 
 
 def _cnn(neuron, shape=(2, 35, 33), pool=2, dtype=torch.float32) -> nn.Module:
     """A CNN whose layers are big enough to fuse, with odd sizes (rows and columns left out of every window)."""
-    spec = {**(neuron or {}), "threshold": 0.2}
-    torch.manual_seed(3)
-    model = build_model("cnn", shape, 4, neuron=spec, channels=[8, 8], hidden=12, pool=pool).to(dtype)
-    for m in model.modules():
-        if isinstance(m, IF) and m.threshold.dim():  # per-channel thresholds that differ
-            m.threshold.data.uniform_(0.1, 0.4)
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    return model.eval()
+    return build("cnn", shape, neuron, 3, dtype, channels=[8, 8], hidden=12, pool=pool)
 
 
-def _run(model: nn.Module, x: torch.Tensor, kind: str) -> torch.Tensor:
-    with torch.no_grad(), stepping.mode(kind):
-        return model(x)
-
-
-def _spikes(shape, T=5, B=48, dtype=torch.float32, seed=0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (torch.rand(T, B, *shape, generator=g) < 0.3).to(dtype)
+def _spikes(shape, B=48, dtype=torch.float32):
+    return spikes(shape, B=B, dtype=dtype)
 
 
 @pytest.mark.parametrize("kind", NEURONS)
@@ -56,9 +34,9 @@ def test_a_fused_cnn_gives_the_layer_major_outputs_bit_for_bit(kind):
     model = _cnn(NEURONS[kind])
     x = _spikes((2, 35, 33))
     with mock.patch.object(neuron_pool, "_step_pool", wraps=neuron_pool._step_pool) as kernel:
-        stepped = _run(model, x, "step")
+        stepped = run(model, x, "step")
     assert kernel.call_count == 2 * x.shape[0]  # both conv blocks, every step
-    assert torch.equal(stepped, _run(model, x, "layer"))
+    assert torch.equal(stepped, run(model, x, "layer"))
 
 
 @pytest.mark.parametrize("pool, dtype", [(3, torch.float32), (2, torch.float64)])
@@ -66,9 +44,9 @@ def test_other_windows_and_float64_fuse_bit_for_bit(pool, dtype):
     model = _cnn(NEURONS["IF half"], shape=(2, 31, 29), pool=pool, dtype=dtype)
     x = _spikes((2, 31, 29), dtype=dtype)
     with mock.patch.object(neuron_pool, "_step_pool", wraps=neuron_pool._step_pool) as kernel:
-        stepped = _run(model, x, "step")
+        stepped = run(model, x, "step")
     assert kernel.call_count >= x.shape[0]
-    assert torch.equal(stepped, _run(model, x, "layer"))
+    assert torch.equal(stepped, run(model, x, "layer"))
 
 
 def test_no_fusion_where_a_hook_small_step_or_signed_neuron_needs_the_neuron_output():
@@ -78,18 +56,18 @@ def test_no_fusion_where_a_hook_small_step_or_signed_neuron_needs_the_neuron_out
     hook = stepping.step_aware(lambda m, i, o: seen.append(tuple(o.shape)))
     handle = model.act1.register_forward_hook(hook)
     with mock.patch.object(neuron_pool, "_step_pool", wraps=neuron_pool._step_pool) as kernel:
-        stepped = _run(model, x, "step")
+        stepped = run(model, x, "step")
     handle.remove()
     assert kernel.call_count == x.shape[0]  # act2 only: act1's hook sees its own output at every step
     assert seen == [(48, 8, 35, 33)] * x.shape[0]
-    assert torch.equal(stepped, _run(model, x, "layer"))
+    assert torch.equal(stepped, run(model, x, "layer"))
     signed = _cnn({"signed": True, "v_init": "half"})
     small = _spikes((2, 35, 33), B=2)  # 2 x 8 x 35 x 33 values per step: below SERIAL_BELOW
     for net, data in ((signed, x), (model, small)):
         with mock.patch.object(neuron_pool, "_step_pool", wraps=neuron_pool._step_pool) as kernel:
-            stepped = _run(net, data, "step")
+            stepped = run(net, data, "step")
         assert kernel.call_count == 0
-        assert torch.equal(stepped, _run(net, data, "layer"))
+        assert torch.equal(stepped, run(net, data, "layer"))
 
 
 def test_what_fuses():
