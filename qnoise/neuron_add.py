@@ -37,24 +37,20 @@ def _step_sum(a, b, v, theta, beta, v0, zero, zero_reset, first, out):
         lo = (job % chunks) * CHUNK
         hi = min(n, lo + CHUNK)
         ar, br, vr, th, o = a[s, lo:hi], b[s, lo:hi], v[s, lo:hi], theta[lo:hi], out[s, lo:hi]
-        if zero_reset:  # the reset rule chosen outside the loop, so each loop vectorizes
-            for j in range(hi - lo):
-                o[j], vr[j] = fire(charge(vr[j], ar[j] + br[j], th[j], beta, v0, first), th[j], zero, True)
-        else:
-            for j in range(hi - lo):
-                o[j], vr[j] = fire(charge(vr[j], ar[j] + br[j], th[j], beta, v0, first), th[j], zero, False)
+        for j in range(hi - lo):  # first and zero_reset are loop-invariant, as in `_advance_row`
+            o[j], vr[j] = fire(charge(vr[j], ar[j] + br[j], th[j], beta, v0, first), th[j], zero, zero_reset)
 
 
 def step_added(neuron: IF, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``neuron(a + b)``; in a step-major run one fused step where it applies (module docstring), decided at the
     run's first step."""
     run = stepmode.current()
-    if run is None or run.fold or not plain_neuron(neuron):
+    if run is None or run.fold:
         return neuron(a + b)
     state = run.states.get(neuron)
-    if state is None:
-        if (run.observers or a.shape != b.shape or a.dtype != b.dtype or a.device != b.device or a.dim() < 2
-                or a.numel() < SERIAL_BELOW):
+    if state is None:  # the run's first step decides
+        if (not plain_neuron(neuron) or run.observers or a.shape != b.shape or a.dtype != b.dtype
+                or a.device != b.device or a.dim() < 2 or a.numel() < SERIAL_BELOW):
             return neuron(a + b)
         state = neuron._first_state(a)
         if state.flat is None:

@@ -30,7 +30,7 @@ from . import stepmode
 from .layers import MultiStep
 from .neuron_step import SERIAL_BELOW, _advance_row, kernel_threads, prepare_kernel
 from .neurons import IF
-from .pooling import AvgPool2d, pool_rows, window_size
+from .pooling import AvgPool2d, divisor, pool_rows, window_size
 
 
 @njit(parallel=True, cache=True)
@@ -96,7 +96,7 @@ def step_pooled(neuron: IF, pool: nn.Module, k: int, x: torch.Tensor) -> torch.T
         prepare_kernel(state, x, neuron.v_init == "half")  # the membrane and the kernel's scalars
         B, C, H, W = x.shape
         state.fused = (state.v.view(B, C, -1).numpy(), state.flat.view(C, -1).numpy(), *state.scalars,
-                        neuron.reset == "zero", H, k, x.new_tensor(k * k).numpy()[()], (B, C, H // k, W // k))
+                        neuron.reset == "zero", H, k, divisor(x, k), (B, C, H // k, W // k))
         run.states[neuron] = state
     elif state.fused is None:
         return pool(neuron(x))

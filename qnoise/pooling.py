@@ -86,12 +86,17 @@ def _pool(x, k, kk, out):
             pool_rows(xs[i * k:(i + 1) * k], k, kk, o[i])
 
 
+def divisor(x: torch.Tensor, k: int):
+    """``k^2`` as a numpy scalar in ``x``'s precision (the kernels' ``kk``)."""
+    return x.new_tensor(k * k).numpy()[()]
+
+
 def kernel_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     """`window_mean` of ``x [B, C, H, W]`` (CPU, float32 or float64) by the numba kernel, bit for bit."""
     x = x.contiguous()
     out = x.new_empty(*x.shape[:2], x.shape[2] // k, x.shape[3] // k)
     with kernel_threads():
-        _pool(x.numpy(), k, x.new_tensor(k * k).numpy()[()], out.numpy())
+        _pool(x.numpy(), k, divisor(x, k), out.numpy())
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from qnoise import IF, stepping
+from qnoise import IF, stepmode, stepping
 from qnoise.models import build_model
 
 NEURONS = {
@@ -41,3 +41,15 @@ def spikes(shape, T: int = 5, B: int = 48, dtype=torch.float32, seed: int = 0) -
     """Random binary frames ``[T, B, *shape]`` (30 % ones)."""
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(T, B, *shape, generator=g) < 0.3).to(dtype)
+
+
+def step_by_step(T: int, step) -> torch.Tensor:
+    """``step(t)`` for t = 0 .. T-1 inside one step-major run, without autograd, stacked ``[T, ...]``."""
+    run = stepmode.Step(T=T)
+    out = []
+    with torch.no_grad():
+        for t in range(T):
+            run.t = t
+            with stepmode.running(run):
+                out.append(step(t))
+    return torch.stack(out)

@@ -9,11 +9,11 @@ from unittest import mock
 import hypothesis.strategies as st
 import pytest
 import torch
-from fusion_helpers import NEURONS, build, run, spikes
+from fusion_helpers import NEURONS, build, run, spikes, step_by_step
 from hypothesis import given, settings
 from torch import nn
 
-from qnoise import IF, LIF, neuron_add, stepmode, stepping
+from qnoise import IF, LIF, neuron_add, stepping
 from qnoise.neurons import neuron_multistep
 
 SHAPE = (2, 25, 23)  # both blocks big enough to fuse at B = 48
@@ -83,13 +83,8 @@ def test_step_added_is_the_neuron_rule_on_the_sum(n, B, T, seed, half, zero, bet
     x = a + b
     expected = neuron_multistep(x, neuron.broadcast_threshold(x), neuron.beta, neuron.v_init, neuron.reset, False,
                                 "atan")
-    run = stepmode.Step(T=T)
-    with torch.no_grad(), mock.patch.object(neuron_add, "SERIAL_BELOW", 0), \
+    with mock.patch.object(neuron_add, "SERIAL_BELOW", 0), \
             mock.patch.object(neuron_add, "_step_sum", wraps=neuron_add._step_sum) as kernel:
-        out = []
-        for t in range(T):
-            run.t = t
-            with stepmode.running(run):
-                out.append(neuron_add.step_added(neuron, a[t], b[t]))
+        out = step_by_step(T, lambda t: neuron_add.step_added(neuron, a[t], b[t]))
     assert kernel.call_count == T
-    assert torch.equal(torch.stack(out), expected)
+    assert torch.equal(out, expected)

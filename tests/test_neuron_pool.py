@@ -10,11 +10,11 @@ import hypothesis.strategies as st
 import pytest
 import torch
 import torch.nn.functional as F
-from fusion_helpers import NEURONS, build, run, spikes
+from fusion_helpers import NEURONS, build, run, spikes, step_by_step
 from hypothesis import given, settings
 from torch import nn
 
-from qnoise import IF, LIF, neuron_pool, stepmode, stepping
+from qnoise import IF, LIF, neuron_pool, stepping
 from qnoise.layers import MultiStep
 from qnoise.neurons import neuron_multistep
 from qnoise.pooling import AvgPool2d
@@ -107,13 +107,8 @@ def test_step_pooled_is_the_neuron_rule_then_avg_pool2d(k, h, w, B, C, T, seed, 
     pool = MultiStep(nn.Sequential(AvgPool2d(k)))
     expected = F.avg_pool2d(neuron_multistep(x, neuron.broadcast_threshold(x), neuron.beta, neuron.v_init,
                                              neuron.reset, False, "atan").flatten(0, 1), k).unflatten(0, (T, B))
-    run = stepmode.Step(T=T)
-    with torch.no_grad(), mock.patch.object(neuron_pool, "SERIAL_BELOW", 0), \
+    with mock.patch.object(neuron_pool, "SERIAL_BELOW", 0), \
             mock.patch.object(neuron_pool, "_step_pool", wraps=neuron_pool._step_pool) as kernel:
-        out = []
-        for t in range(T):
-            run.t = t
-            with stepmode.running(run):
-                out.append(neuron_pool.step_pooled(neuron, pool, k, x[t]))
+        out = step_by_step(T, lambda t: neuron_pool.step_pooled(neuron, pool, k, x[t]))
     assert kernel.call_count == T
-    assert torch.equal(torch.stack(out), expected)
+    assert torch.equal(out, expected)
