@@ -124,6 +124,26 @@ def test_synops_are_spikes_times_fanout():
         assert sums.propagated[:, ANN_SUMS.index("events")].tolist() == [1.0, 2.0, 1.0]
 
 
+def test_synops_of_large_fanouts_are_exact_counts():
+    """A layer whose spikes reach thousands of weights each (a 512-channel 3x3 conv's 4608): per step the
+    count is beyond float32's whole numbers (2^24), and the kernels still give the exact count of a float64
+    hand sum, for the layer's spikes and for the data's events."""
+    g = torch.Generator().manual_seed(0)
+    N = 2 * 8192
+    neuron = IF(threshold=1.0)
+    x = (torch.rand(2, 3, N, generator=g) < 0.6).float() * 1.5  # [T, B, N], float32
+    with torch.no_grad():
+        out = neuron(x)
+    fanout = torch.randint(4000, 4700, (N, 1), generator=g, dtype=torch.float64)
+    counts = ((out != 0).double().sum(1) @ fanout)[:, 0]
+    assert counts.max() > 2 ** 26
+    zero = torch.zeros(1, 3, N)
+    sums = ann_layer_sums(neuron, x, out, zero, zero, ClampActivation(neuron), fanout, False, fused=True)
+    assert sums.synops[:, 0].tolist() == counts.tolist()
+    events, _ = input_synops(x, fanout, True)
+    assert events[:, 0].tolist() == ((x != 0).double().sum(1) @ fanout)[:, 0].tolist()
+
+
 @pytest.mark.parametrize("values,binary", [((0.0, 1.0), True), ((0.0, -1.0, 1.0), True), ((0.0, 0.5), False)])
 def test_input_synops_fused_equals_eager(values, binary):
     g = torch.Generator().manual_seed(0)

@@ -47,9 +47,10 @@ def _arr(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
     return t.detach().to(dtype).contiguous().numpy()
 
 
-def _fanout(fanout: torch.Tensor | None, N: int, dtype: torch.dtype) -> np.ndarray:
-    """``fanout [N, M]`` as the kernels take it, ``[M, N]`` in the data's precision (M = 0 for None)."""
-    return _arr(fanout.T, dtype) if fanout is not None else np.zeros((0, N), _real(dtype))
+def _fanout(fanout: torch.Tensor | None, N: int) -> np.ndarray:
+    """``fanout [N, M]`` as the kernels take it: ``[M, N]`` float64, as the counts of synaptic operations are
+    summed (M = 0 for None)."""
+    return _arr(fanout.T, torch.float64) if fanout is not None else np.zeros((0, N))
 
 
 def count_dtype(T: int, real) -> type:
@@ -69,7 +70,7 @@ def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, boo
     xs = x.detach().to(dtype).reshape(x.shape[0], x.shape[1], -1).contiguous().numpy()
     ensure_cache()
     with kernel_threads():
-        ops, binary = _input_sums(xs, fanout.T.to(dtype).contiguous().numpy(), real(0.0), real(1.0))
+        ops, binary = _input_sums(xs, _fanout(fanout, xs.shape[2]), real(0.0), real(1.0))
     return torch.from_numpy(ops), bool(binary)
 
 
@@ -93,7 +94,7 @@ class AnnSteps:
         B, N = A.shape[1], A.shape[2]
         self.S, self.C = np.empty((B, N), real), np.empty((B, N), count_dtype(T, real))
         self.theta, self.hi = _arr(theta, dtype), _arr(hi, dtype)
-        self.fan = _fanout(fanout, N, dtype)
+        self.fan = _fanout(fanout, N)
         self.consts = (real(lo), real(levels), real(0.5 if q_rule == Q_ROUND else 0.0))
         self.fusable = levels == 0 and q_rule != Q_GIVEN  # what `neuron_step` computes
         self.sums = np.zeros((T, _jobs(B, N), len(STEP_COLUMNS)))
@@ -227,7 +228,7 @@ class SnnSteps:
         self.thetas = None if thetas is None else tuple(_arr(th, dtype) for th in thetas)
         sums = real if thetas is None else count_dtype(T, real)
         self.C, self.Co, self.Cr = (np.empty((B, N), sums) for _ in range(3))
-        self.fan = _fanout(fanout, N, dtype)
+        self.fan = _fanout(fanout, N)
         jobs = _jobs(B, N)
         self.prop, self.isol = np.zeros((T, jobs, NSNN)), np.zeros((T, jobs, NSNN))
         self.ref2, self.ops = np.zeros((T, jobs)), np.zeros((T, jobs, self.fan.shape[0]))

@@ -6,7 +6,7 @@ compute the same sums one step at a time, with per element a running sum of the 
 spike count ``C`` (int8 / int16) kept in memory between steps, so that a step-major run (`qnoise.stepping`)
 adds them while each step's tensors are fresh and keeps nothing of size T. Each parallel job takes one sample
 and a chunk of at most ``CHUNK`` of its neurons; a chunk's sums are accumulated in the data's precision, then
-in float64.
+in float64; synaptic operations (whole counts, exact only in float64 past 2^24) in float64 throughout.
 
 For step t (1-based) and element i, with ``S = sum_{tau<=t} x``, ``C`` the net spikes so far::
 
@@ -149,10 +149,11 @@ def _flush(acc, out):
 
 @njit(inline="always", fastmath=_FASTMATH)
 def _synops(G, fanout, n0, n1, zero, ops):
-    """``ops[s] += sum_i G_i fanout[s, n0 + i]``: the weights of layer s the chunk's spikes reach."""
+    """``ops[s] += sum_i G_i fanout[s, n0 + i]``: the weights of layer s the chunk's spikes reach, in float64
+    (``fanout`` float64: whole counts stay exact in any order up to 2^53; float32 would round above 2^24)."""
     for s in range(fanout.shape[0]):
         Fs = fanout[s, n0:n1]
-        reached = zero
+        reached = 0.0
         for j in range(n1 - n0):
             reached += G[j] * Fs[j]
         ops[s] += reached
@@ -420,7 +421,7 @@ def _input_sums(x, fanout, zero, one):
             xt = x[t, b, n0:n1]
             for s in range(M):
                 Fs = fanout[s, n0:n1]
-                acc = zero
+                acc = 0.0  # float64: exact whole counts (`_synops`)
                 for j in range(n1 - n0):
                     acc += (zero + (xt[j] != zero)) * Fs[j]
                 ops[job, t, s] += acc
