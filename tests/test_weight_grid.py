@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from qnoise.probe.options import Setting
@@ -62,6 +64,50 @@ def test_fixed_step_and_saturation():
 
 def test_random_weights_have_no_grid():
     assert grid_step(torch.randn(100), 8) is None
+
+
+def _on_grid(bits: int, n: int, seed: int) -> torch.Tensor:
+    """``n`` whole numbers of the signed b-bit range, the first nonzero (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    qmax = 2 ** (bits - 1)
+    k = torch.randint(-qmax, qmax, (n,), generator=g, dtype=torch.float64)
+    k[0] = k[0] if k[0] != 0 else 1.0
+    return k
+
+
+def _kept(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """``w [n]`` after b-bit quantization with the default step (the grid it sits on)."""
+    lin = nn.Linear(w.numel(), 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w.unsqueeze(0))
+    quantize_weights(nn.Sequential(lin), bits)
+    return lin.weight[0].detach()
+
+
+@settings(max_examples=60, deadline=None)
+@given(bits=st.integers(2, 10), step=st.floats(1e-3, 10.0), seed=st.integers(0, 10_000), n=st.integers(1, 300))
+def test_weights_on_a_grid_are_found(bits, step, seed, n):
+    """Weights ``k * step`` (k in the b-bit range, any step) sit on the grid `grid_step` finds: each a whole number
+    of its steps, in range; b-bit quantization moves none by more than a unit in the last place (k * step is
+    rounded to float32 once when the weights are made and again by the quantizer)."""
+    qmax = 2 ** (bits - 1)
+    w = (_on_grid(bits, n, seed) * step).float()
+    found = grid_step(w, bits)
+    assert found is not None
+    q = w.double() / found
+    assert torch.allclose(q, q.round(), atol=1e-4) and q.round().min() >= -qmax and q.round().max() <= qmax - 1
+    torch.testing.assert_close(_kept(w, bits), w, rtol=1.2e-7, atol=0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(bits=st.integers(2, 10), exponent=st.integers(-12, 6), seed=st.integers(0, 10_000), n=st.integers(1, 300))
+def test_hardware_and_own_grids_are_kept_bit_for_bit(bits, exponent, seed, n):
+    """A power-of-two step (fixed-point hardware) or qnoise's own b-bit weights: quantizing again at b bits
+    changes no bit."""
+    w = (_on_grid(bits, n, seed) * 2.0 ** exponent).float()
+    assert torch.equal(_kept(w, bits), w)
+    own = quantize(torch.randn(n, generator=torch.Generator().manual_seed(seed)), bits)
+    assert torch.equal(_kept(own, bits), own)
 
 
 def test_setting_checks_weight_step():

@@ -71,16 +71,22 @@ def round_half(u: torch.Tensor, ties: str = "half-even") -> torch.Tensor:
 def grid_step(w: torch.Tensor, bits: int, rel_tol: float = 1e-5) -> float | None:
     """The step Δ of a b-bit signed grid that every value of ``w`` already sits on (``w = k Δ`` with integer k in
     ``[-2^(b-1), 2^(b-1) - 1]``, up to ``rel_tol`` of a step), the largest such Δ; None when there is none (or
-    ``bits > 16``, or ``w`` is all zero). E.g. Loihi's weights ``2 * int8`` give Δ = 2 at 8 bits."""
+    ``bits > 16``, or ``w`` is all zero). E.g. Loihi's weights ``2 * int8`` give Δ = 2 at 8 bits. Float weights
+    are told apart by their smallest and largest magnitude alone (no grid when the largest spans more than
+    ``2^(b-1)`` of the smallest); only weights that pass that test are sorted."""
     if bits > 16:
         return None
-    a = torch.unique(w.detach().abs().double().flatten())
-    a = a[a > 0]
-    if a.numel() == 0:
+    mags = w.detach().abs().double().flatten()
+    nonzero = mags[mags > 0]
+    if nonzero.numel() == 0:
         return None
     qmax = 2 ** (bits - 1)
+    smallest, largest = nonzero.min(), nonzero.max()
+    top = int(qmax / float(largest / smallest))  # the most steps the smallest magnitude can span
+    if top < 1:  # float weights, as a rule: no sort of every magnitude needed to say so
+        return None
+    a = torch.unique(nonzero)
     ratios = a / a[0]  # each value in units of the smallest: k_i / k_0
-    top = int(qmax / float(ratios[-1]))
     probe = ratios[: 256]
     for start in range(1, top + 1, 1024):
         k0 = torch.arange(start, min(start + 1024, top + 1), dtype=torch.float64).unsqueeze(1)

@@ -112,7 +112,8 @@ def make_weight_quantizer(weight: torch.Tensor, bits: int, method: str = "unifor
     (k-means on |w|, a qnoise extension). ``method="uniform"`` with bits 1 is binary, as everywhere.
     ``method="ternary"`` ignores ``bits``. For ``"uniform"``, ``step`` is a fixed step Δ, ``"maxabs"`` the step from
     max|w|, None (default) the grid ``weight`` already sits on at ``bits`` (`grid_step`; so b bits applied to
-    weights on a b-bit grid leave them exactly as they are), else max|w|.
+    weights on a b-bit grid leave them as they are: bit for bit for a power-of-two step or qnoise's own b-bit
+    weights, else within a unit in the last place), else max|w|.
     """
     if method == "uniform" and bits == 1:
         method = "binary"
@@ -163,7 +164,7 @@ def quantize_weights(
         per_channel: one scale per output channel instead of per tensor.
         levels: for ``"sigmoid"`` with ``bits >= 3``, ``"uniform"``, ``"pow2"`` or ``"data"`` levels.
         step: ``"uniform"`` only: a fixed step Δ (a hardware's grid), ``"maxabs"``, or None: each weight's own
-            b-bit grid when it already sits on one (kept exactly), else from max|w| (`make_weight_quantizer`).
+            b-bit grid when it already sits on one (kept as it is), else from max|w| (`make_weight_quantizer`).
         ties: ``"uniform"`` nearest rounding of exact halves: ``"half-even"``, ``"half-away"``, ``"half-up"``.
 
     Returns:
