@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .allocator import recycle_large_allocations
-from .metrics import wilson_interval
+from .metrics import predicted_class, wilson_interval
 
 ALL = "all"
 
@@ -63,7 +63,7 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
     """``(predicted, labels)`` of an SNN on labelled data (any form `qnoise.probe.analyze` takes), fed the
     way its checkpoint says, under a temporary configuration (a `qnoise.probe.Setting` or its fields:
     ``weight_bits``, ``state_bits``, ``neuron``, ``rounding``); the class is the argmax of the readout
-    summed over the T steps, as the probe's ``accuracy``."""
+    summed over the T steps in step order (`qnoise.metrics.predicted_class`), as the probe's ``accuracy``."""
     from .probe import configured, iter_batches
     from .train.evaluation import data_plan
 
@@ -76,7 +76,7 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
             if y is None:
                 raise ValueError("predictions need labelled data")
             out = model(x.to(device))
-            preds.append(out.sum(0).argmax(-1).cpu())
+            preds.append(predicted_class(out).cpu())
             labels.append(torch.as_tensor(y).cpu())
     if not preds:
         raise ValueError("no data")

@@ -70,6 +70,19 @@ def cosine_from_sums(xy: float, xx: float, yy: float) -> float:
     return xy / den if den else math.nan
 
 
+def predicted_classes(out: torch.Tensor) -> torch.Tensor:
+    """``[T, B]``: the class an SNN predicts for each sample after t = 1..T steps, the argmax over classes of
+    its readout ``out [T, B, C]`` summed over steps 1..t in step order (``out.cumsum(0)``). Every accuracy in
+    qnoise (the probe's per-t rows, evaluation, `qnoise.accuracy.predictions`) is taken from this one sum, so
+    a readout tied up to float rounding is decided alike everywhere."""
+    return out.cumsum(0).argmax(-1)
+
+
+def predicted_class(out: torch.Tensor) -> torch.Tensor:
+    """``[B]``: the class predicted after all T steps of ``out [T, B, C]`` (`predicted_classes` at t = T)."""
+    return predicted_classes(out)[-1]
+
+
 def wilson_interval(correct: int, total: int, confidence: float = 0.95) -> tuple[float, float]:
     """Wilson score interval of an accuracy ``correct / total``: with ``p = correct/total`` and z the normal
     quantile of ``(1 + confidence)/2``, ``(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``.

@@ -151,3 +151,34 @@ def test_shared_errors_without_errors_and_bad_input():
         shared_errors({"a": [0]}, [0, 1])
     with pytest.raises(ValueError, match="at least one run"):
         shared_errors({}, [0, 1])
+
+
+def test_every_accuracy_decides_float_ties_alike():
+    """A binary-weight SNN whose readout ties classes up to float rounding (summed in another order, some
+    samples change class): `predictions`, `evaluate` and the probe all take `predicted_class`, so with labels
+    equal to its predictions each reports 100 %."""
+    from torch.nn.utils import parametrize
+
+    from qnoise.metrics import predicted_class
+    from qnoise.models import build_model
+    from qnoise.probe import Compare, Probe, configured
+    from qnoise.train.loop import evaluate
+
+    torch.manual_seed(2)
+    model = build_model("mlp", (2, 6, 6), 5, neuron={"v_init": "half", "threshold": 0.3}, hidden=[64, 32]).eval()
+    with torch.no_grad():
+        model.readout.body[0].bias.zero_()
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(6, 64, 2, 6, 6, generator=g) < 0.3).float()
+    with torch.no_grad(), configured(model, weight_bits=1), parametrize.cached():
+        out = model(x)
+        y = predicted_class(out)
+        assert (out.sum(0).argmax(-1) != y).any()  # the ties this test is about
+        assert evaluate(model, [(x, y)])["accuracy"] == 1.0
+        with Probe(model, Compare("none")) as probe:
+            probe.step(x, y)
+            table = probe.table()
+    pred, labels = predictions(model, (x.transpose(0, 1), y), 6, batch_size=64, weight_bits=1)
+    assert (pred == labels).all()
+    acc = table[(table["layer"] == "<output>") & (table["metric"] == "accuracy") & (table["t"] == 6)]["value"]
+    assert acc.tolist() == [1.0]

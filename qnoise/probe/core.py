@@ -26,6 +26,7 @@ from torch import nn
 
 from .. import stepmode, stepping
 from ..allocator import recycle_large_allocations
+from ..metrics import predicted_classes
 from ..neurons import IF, spiking_neurons
 from .costs import synapse_widths
 from .describe import describe_neurons, describe_state_bits  # noqa: F401 - sensitivity imports them from here
@@ -282,13 +283,13 @@ class Probe(StepMixin, TableMixin):
                 acts.close()
             T = self.T
             rec = self.rec
-            pred = out.detach().cumsum(0).argmax(-1)  # [T, B]: prediction of a t-step run
+            pred = predicted_classes(out.detach())  # [T, B]: prediction of a t-step run
             y = None if self._labels is None else self._labels.to(dev).view(1, -1)
             counts = rec.counts
             if acts is not None:
                 # the float SNN's prediction after t steps, or the ANN's on its input (Tt = 1, or T cumulative)
                 snn = isinstance(acts, (SnnActivations, SnnLockstep))
-                ref_pred = (acts.output.cumsum(0) if snn else acts.output).argmax(-1)
+                ref_pred = predicted_classes(acts.output) if snn else acts.output.argmax(-1)
                 idx = torch.clamp(torch.arange(T, device=dev), max=ref_pred.shape[0] - 1)
                 rec.add(counts, "agree", (pred == ref_pred[idx]).sum(1))
                 if y is not None:

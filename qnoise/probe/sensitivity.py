@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..device import resolve_device
+from ..metrics import predicted_class
 from ..neurons import IF, ClampActivation, spiking_neurons
 from ..quant import quantize_weights, remove_weight_quantization
 from ..train.evaluation import data_plan
@@ -57,7 +58,7 @@ def _accuracy(model: nn.Module, batches: list, mean_input: bool = False) -> floa
     correct = total = 0
     for x, y in batches:
         out = model(x.mean(0, keepdim=True) if mean_input else x)
-        correct += int((out.mean(0).argmax(-1) == y.to(out.device)).sum())
+        correct += int((predicted_class(out) == y.to(out.device)).sum())
         total += len(y)
     return correct / total if total else float("nan")
 

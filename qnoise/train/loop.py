@@ -1,7 +1,8 @@
 """One training epoch and one evaluation pass over in-memory batches.
 
-Loss: cross-entropy of the time-averaged readout, ``CE(mean_t out[t], y)``; prediction
-``argmax_c mean_t out[t, c]``; accuracy = share of correct predictions.
+Loss: cross-entropy of the time-averaged readout, ``CE(mean_t out[t], y)``; prediction (evaluation)
+``argmax_c sum_t out[t, c]``, summed in step order (`qnoise.metrics.predicted_class`, as the probe's accuracy);
+accuracy = share of correct predictions (training accuracy: the argmax of the averaged readout of the loss).
 
 Inputs are time-major ``[T, B, ...]``. What a model sees (`model_input`): an ANN gets the time-averaged
 input with T = 1; an SNN gets the sequence as is, or with ``static=True`` (converted ANNs) the time-averaged
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import predicted_class
 from ..models import sync_threshold_step
 
 
@@ -106,26 +108,28 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
 
 @torch.no_grad()
 def predict(model: nn.Module, batches, device: torch.device, static: bool = False,
-            timesteps: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean-over-time logits [N, classes], labels [N])`` of ``model`` in eval mode (its mode is restored)."""
+            timesteps: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean-over-time logits [N, classes], predicted classes [N], labels [N])`` of ``model`` in eval mode (its
+    mode is restored); the classes by `qnoise.metrics.predicted_class`, as every qnoise accuracy."""
     was_training = model.training
     model.eval()
-    logits, labels = [], []
+    logits, classes, labels = [], [], []
     try:
         for x, y in batches:
             out = model(model_input(model, x.to(device), static, timesteps))
             logits.append(out.mean(0).float().cpu())
+            classes.append(predicted_class(out).cpu())
             labels.append(y)
     finally:
         model.train(was_training)
-    return torch.cat(logits), torch.cat(labels)
+    return torch.cat(logits), torch.cat(classes), torch.cat(labels)
 
 
 def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu", static: bool = False,
              timesteps: int | None = None) -> dict:
     """``{"accuracy", "loss", "samples"}`` of ``model`` over ``batches`` (time-major ``(x, y)`` pairs)."""
-    logits, labels = predict(model, batches, torch.device(device), static, timesteps)
+    logits, classes, labels = predict(model, batches, torch.device(device), static, timesteps)
     if len(labels) == 0:
         raise ValueError("evaluate: no samples")
-    return {"accuracy": int((logits.argmax(-1) == labels).sum()) / len(labels),
+    return {"accuracy": int((classes == labels).sum()) / len(labels),
             "loss": float(F.cross_entropy(logits, labels)), "samples": int(len(labels))}
