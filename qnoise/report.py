@@ -7,7 +7,8 @@ figures and tables; `write_report` (``qnoise report``) and the dashboard's repor
 
 Tables (CSV):
 
-- ``accuracy.csv``: SNN accuracy after T steps, rows weight bits, columns T (one block per other config).
+- ``accuracy.csv``: SNN accuracy after T steps, rows weight bits, columns T (one block per other config);
+  for unlabelled data ``agreement.csv`` instead: the share of samples where the SNN and its reference agree.
 - ``runs.csv``: one row per configuration, every run-level metric after T steps (``layer="<output>"``), plus
   ``energy_nj`` and ``memory_kib``.
 - ``layers.csv``: one row per configuration and layer, the per-layer metrics after T steps (propagated;
@@ -86,17 +87,19 @@ def layer_table(df: pd.DataFrame, mode: str = "propagated") -> pd.DataFrame:
     return wide.reset_index()
 
 
-def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
-    """SNN accuracy after T steps: index weight bits (and any other varying config), columns T."""
+def _varying(runs: pd.DataFrame) -> list[str]:
+    """The configuration columns besides weight bits and T that take more than one value in ``runs``."""
+    return [c for c in ("rounding", "state_bits", "neuron", "model", "dataset") if c in runs and runs[c].nunique() > 1]
+
+
+def accuracy_table(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """A run-level metric after T steps (SNN accuracy by default; ``"agreement"`` for unlabelled data): index
+    weight bits (and any other varying config), columns T; empty when the table has no such rows."""
     runs = run_table(df)
-    if runs.empty or "accuracy" not in runs:
-        metric = "agreement"
-    else:
-        metric = "accuracy"
     if runs.empty or metric not in runs:
         return pd.DataFrame()
-    others = [c for c in ("rounding", "state_bits", "neuron", "model", "dataset") if runs[c].nunique() > 1]
-    table = runs.pivot_table(index=[*others, "weight_bits"], columns="timesteps", values=metric, aggfunc="first")
+    table = runs.pivot_table(index=[*_varying(runs), "weight_bits"], columns="timesteps", values=metric,
+                             aggfunc="first")
     table.columns = [f"T={c}" for c in table.columns]
     return table
 
@@ -279,15 +282,18 @@ def figures(df: pd.DataFrame) -> list[tuple[str, object]]:
     runs = run_table(df)
     models = ", ".join(map(str, pd.unique(df["model"]))) if "model" in df.columns else "model"
     if not runs.empty and "accuracy" in runs:
+        others = _varying(runs)  # one line (one heatmap) per configuration: accuracies are never averaged
         if runs["timesteps"].nunique() > 1:
             fig = go.Figure()
-            order = sorted(pd.unique(runs["weight_bits"]), key=lambda v: (bits_name(v) == "float", float(v)))
-            for i, bits in enumerate(order):
-                part = runs[runs["weight_bits"] == bits].groupby("timesteps", as_index=False)["accuracy"].mean()
-                part = part.sort_values("timesteps")
+            bits_order = {b: (bits_name(b) == "float", float(b)) for b in pd.unique(runs["weight_bits"])}
+            groups = sorted(runs.groupby(["weight_bits", *others], sort=False),
+                            key=lambda kv: (bits_order[kv[0][0]], [str(v) for v in kv[0][1:]]))
+            for i, (key, part) in enumerate(groups):
+                part = part.groupby("timesteps", as_index=False)["accuracy"].first().sort_values("timesteps")
                 dash, symbol = LINE_STYLES[i % len(LINE_STYLES)]
+                name = ", ".join([f"{bits_name(key[0])} weights", *(f"{c}={v}" for c, v in zip(others, key[1:]))])
                 fig.add_trace(go.Scatter(x=part["timesteps"], y=part["accuracy"], mode="lines+markers",
-                                         name=f"{bits_name(bits)} weights", line=dict(dash=dash, width=2.5),
+                                         name=name, line=dict(dash=dash, width=2.5),
                                          marker=dict(symbol=symbol, size=9)))
             if "ann_accuracy" in runs:
                 fig.add_trace(go.Scatter(x=[runs["timesteps"].min(), runs["timesteps"].max()],
@@ -297,13 +303,17 @@ def figures(df: pd.DataFrame) -> list[tuple[str, object]]:
             fig.update_yaxes(title="accuracy after T steps", tickformat=".0%")
             out.append((f"Accuracy vs timesteps ({models})", fig))
         if runs["timesteps"].nunique() > 1 and runs["weight_bits"].nunique() > 1:
-            heat = runs.pivot_table(index="weight_bits", columns="timesteps", values="accuracy", aggfunc="max")
-            heat.index = [bits_name(b) for b in heat.index]
-            fig = px.imshow(heat, text_auto=".1%", aspect="auto", color_continuous_scale="Viridis",
-                            labels={"x": "timesteps T", "y": "weight bits", "color": "accuracy"})
-            fig.update_xaxes(type="category")
-            fig.update_yaxes(type="category")
-            out.append((f"Accuracy: weight bits x timesteps ({models})", fig))
+            for key, part in (runs.groupby(others, sort=True) if others else [((), runs)]):
+                key = key if isinstance(key, tuple) else (key,)
+                heat = part.pivot_table(index="weight_bits", columns="timesteps", values="accuracy",
+                                        aggfunc="first")
+                heat.index = [bits_name(b) for b in heat.index]
+                fig = px.imshow(heat, text_auto=".1%", aspect="auto", color_continuous_scale="Viridis",
+                                labels={"x": "timesteps T", "y": "weight bits", "color": "accuracy"})
+                fig.update_xaxes(type="category")
+                fig.update_yaxes(type="category")
+                where = "".join(f", {c}={v}" for c, v in zip(others, key))
+                out.append((f"Accuracy: weight bits x timesteps ({models}{where})", fig))
     # per-layer picture for the richest configuration
     prop = _propagated(df[df["layer"] != OUTPUT])
     if not prop.empty:
@@ -353,20 +363,24 @@ def figures(df: pd.DataFrame) -> list[tuple[str, object]]:
 def write_report(df: pd.DataFrame, out: str | Path, title: str = "qnoise report") -> tuple[Path, list[Path]]:
     """Write ``out/report.html`` and ``out/tables/*.csv``; returns their paths. Files are written atomically."""
     out = Path(out)
-    tables = {"accuracy": accuracy_table(df), "runs": run_table(df), "layers": layer_table(df)}
+    acc = accuracy_table(df)
+    agreement = accuracy_table(df, "agreement") if acc.empty else pd.DataFrame()  # unlabelled data
+    tables = {"accuracy": acc, "agreement": agreement, "runs": run_table(df), "layers": layer_table(df)}
     written = []
     for name, table in tables.items():
         if table.empty:
             continue
-        index = name == "accuracy"
+        index = name in ("accuracy", "agreement")
         written.append(atomic_write_bytes(out / "tables" / f"{name}.csv", table.to_csv(index=index).encode()))
     sections: list[tuple[str, object]] = []
-    acc = tables["accuracy"]
-    if not acc.empty:
-        shown = (100 * acc).rename(columns=lambda c: f"{c} (%)")
+    for table, heading in ((acc, "Accuracy after T steps (%)"),
+                           (agreement, "Agreement with the reference after T steps (%), unlabelled data")):
+        if table.empty:
+            continue
+        shown = (100 * table).rename(columns=lambda c: f"{c} (%)")
         if shown.index.nlevels == 1:
             shown.index = pd.Index([bits_name(v) for v in shown.index], name="weight bits")
-        sections.append(("Accuracy after T steps (%)", shown))
+        sections.append((heading, shown))
     for fig_title, fig in figures(df):
         fig.update_layout(template="plotly_white", height=460, margin=dict(l=60, r=20, t=60, b=50),
                           title=dict(text=fig_title, x=0.01, font=dict(size=14)))  # a figure saved alone says it too

@@ -74,6 +74,44 @@ def test_report_page_names_what_it_shows_and_its_tables_read_in_units(sweep, tmp
     assert list(acc.columns) == ["weight_bits", "T=1", "T=3", "T=7"]
 
 
+def test_configurations_are_never_averaged_into_one_accuracy(sweep, tmp_path):
+    """Two membrane widths with accuracies 0.9 and 0.1: the accuracy figure draws each its own line and
+    heatmap (no 0.5 mean, no 0.9 max), as the accuracy table keeps each its own row."""
+    runs = []
+    for state_bits, acc in ((32, 0.9), (4, 0.1)):
+        part = sweep.copy()
+        part["state_bits"] = state_bits
+        part.loc[(part.layer == R.OUTPUT) & (part.metric == "accuracy"), "value"] = acc
+        runs.append(part)
+    df = pd.concat(runs, ignore_index=True)
+    table = R.accuracy_table(df)
+    assert sorted(set(table.to_numpy().ravel())) == [0.1, 0.9]
+    figs = R.figures(df)
+    lines = fig_named(figs, "Accuracy vs timesteps").data
+    accuracy_lines = [t for t in lines if "weights" in t.name]
+    assert len(accuracy_lines) == 3 * 2
+    for t in accuracy_lines:
+        assert set(t.y) == ({0.1} if "state_bits=4" in t.name else {0.9})
+    heats = [f for title, f in figs if title.startswith("Accuracy: weight bits x timesteps")]
+    titles = [title for title, _ in figs if title.startswith("Accuracy: weight bits x timesteps")]
+    assert len(heats) == 2 and any("state_bits=4" in t for t in titles)
+    assert sorted(float(np.unique(h.data[0].z)[0]) for h in heats) == [0.1, 0.9]
+
+
+def test_unlabelled_data_reports_agreement_by_its_name(sweep, tmp_path):
+    """Without labels there is no accuracy: the report shows and writes the agreement with the reference,
+    under that name, not in the accuracy table."""
+    df = sweep[~sweep.metric.isin(["accuracy", "ann_accuracy", "samples"])]
+    assert R.accuracy_table(df).empty
+    path, tables = R.write_report(df, tmp_path)
+    page = path.read_text()
+    assert "Accuracy after T steps" not in page and "Agreement with the reference after T steps" in page
+    assert not (tmp_path / "tables" / "accuracy.csv").exists()
+    agreement = pd.read_csv(tmp_path / "tables" / "agreement.csv")
+    want = R.run_table(df).pivot_table(index="weight_bits", columns="timesteps", values="agreement")
+    assert np.allclose(agreement[["T=1", "T=3", "T=7"]].to_numpy(), want.to_numpy())
+
+
 def test_readable_tables():
     t = pd.DataFrame({"weight_bits": [4, 32], "accuracy": [0.9, 0.95], "energy_pj": [2.5e6, 1.0e6],
                       "memory_bits": [8192 * 3, 8192 * 12]})

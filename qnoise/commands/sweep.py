@@ -45,8 +45,11 @@ def run(args: argparse.Namespace) -> int:
                executor=args.executor, workers=args.workers, weight_method=args.weight_method,
                weight_step=args.weight_step, ties=args.ties,
                **probe_options(args))
+    table, what = accuracy_table(df), "Accuracy"
+    if table.empty:  # unlabelled data
+        table, what = accuracy_table(df, "agreement"), "Agreement with the reference"
     print(f"{args.out}: {df.groupby(['weight_bits', 'timesteps', 'rounding', 'state_bits', 'neuron']).ngroups} "
-          f"cells, {len(df)} rows. Accuracy after T steps:")
-    print(accuracy_table(df).to_string())
+          f"cells, {len(df)} rows. {what} after T steps:")
+    print(table.to_string())
     print(f"\nHTML report: qnoise report {args.out}")
     return 0
