@@ -1,7 +1,8 @@
-"""Results to draw for the Overview and Budget pages: the chosen sweep table's rows for the model, the grid
+"""Results to draw for the Overview, Compare and Budget pages: the chosen sweep table's rows for the model, the grid
 shipped beside the checkpoint (`qnoise sample-data` writes the sample's: no analysis at all), a grid analysed
 before (kept on disk), or the model's small grid analysed here with a progress bar. Each comes with the number
-of samples its accuracies were measured on (None when the table does not say)."""
+of samples its accuracies were measured on (None when the table does not say). Figures over weight bits x
+timesteps take `one_configuration` of it (Budget keeps every configuration: each is a candidate)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,24 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
     df.attrs = {}
     stored.write_grid_cache(cache, df)
     return Grid(df, samples, source)
+
+
+PICKED = ("dataset", "rounding", "state_bits", "neuron", "reference")  # besides weight bits and T
+
+
+def one_configuration(df: pd.DataFrame, key: str) -> pd.DataFrame:
+    """The rows of one value of each configuration column (`PICKED`) that varies in ``df``, chosen here in a
+    selectbox each: the bits x timesteps figures then show configurations, never an average of several (a
+    sweep over membrane bits would otherwise draw the mean of its accuracies)."""
+    from dashboard import controls
+
+    for col in PICKED:
+        if col in df.columns and df[col].nunique(dropna=False) > 1:
+            values = [str(v) for v in pd.unique(df[col])]
+            chosen = controls.choice("selectbox", f"{col.replace('_', ' ').capitalize()} in the results table", values,
+                                     f"{key}_{col}")
+            df = df[df[col].astype(str) == chosen]
+    return df
 
 
 def model_rows(ctx: ui.Context, df: pd.DataFrame, key: str) -> pd.DataFrame:

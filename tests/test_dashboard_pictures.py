@@ -292,3 +292,33 @@ def test_budget_takes_a_search_table(tmp_path):
     assert not [s for s in at.sidebar.selectbox if s.key == "results_label"]  # not a results table
     bars = figure(at, "The chosen configuration per layer")  # the choice per layer: a bar per layer of bits
     assert bars["data"][0]["x"] == ["fc1"] and list(bars["data"][0]["y"]) == [4]
+
+
+def test_overview_draws_one_configuration_of_a_table_that_varies_more(tmp_path):
+    """A sweep over membrane bits too (accuracy 0.9 at float, 0.1 at 4 bits): the Overview picks one membrane
+    width (a selectbox) and draws its accuracies, never their 0.5 average."""
+    import pandas as pd
+    from dashboard_fixtures import analysis_frame, write_sweep_dir
+
+    frames = []
+    for state_bits, acc in ((None, 0.9), (4, 0.1)):
+        for w in (2, 4):
+            for t in (2, 4):
+                part = analysis_frame(w, t, state_bits=state_bits, model="tiny-mlp")
+                part.loc[(part.layer == "<output>") & (part.metric == "accuracy"), "value"] = acc
+                frames.append(part)
+    make_checkpoint(tmp_path / "tiny-mlp")
+    write_sweep_dir(tmp_path / "sweep", pd.concat(frames, ignore_index=True))
+    at = open_app(tmp_path)
+    assert_clean(at)
+
+    def accuracies() -> set[float]:
+        fig = figure(at, "Accuracy vs timesteps")
+        return {round(float(y), 6) for trace in fig["data"] if "SNN" in trace.get("name", "") for y in arr(trace["y"])}
+
+    box = at.selectbox(key="ov_state_bits")
+    assert sorted(box.options) == ["32", "4"]
+    first = accuracies()
+    box.set_value("4" if box.value == "32" else "32").run()
+    assert_clean(at)
+    assert {first.pop(), accuracies().pop()} == {0.9, 0.1}

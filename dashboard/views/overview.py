@@ -4,7 +4,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import analyses, controls, state, ui
+from dashboard import analyses, controls, grids, state, ui
 from dashboard import figures as F
 from qnoise.accuracy import accuracy_interval
 from qnoise.choice import with_intervals
@@ -65,7 +65,7 @@ if ctx.checkpoint is not None:
 st.subheader("Accuracy, bits and timesteps")
 grid = ui.grid_results(ctx, "ov")
 if grid is not None:
-    df = grid.frame
+    df = grids.one_configuration(grid.frame, "ov")
     subject = ui.subject(ctx, samples=grid.samples)
     note = f"From {grid.source}."
     if grid.samples and card_samples and grid.samples != card_samples:
