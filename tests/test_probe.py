@@ -626,3 +626,28 @@ def test_shared_reference_cache_changes_nothing(reference):
         alone = analyze(model, data, weight_bits=bits, state_bits=state, batch_size=8, reference=reference)
         pd.testing.assert_frame_equal(shared, alone)
     assert len(cache) == 3
+
+
+def test_structures_of_several_zero_patterns_stay_cached_and_none_goes_stale():
+    """A sweep's cells take turns between weight widths: each zero pattern's structure is computed once; a new
+    pattern (a weight set to zero) is computed anew, with the fan-out it implies."""
+    from unittest import mock
+
+    from qnoise.probe import configured
+    from qnoise.probe import structure as S
+
+    model = small_cnn()
+    real = S._model_structure
+    with mock.patch.object(S, "_model_structure", side_effect=real) as built:
+        for _ in range(3):
+            for bits in (2, 32):
+                with configured(model, weight_bits=bits):
+                    S.model_structure(model, (2, 8, 8))
+        assert built.call_count == 2
+        before = S.model_structure(model, (2, 8, 8)).fanout
+        with torch.no_grad():
+            model[0].body[0].weight[0].zero_()  # the first conv's first output channel: no more weights there
+        after = S.model_structure(model, (2, 8, 8)).fanout
+        assert built.call_count == 3
+        source = next(iter(after))
+        assert after[source][0].sum() < before[source][0].sum()

@@ -115,7 +115,8 @@ def display_name(model: nn.Module, module_name: str) -> str:
     return module_name
 
 
-_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {signature: Structure}
+CACHED = 8  # structures kept per model
 
 
 def nonzero_masks(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -141,15 +142,19 @@ def model_structure(model: nn.Module, sample_shape: tuple[int, ...]) -> Structur
     """Analyse ``model`` (``[T, B, *sample_shape] -> [T, B, classes]``) as described in the module docstring.
 
     The result depends on the architecture and on which weights are zero (not on other weight values) and is
-    cached per model, input shape and zero pattern.
+    cached per model, input shape and zero pattern (the last ``CACHED`` of each model: a sweep's cells take
+    turns between the zero patterns of their weight bits).
     """
     masks = nonzero_masks(model)
     sig = _signature(model, tuple(sample_shape), masks)
-    cached = _CACHE.get(model)
-    if cached is not None and cached[0] == sig:
-        return cached[1]
+    cached = _CACHE.setdefault(model, {})
+    if sig in cached:
+        cached[sig] = cached.pop(sig)  # most recently used last
+        return cached[sig]
     structure = _model_structure(model, tuple(sample_shape), masks)
-    _CACHE[model] = (sig, structure)
+    cached[sig] = structure
+    while len(cached) > CACHED:
+        cached.pop(next(iter(cached)))
     return structure
 
 
