@@ -22,7 +22,7 @@ from numba import njit, prange
 
 from . import stepmode
 from .neuron_pool import plain_neuron
-from .neuron_step import CHUNK, SERIAL_BELOW, charge, fire, kernel_threads, prepare_kernel
+from .neuron_step import CHUNK, SERIAL_BELOW, charge, fire, job_span, kernel_threads, prepare_kernel
 from .neurons import IF
 
 
@@ -33,9 +33,7 @@ def _step_sum(a, b, v, theta, beta, v0, zero, zero_reset, first, out):
     batch, n = a.shape
     chunks = (n + CHUNK - 1) // CHUNK
     for job in prange(batch * chunks):
-        s = job // chunks
-        lo = (job % chunks) * CHUNK
-        hi = min(n, lo + CHUNK)
+        s, lo, hi = job_span(job, chunks, n, CHUNK)
         ar, br, vr, th, o = a[s, lo:hi], b[s, lo:hi], v[s, lo:hi], theta[lo:hi], out[s, lo:hi]
         for j in range(hi - lo):  # first and zero_reset are loop-invariant, as in `_advance_row`
             o[j], vr[j] = fire(charge(vr[j], ar[j] + br[j], th[j], beta, v0, first), th[j], zero, zero_reset)

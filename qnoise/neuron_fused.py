@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
+from .neuron_step import job_span
 from .surrogate import surrogate_grad
 
 CHUNK = 4096  # neurons per parallel job: the job's state stays in the core's cache
@@ -109,9 +110,7 @@ def _forward(x, theta, beta, half, zero_reset, out):
     steps, batch, n = x.shape
     chunks = (n + CHUNK - 1) // CHUNK
     for job in prange(batch * chunks):
-        b = job // chunks
-        lo = (job % chunks) * CHUNK
-        hi = min(n, lo + CHUNK)
+        b, lo, hi = job_span(job, chunks, n, CHUNK)
         th = theta[lo:hi]
         v = _initial(th, half)
         scratch = np.empty(hi - lo, x.dtype)
@@ -131,9 +130,7 @@ def _backward(x, go, theta, beta, half, zero_reset, need_beta, kind, alpha, k, h
     one = beta * 0 + 1
     chunks = (n + CHUNK - 1) // CHUNK
     for job in prange(batch * chunks):
-        b = job // chunks
-        lo = (job % chunks) * CHUNK
-        hi = min(n, lo + CHUNK)
+        b, lo, hi = job_span(job, chunks, n, CHUNK)
         m = hi - lo
         th = theta[lo:hi]
         hs = np.empty((steps, m), x.dtype)

@@ -64,6 +64,14 @@ def fire(h, th, zero, zero_reset):
 
 
 @njit(inline="always")
+def job_span(job, chunks, n, chunk):
+    """``(sample, first, end)``: the neurons ``first:end`` of one sample that parallel job ``job`` takes, when
+    each sample's ``n`` neurons are cut into ``chunks`` chunks of ``chunk``."""
+    first = (job % chunks) * chunk
+    return job // chunks, first, min(n, first + chunk)
+
+
+@njit(inline="always")
 def _advance_row(x, v, th, beta, v0, zero, zero_reset, first, out):
     """One step for a chunk of one sample's neurons (`charge` and `fire`, the rule's operations in its
     order). ``first`` and ``zero_reset`` are the same for the whole loop, so it vectorizes."""
@@ -77,9 +85,7 @@ def _step_parallel(x, v, theta, beta, v0, zero, zero_reset, first, out):
     batch, n = x.shape
     chunks = (n + CHUNK - 1) // CHUNK
     for job in prange(batch * chunks):
-        b = job // chunks
-        lo = (job % chunks) * CHUNK
-        hi = min(n, lo + CHUNK)
+        b, lo, hi = job_span(job, chunks, n, CHUNK)
         _advance_row(x[b, lo:hi], v[b, lo:hi], theta[lo:hi], beta, v0, zero, zero_reset, first, out[b, lo:hi])
 
 
@@ -97,9 +103,7 @@ def _run_parallel(x, theta, beta, v0, zero, zero_reset, out):
     steps, batch, n = x.shape
     chunks = (n + CHUNK - 1) // CHUNK
     for job in prange(batch * chunks):
-        b = job // chunks
-        lo = (job % chunks) * CHUNK
-        hi = min(n, lo + CHUNK)
+        b, lo, hi = job_span(job, chunks, n, CHUNK)
         v = np.empty(hi - lo, x.dtype)
         for t in range(steps):
             _advance_row(x[t, b, lo:hi], v, theta[lo:hi], beta, v0, zero, zero_reset, t == 0, out[t, b, lo:hi])

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from ..neuron_step import charge, fire
+from ..neuron_step import charge, fire, job_span
 from .sums import ANN_SUMS, ISO_CLOSED, ISO_OFF, SNN_SUMS
 
 CHUNK = 8192  # neurons of one sample per parallel job
@@ -171,9 +171,7 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, Q, lo, levels, offset, q_given, tf,
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
     for job in prange(B * chunks):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         xt, ot, St, Ct = x[b, n0:n1], o[b, n0:n1], S[b, n0:n1], C[b, n0:n1]
         Ak, Ahk, Qk, th, hh = A[b, n0:n1], Ah[b, n0:n1], Q[b, n0:n1], theta[n0:n1], hi[n0:n1]
         G = np.empty(n1 - n0, dtype=x.dtype)  # spikes at this step (1 where the output is nonzero)
@@ -223,9 +221,7 @@ def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, z
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
     for job in prange(B * chunks):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         G = np.empty(n1 - n0, dtype=x.dtype)
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
                           A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, True, G)
@@ -240,9 +236,7 @@ def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, ze
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
     for job in prange(B * chunks):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         G = np.empty(n1 - n0, dtype=x.dtype)
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
                           A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, False, G)
@@ -260,9 +254,7 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, r
     Tt, B, N = A.shape
     chunks = (N + CHUNK - 1) // CHUNK
     for job in prange(B * chunks):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         m = n1 - n0
         th = theta[n0:n1]
         K = np.zeros(m, dtype=A.dtype)  # the isolated neuron's count (closed form) or running sum of its output
@@ -332,9 +324,7 @@ def _snn_step(o, own, ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, 
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
     for job in prange(B * chunks):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         ot, wt, ft = o[b, n0:n1], own[b, n0:n1], ref[b, n0:n1]
         Ct, Cot, Crt = C[b, n0:n1], Co[b, n0:n1], Cr[b, n0:n1]
         G = np.empty(n1 - n0, dtype=o.dtype)
@@ -373,9 +363,7 @@ def _snn_count_step(o, own, ref, theta, theta_ref, C, Co, Cr, first, tf, fanout,
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
     for job in prange(B * chunks):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         ot, wt, ft, th, thr = o[b, n0:n1], own[b, n0:n1], ref[b, n0:n1], theta[n0:n1], theta_ref[n0:n1]
         Ct, Cot, Crt = C[b, n0:n1], Co[b, n0:n1], Cr[b, n0:n1]
         G = np.empty(n1 - n0, dtype=o.dtype)
@@ -414,9 +402,7 @@ def _input_sums(x, fanout, zero, one):
     ops = np.zeros((jobs, T, M))
     other = np.zeros(jobs)  # values outside {0, +1, -1}
     for job in prange(jobs):
-        b = job // chunks
-        n0 = (job % chunks) * CHUNK
-        n1 = min(N, n0 + CHUNK)
+        b, n0, n1 = job_span(job, chunks, N, CHUNK)
         for t in range(T):
             xt = x[t, b, n0:n1]
             for s in range(M):
