@@ -37,6 +37,22 @@ def _describe(cells) -> str:
     return f"weight bits {', '.join(bits)} x T {', '.join(map(str, steps))}"
 
 
+def table_samples(df: pd.DataFrame) -> int | None:
+    """How many samples a table's accuracies are on, from its own ``samples`` rows (layer ``<output>``) when they
+    agree; None when they differ between configurations or the table has none."""
+    if "metric" not in df.columns:
+        return None
+    values = pd.unique(df.loc[(df["metric"] == "samples") & (df["layer"] == F.OUTPUT), "value"].dropna())
+    return int(values[0]) if len(values) == 1 else None
+
+
+def samples_of(ctx: ui.Context, df: pd.DataFrame) -> int | None:
+    """The table's own count (`table_samples`); for a table without ``samples`` rows, the sweep's ``limit``."""
+    if "metric" in df.columns and (df["metric"] == "samples").any():
+        return table_samples(df)
+    return sweep_samples(ctx)
+
+
 def sweep_samples(ctx: ui.Context) -> int | None:
     """How many samples a sweep's accuracies are on, when its manifest says (a ``limit`` on its data)."""
     import json
@@ -55,10 +71,10 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
     """Results to draw (module docstring), or None with a message saying why there are none."""
     df = ui.results_for(ctx)
     if df is not None:
-        n = sweep_samples(ctx)
-        return Grid(model_rows(ctx, df, f"{key}_model"), n,
-                    f"the results table {ctx.results_path.name}" + (f" ({n} samples)" if n else
-                                                                      " (its sample count is not recorded)"))
+        df = model_rows(ctx, df, f"{key}_model")
+        n = samples_of(ctx, df)
+        return Grid(df, n, f"the results table {ctx.results_path.name}" + (f" ({n} samples)" if n else
+                                                                         " (its sample count is not recorded)"))
     if ctx.results_path is not None:  # a table was chosen but could not be read: its error is shown
         return None
     if ctx.checkpoint is None:
@@ -84,7 +100,8 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
               f"session; for a full grid run `qnoise sweep --checkpoint DIR --out RUN` and open RUN")
     done = stored.read_grid_cache(cache)
     if done is not None:
-        return Grid(done, samples, source)
+        n = table_samples(done) or samples
+        return Grid(done, n, source.replace(f", {samples} samples)", f", {n} samples)"))
     bar = st.progress(0.0, text="analysing the model's small grid (once: it is kept on disk)")
     frames = []
     for i, (w, t) in enumerate(cells):
@@ -104,7 +121,8 @@ def grid_results(ctx: ui.Context, key: str) -> Grid | None:
     df = pd.concat(frames, ignore_index=True)
     df.attrs = {}
     stored.write_grid_cache(cache, df)
-    return Grid(df, samples, source)
+    n = table_samples(df) or samples  # the evaluation batch may hold fewer than asked for
+    return Grid(df, n, source.replace(f", {samples} samples)", f", {n} samples)"))
 
 
 PICKED = ("dataset", "rounding", "state_bits", "neuron", "reference")  # besides weight bits and T
@@ -156,9 +174,14 @@ def config_frame(ctx: ui.Context, cfg: state.Config, keep: int = 0, isolate: boo
                     rows = rows.iloc[0:0]
             if "mode" in rows.columns:
                 rows = rows[rows["mode"] != "isolated"]
+            if "reference" in rows.columns:  # the configuration's reference only: terms differ between them
+                rows = rows[rows["reference"].astype(str) == cfg.reference]
+            if any(c in rows.columns and rows[c].nunique() > 1 for c in ("dataset", "neuron")):
+                rows = rows.iloc[0:0]  # not one configuration: analyse the checkpoint instead
             if len(rows) and (rows["layer"] != F.OUTPUT).any():
                 rows = rows.copy()
-                rows.attrs = {"samples": sweep_samples(ctx), "source": f"the results table {ctx.results_path.name}"}
+                rows.attrs = {"samples": samples_of(ctx, rows),
+                              "source": f"the results table {ctx.results_path.name}"}
                 return rows, {}
         except Exception:  # noqa: BLE001 - fall back to analysing
             pass

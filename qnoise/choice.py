@@ -79,15 +79,27 @@ def cheapest_within_tolerance(points: pd.DataFrame, tolerance: float, cost: str,
     return ok.sort_values([cost, "accuracy"], ascending=[True, False], kind="stable").iloc[0]
 
 
+def neuron_setting(described) -> str | None:
+    """The `qnoise.probe.Setting` ``neuron`` a table's ``neuron`` column describes (`describe_neurons`: ``IF``,
+    ``LIF``, ``signed IF``, ``signed LIF``; or a setting's own ``if`` / ``signed``): ``"signed"`` or ``"if"``
+    (unsigned); None for ``mixed`` or anything else (as the model is)."""
+    v = str(described).strip().lower()
+    if v.startswith("signed"):
+        return "signed"
+    return "if" if v in ("if", "lif") else None
+
+
 def setting_of(row: pd.Series) -> dict:
     """The configuration a row describes, as `qnoise.probe.Setting` fields (32 bits: float; missing: as the
-    model is; the table's ``neuron`` column describes the neuron, so only ``"if"`` / ``"signed"`` carry over)."""
+    model is; the ``neuron`` column by `neuron_setting`)."""
     out = {}
     for k in ("weight_bits", "timesteps", "state_bits", "rounding", "neuron"):
         if k in row.index and pd.notna(row[k]):
             v = row[k]
-            if k == "neuron" and str(v) not in ("if", "signed"):
-                continue
+            if k == "neuron":
+                v = neuron_setting(v)
+                if v is None:
+                    continue
             out[k] = int(v) if k in ("weight_bits", "timesteps", "state_bits") else str(v)
     return out
 
@@ -95,12 +107,14 @@ def setting_of(row: pd.Series) -> dict:
 def save_configuration(model, setting: dict, path, metrics: dict | None = None, note: dict | None = None):
     """Save ``model`` (a checkpointed qnoise model) at a chosen configuration as a new checkpoint: weight bits
     (None: as trained, 32: float, else uniform at that width, keeping the model's own options such as
-    ``keep_first_last``), membrane bits and T; ``metrics`` and ``note`` go into its config.json. Returns the
+    ``keep_first_last``), membrane bits, signed or unsigned neurons and T; ``metrics`` and ``note`` go into its
+    config.json. Returns the
     folder. Loading it (`qnoise.io.load_checkpoint`) gives the model as the configuration describes it."""
     import copy
 
     from .io import save_checkpoint
     from .models import apply_quantization
+    from .neurons import spiking_neurons
     from .probe.copying import clone_model
 
     config = getattr(model, "qnoise_config", None)
@@ -124,6 +138,12 @@ def save_configuration(model, setting: dict, path, metrics: dict | None = None, 
     if state is not None:
         spec["membrane"] = None if state == 32 else {"bits": int(state), "rounding": "nearest"}
     apply_quantization(chosen, spec)
+    neuron = setting.get("neuron")
+    if neuron is not None:  # signed or unsigned IF (Fast-SNN), recorded where build_model reads it
+        for _, n in spiking_neurons(chosen):
+            n.signed = neuron == "signed"
+        if isinstance(chosen.qnoise_config.get("neuron"), dict):
+            chosen.qnoise_config["neuron"]["signed"] = neuron == "signed"
     return save_checkpoint(chosen, path, dataset=ckpt.get("dataset"),
                            timesteps=setting.get("timesteps") or ckpt.get("timesteps"), training=ckpt.get("training"),
                            metrics=metrics or {}, extra={"chosen": {"setting": setting, **(note or {})}})

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from .common import _base, check_frame, config_label, energy_unit, label, log_ticks
 
-LABEL_KEYS = ("weight_bits", "timesteps", "state_bits", "neuron")
+LABEL_KEYS = ("dataset", "weight_bits", "timesteps", "state_bits", "rounding", "neuron")
 
 
 def cost_axis(cost: str, values) -> tuple[float, str]:

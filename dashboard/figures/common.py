@@ -90,7 +90,7 @@ _bits_name = bits_name  # the name earlier code used
 
 def config_label(row: Mapping | pd.Series, keys: Sequence[str] = ("weight_bits", "timesteps")) -> str:
     """Short name of a configuration, e.g. ``"W4 T8"``; full precision is ``"W float"`` (never "W32")."""
-    short = {"weight_bits": "W", "state_bits": "S", "timesteps": "T", "rounding": "", "neuron": "",
+    short = {"weight_bits": "W", "state_bits": "S", "timesteps": "T", "rounding": "", "neuron": "", "dataset": "",
              "model": "", "mode": ""}
     parts = []
     for k in keys:

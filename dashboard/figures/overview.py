@@ -81,14 +81,19 @@ def accuracy_vs_timesteps(df: pd.DataFrame, show_ann: bool = True, samples: int 
                                  hovertemplate="T=%{x}<br>accuracy %{y:.2%}<extra>%{fullData.name}</extra>"))
     ann = run[run["metric"] == "ann_accuracy"]
     if show_ann and not ann.empty:
-        per_t = ann[ann["t"] > 0] if not sweep else ann
         xs = sorted(acc[xcol].unique())
-        if sweep or per_t.empty:  # one ANN accuracy (t = 0: it does not depend on T)
-            x, y = [xs[0], xs[-1]], [ann["value"].max()] * 2
-        else:
-            per_t = per_t.groupby(xcol, as_index=False)["value"].max().sort_values(xcol)
-            x, y = per_t[xcol], per_t["value"]
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name="ANN twin", line=dict(dash="dash", color="black")))
+        # one twin, or (reference "ann-quantized") one per weight width: a line each, never their maximum
+        twins = [(None, ann)] if ann.groupby("weight_bits")["value"].agg(tuple).nunique() <= 1 else \
+            [(bits, ann[bits_mask(ann["weight_bits"], bits)]) for bits in sorted_bits(ann["weight_bits"])]
+        for bits, rows in twins:
+            per_t = rows[rows["t"] > 0] if not sweep else rows
+            if sweep or per_t.empty:  # one ANN accuracy (t = 0: it does not depend on T)
+                x, y = [xs[0], xs[-1]], [rows["value"].iloc[0]] * 2
+            else:
+                per_t = per_t.groupby(xcol, as_index=False)["value"].first().sort_values(xcol)
+                x, y = per_t[xcol], per_t["value"]
+            name = "ANN twin" if bits is None else f"ANN twin, {bits_name(bits)} weights"
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, line=dict(dash="dash", color="black")))
     if sweep:
         ticks = sorted(int(v) for v in acc[xcol].unique())
         fig.update_xaxes(title="timesteps T (log scale)", type="log", tickmode="array", tickvals=ticks,
@@ -218,8 +223,9 @@ def runs_overlay(frames: Mapping[str, pd.DataFrame], metric: str = "accuracy",
             if sweep_x:
                 part = final_t(part).groupby("timesteps", as_index=False)["value"].mean().rename(
                     columns={"timesteps": "x"})
-            else:
-                part = part[part["t"] > 0].groupby("t", as_index=False)["value"].mean().rename(columns={"t": "x"})
+            else:  # against t: the run's longest configuration only (a sweep's shorter runs stop earlier)
+                part = part[(part["t"] > 0) & (part["timesteps"] == part["timesteps"].max())]
+                part = part.groupby("t", as_index=False)["value"].mean().rename(columns={"t": "x"})
             part = part.sort_values("x")
             xs |= set(part["x"])
             n = (samples or {}).get(name)

@@ -34,7 +34,7 @@ COST_NAMES = {"memory_bits": "memory (KiB)", "energy_pj": "energy per sample", "
 
 def label_keys(points: pd.DataFrame) -> list[str]:
     """The configuration columns that vary (a label names only what tells configurations apart)."""
-    keys = [k for k in ("weight_bits", "timesteps", "state_bits", "rounding", "neuron")
+    keys = [k for k in ("dataset", "weight_bits", "timesteps", "state_bits", "rounding", "neuron")
             if k in points.columns and points[k].nunique(dropna=False) > 1]
     return keys or ["weight_bits", "timesteps"]
 
@@ -58,7 +58,8 @@ def config_json(row: pd.Series, how: str) -> bytes:
     per_layer = {k: (None if pd.isna(v) else v) for k, v in row.items() if str(k).startswith(("w:", "v:"))}
     cmd = " ".join([f"qnoise analyze --checkpoint {ctx.checkpoint}" if ctx.checkpoint else "qnoise analyze"]
                    + [f"--{k.replace('_', '-')} {v}" for k, v in setting.items() if k in ("weight_bits", "timesteps",
-                                                                                        "state_bits", "rounding")])
+                                                                                        "state_bits", "rounding",
+                                                                                        "neuron")])
     doc = {"format": "qnoise-chosen-configuration", "qnoise": __version__, "model": ui.subject(ctx),
            "checkpoint": str(ctx.checkpoint) if ctx.checkpoint else None, "chosen by": how, "setting": setting,
            "accuracy": float(row["accuracy"]), "samples": None if pd.isna(row.get("samples")) else int(row["samples"]),
