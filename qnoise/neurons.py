@@ -11,8 +11,9 @@ Per timestep t and neuron::
 
 ``v[0]`` is 0 (``v_init="zero"``, a truncating neuron) or ``theta/2`` (``"half"``, a rounding neuron).
 With constant input x, ``v_init="half"`` and reset by subtraction, the mean of ``out[1..T]`` equals
-``(theta/T) * clip(floor(T*x/theta + 1/2), 0, T)`` (`qnoise.quant.nearest_levels`). State is reset at every
-call: nothing carries over between batches.
+``(theta/T) * clip(floor(T*x/theta + 1/2), 0, T)`` (`qnoise.quant.nearest_levels`; in float, except within a
+few units in the last place of a half level, where the step-by-step sum may round the other way). State is
+reset at every call: nothing carries over between batches.
 """
 
 from __future__ import annotations

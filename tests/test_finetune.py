@@ -190,3 +190,32 @@ def test_synaptic_input_covers_pooling_and_residual_paths(arch, options):
             r_in, r_mid = rates[names.index("block1.act2")], rates[names.index("block2.act1")]
             by_hand = (block.conv2(r_mid.unsqueeze(0)) + block.shortcut(r_in.unsqueeze(0)))[0]
     assert torch.allclose(z, by_hand, atol=1e-5)
+
+
+def test_float_weights_behind_sum_of_sigmoid_weights_are_tuned():
+    """A converted SNN whose weights are sum-of-sigmoids binary (eval mode: the hard values): the tuned layer's
+    float weights, its quantizer's alpha, beta and step and its bias all receive a gradient (the staircase is
+    straight-through to the soft form's gradient; a step function alone would pass none)."""
+    from qnoise.models import build_model
+
+    torch.manual_seed(0)
+    ann = build_model("mlp", (12,), 3, kind="ann", act_bits=2, hidden=[10, 8],
+                      quantization={"weights": {"bits": 1, "method": "sigmoid"}}, batchnorm=False)
+    with torch.no_grad():
+        for m in ann.modules():
+            if isinstance(m, LearnableClip):
+                m.alpha.fill_(0.9)
+    ann.eval()
+    snn = convert_to_snn(ann).eval()
+    neurons = [m for _, m in spiking_neurons(snn)]
+    groups = ft.layer_groups(snn)
+    snn.requires_grad_(False)
+    for p in groups[1]:
+        p.requires_grad_(True)
+    ann.requires_grad_(False)
+    x = torch.rand(4, 16, 12)
+    ft.tune_step(snn, ann, neurons[:2], clip_layers(ann)[1], x, 3).backward()
+    names = {id(p): n for n, p in snn.named_parameters()}
+    assert any("original" in names[id(p)] for p in groups[1])
+    for p in groups[1]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, names[id(p)]

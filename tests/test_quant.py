@@ -247,6 +247,26 @@ def test_sigmoid_sum_gradients_reach_alpha_beta_biases_and_input():
     assert "biases" not in dict(fixed.named_parameters()) and "biases" in fixed.state_dict()
 
 
+def test_eval_form_keeps_hard_values_and_passes_the_soft_gradient():
+    """Eval mode (a converted SNN being fine-tuned): the values are the hard staircase exactly, ``x``, ``beta``
+    and ``b_i`` get the soft form's gradient (straight-through) and ``alpha`` the hard form's own."""
+    w = torch.randn(200, dtype=torch.float64)
+    q = SigmoidSumQuantizer(3, init_from=w, temperature=5.0).double().eval()
+    with torch.no_grad():
+        hard = q(w)
+    x = w.clone().requires_grad_(True)
+    y = q(x)
+    assert torch.equal(y.detach(), hard)
+    g = torch.randn(200, dtype=torch.float64)
+    (y * g).sum().backward()
+    xs = w.clone().requires_grad_(True)
+    soft = q.soft(xs)
+    (soft * g).sum().backward(inputs=[xs])
+    torch.testing.assert_close(x.grad, xs.grad)
+    assert x.grad.abs().sum() > 0
+    torch.testing.assert_close(q.alpha.grad, (g * hard / q.alpha).sum().detach())
+
+
 def test_sigmoid_gradient_stops_outside_the_clamp():
     """d y / d x = 0 where every |T (beta x - b_i)| > 10 (the published clamp), nonzero near a step."""
     q = SigmoidSumQuantizer("binary", init_from=torch.tensor([1.0]), temperature=100.0)

@@ -30,6 +30,8 @@ import math
 import torch
 from torch import nn
 
+from .uniform import straight_through
+
 CLAMP = 10.0           # |T * (beta x - b)| is clamped here (the authors' weight quantizer)
 TEMPERATURE_K = 10.0   # T = k * (epoch + 1): the authors' default k
 TEMPERATURE_CAP = 2000.0
@@ -210,8 +212,18 @@ class SigmoidSumQuantizer(nn.Module):
         return self.alpha * ((self.steps * torch.sigmoid(arg)).sum(-1) - self.offset)
 
     def hard(self, x: torch.Tensor) -> torch.Tensor:
-        """Inference form: ``alpha * (sum_i s_i H(beta x - b_i) - o)``, ``H(z) = 1`` where ``z > 0``."""
-        return self.alpha * ((self.steps * (self._z(x) > 0).to(x.dtype)).sum(-1) - self.offset)
+        """Inference form: ``alpha * (sum_i s_i H(beta x - b_i) - o)``, ``H(z) = 1`` where ``z > 0``.
+
+        Where a gradient is wanted in eval mode (fine-tuning a converted SNN, which runs the deployed values)
+        the staircase passes the soft form's gradient to ``x``, ``beta`` and ``b_i`` (straight-through: its
+        value is the hard one exactly); ``alpha``'s gradient is the hard form's own. Without it the step
+        function would give ``x`` no gradient at all (a qnoise choice; the paper only trains the soft form)."""
+        z = self._z(x)
+        stair = (self.steps * (z > 0).to(x.dtype)).sum(-1) - self.offset
+        if torch.is_grad_enabled() and (x.requires_grad or self.beta.requires_grad or self.biases.requires_grad):
+            soft = (self.steps * torch.sigmoid((self.temperature * z).clamp(-CLAMP, CLAMP))).sum(-1)
+            stair = straight_through(stair, soft)
+        return self.alpha * stair
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.soft(x) if self.training else self.hard(x)

@@ -10,8 +10,9 @@ For step ``Δ`` (``scale``) and integer range ``[qmin, qmax]``::
 
 Signed (symmetric) quantization uses ``[qmin, qmax] = [-2^(b-1), 2^(b-1) - 1]`` and, when no scale is given,
 ``Δ = max|x| / (2^(b-1) - 1)`` so that ``±max|x|`` are levels. Unsigned uses ``[0, 2^b - 1]`` with
-``Δ = max(x) / (2^b - 1)``. Asymmetric uses ``[0, 2^b - 1]``, ``Δ = (max - min) / (2^b - 1)`` and an
-integer zero point. Values outside the range saturate.
+``Δ = max(x) / (2^b - 1)``. Asymmetric uses ``[0, 2^b - 1]``, ``Δ = (max(x, 0) - min(x, 0)) / (2^b - 1)`` (the
+range widened to hold 0, so that 0 is a level: torch.ao's convention) and an integer zero point. Values outside
+the range saturate.
 
 Ties (a value exactly half-way between two levels) under ``"nearest"`` round as ``ties`` says: ``"half-even"``
 (to the even level, torch's and IEEE's default), ``"half-away"`` (away from zero, C's ``round``) or ``"half-up"``

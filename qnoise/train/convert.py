@@ -8,7 +8,9 @@ so ``W' x + b' == BN(W x + b)`` exactly (up to float rounding).
 
 Conversion: every ``LearnableClip(bits, alpha)`` becomes ``IF(threshold=alpha, v_init="half",
 reset="subtract", signed=...)``; run for ``T = 2^b - 1`` steps on the static input, a single layer's mean
-output equals the clip quantizer exactly: ``(alpha/T) * clip(floor(T z/alpha + 1/2), 0, T)``.
+output equals the clip quantizer exactly: ``(alpha/T) * clip(floor(T z/alpha + 1/2), 0, T)`` (in float, except
+within a few units in the last place of a half level, where the neuron's step-by-step sum and the formula may
+round to neighbouring levels).
 Deeper layers see spike trains instead of constants, which adds the sequential error the probe measures.
 Weights are folded float weights; a layer the ANN quantizes keeps the ANN's quantizer, wrapped so that the
 folded weights stay on its grid (`qnoise.quant.FoldedWeight`): the SNN reports the ANN's weight bits.
