@@ -115,7 +115,7 @@ def test_setting_of_and_save_configuration(tmp_path):
     row = pd.Series({"weight_bits": 4, "timesteps": 6, "state_bits": 32, "rounding": "nearest", "neuron": "IF",
                      "accuracy": 0.9})
     setting = setting_of(row)
-    assert setting == {"weight_bits": 4, "timesteps": 6, "state_bits": 32, "rounding": "nearest"}
+    assert setting == {"weight_bits": 4, "timesteps": 6, "state_bits": 32, "rounding": "nearest", "neuron": "if"}
     torch.manual_seed(0)
     model = build_model("mlp", (1, 8, 8), 10, neuron={"v_init": "half"}, hidden=[24])
     src = load_checkpoint(save_checkpoint(model, tmp_path / "src", dataset={"name": "digits"}, timesteps=3))
