@@ -116,6 +116,11 @@ def test_digits_limit_is_class_balanced():
     ({"name": "digits", "encoding": "rate"}, ["'rate'", "static", "poisson"]),
     ({"name": "nmnist", "encoding": "poisson"}, ["'poisson'", "digits"]),
     ({"name": "digits", "val_fraction": 1.0}, ["val_fraction"]),
+    ({"name": "nmnist", "clip": 0}, ["clip", "> 0", "0"]),
+    ({"name": "nmnist", "clip": -1}, ["clip", "-1"]),
+    ({"name": "nmnist", "clip": float("nan")}, ["clip", "nan"]),
+    ({"name": "nmnist", "duration_us": 0}, ["duration_us", "0"]),
+    ({"name": "nmnist", "duration_us": -5}, ["duration_us", "-5"]),
 ])
 def test_bad_arguments_name_the_value_and_the_choices(kwargs, words):
     with pytest.raises(ValueError) as err:
@@ -343,9 +348,10 @@ def test_dvsgesture_release_layout(tmp_path):
 
 
 def aedat2_bytes(x, y, p, t) -> bytes:
-    """A DVS128 AER-DAT 2.0 file: '#' header lines, then big-endian (address, timestamp) uint32 pairs."""
+    """A DVS128 AER-DAT 2.0 file: '#' header lines, then big-endian (address, timestamp) uint32 pairs; jAER's
+    address: bit 0 set for an OFF event (p = 0), x mirrored in bits 1..7, y in bits 8..14."""
     x, y, p = (np.asarray(a, dtype=np.uint32) for a in (x, y, p))
-    address = ((127 - x) << 1) | (y << 8) | p
+    address = ((127 - x) << 1) | (y << 8) | (1 - p)
     body = np.stack([address, np.asarray(t, dtype=np.uint32)], axis=1).astype(">u4").tobytes()
     return b"#!AER-DAT2.0\r\n# This is a raw AE data file\r\n# End Of ASCII Header\r\n" + body
 
@@ -371,6 +377,10 @@ def test_cifar10dvs_original_aedat_release(tmp_path):
     one.write_bytes(aedat2_bytes([5], [9], [1], [100]))
     frames = formats.read_cifar10dvs(formats.Recording(one, 3))
     assert (frames["x"][0], frames["y"][0], frames["p"][0], frames["t"][0]) == (5, 9, True, 100)
+    raw = np.array([(9 << 8) | (10 << 1) | 0, 100, (9 << 8) | (10 << 1) | 1, 200], dtype=">u4").tobytes()
+    one.write_bytes(b"#!AER-DAT2.0\r\n" + raw)  # bit 0 clear: ON (p = 1), set: OFF
+    frames = formats.read_cifar10dvs(formats.Recording(one, 3))
+    assert list(frames["p"]) == [1, 0] and list(frames["x"]) == [117, 117] and list(frames["y"]) == [9, 9]
     one.write_bytes(aedat2_bytes([5, 6], [9, 9], [1, 0], [100, 200])[:-3])
     with pytest.raises(BadEventFile, match="not a multiple of the 8-byte"):
         formats.read_cifar10dvs(formats.Recording(one, 3))
@@ -553,3 +563,12 @@ def test_frame_cache_writes_atomically_and_never_pickles(tmp_path):
     np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     shutil.copy(obj, cache.path(key))
     assert cache.get(key, (1,)) is None  # a pickled array is refused, not unpickled
+
+
+def test_recorded_options_refuse_caps_and_windows_that_are_not_positive():
+    from qnoise.data import check_data_options
+
+    assert check_data_options({"clip": 1, "duration_us": 150000.5}) == {"clip": 1, "duration_us": 150000.5}
+    for key, value in (("clip", 0), ("clip", -2.0), ("duration_us", float("inf"))):
+        with pytest.raises(ValueError, match=f"checkpoint: {key} must be a finite number > 0"):
+            check_data_options({key: value}, "checkpoint")

@@ -28,6 +28,7 @@ count: no normalisation (``clip=c`` caps counts at c; ``clip=1`` gives binary fr
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -80,6 +81,11 @@ def check_data_options(options, where: str = "data options") -> dict:
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise ValueError(f"{where}: {key}={value!r:.60} must be {names}")
+        if key in ("clip", "duration_us"):
+            try:
+                check_positive(**{key: value})
+            except ValueError as err:
+                raise ValueError(f"{where}: {err}") from None
     return dict(options)
 
 
@@ -119,11 +125,13 @@ def load_dataset(name: str, split: str = "train", root=None, timesteps: int = 8,
         user.refuse_recorded(name)
     if user.is_user_data(name):
         _check_args("digits", split, timesteps, val_fraction, test_fraction, limit, downsample)
+        check_positive(duration_us=duration_us, clip=clip)
         return user.load_user_data(name, split, timesteps, seed=seed, val_fraction=val_fraction,
                                    test_fraction=test_fraction, limit=limit, cache=cache, cache_dir=cache_dir,
                                    downsample=downsample, duration_us=duration_us, clip=clip, skip_bad=skip_bad,
                                    encoding=encoding)
     _check_args(name, split, timesteps, val_fraction, test_fraction, limit, downsample)
+    check_positive(duration_us=duration_us, clip=clip)
     if name == "digits":
         return _load_digits(split, timesteps, encoding or "static", seed, val_fraction, test_fraction, limit)
     if encoding not in (None, "frames"):
@@ -162,6 +170,16 @@ def collate_time_first(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------------------------ internals
+
+def check_positive(**values) -> None:
+    """Each of ``values`` (``clip``, ``duration_us``) is None or a finite number > 0; else a ValueError naming it
+    (0 would give empty frames or no bins, a negative or NaN cap nonsense frames)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
+
 
 def _check_args(name, split, timesteps, val_fraction, test_fraction, limit, downsample) -> None:
     if name not in DATASETS:

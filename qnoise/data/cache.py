@@ -2,7 +2,9 @@
 
 The key hashes the dataset, the file's path relative to the dataset folder (and the sample's index inside it,
 for multi-sample files such as SHD's HDF5), the file's size and modification time, the number of timesteps and
-the framing parameters. Changing any of them misses the cache; a stale entry is never returned. Entries are
+the framing parameters. Changing any of them misses the cache. A file rewritten with new contents but the
+same size and modification time (``cp -p``, ``rsync -a``, ``touch -r``) is not noticed: its old frames come
+back until the cache folder (``$QNOISE_CACHE``) is deleted or the call passes ``cache=False``. Entries are
 written to a temporary file and moved into place with ``os.replace`` (atomic), and read with
 ``np.load(allow_pickle=False)``: no pickle anywhere.
 """

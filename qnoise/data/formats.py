@@ -177,9 +177,12 @@ def read_aedat4(rec: Recording) -> np.ndarray:
 def read_aedat2_dvs128(rec: Recording) -> np.ndarray:
     """AER-DAT 2.0 from a DVS128 (the original CIFAR10-DVS release), read with tonic.io's AER-DAT helpers.
 
-    Each event is a big-endian (address, timestamp in us) pair of uint32; the address is decoded as jAER's
-    DVS128 does: ``p = bit 0``, ``x = 127 - bits 1..7``, ``y = bits 8..14``. (tonic 1.7's ``read_dvs_128``
-    cannot be used: it unpacks the header reader's three results into two names.)
+    Each event is a big-endian (address, timestamp in us) pair of uint32; the address is decoded as the
+    dataset's own ``dat2mat.m`` does: ``p = 1 - bit 0`` (jAER's DVS128: bit 0 set is an OFF event; ``p = 1`` is
+    ON, as N-MNIST's channel 1), ``x = 127 - bits 1..7``, ``y = bits 8..14``. SpikingJelly's reader has the same
+    polarity and transposes the picture (its x, y are ``127 - bits 8..14``, ``127 - bits 1..7``): a model trained
+    on its frames sees them rotated here. (tonic 1.7's ``read_dvs_128`` cannot be used: it unpacks the header
+    reader's three results into two names.)
     """
     from tonic.io import get_aer_events_from_file, make_structured_array, read_aedat_header_from_file
 
@@ -192,7 +195,7 @@ def read_aedat2_dvs128(rec: Recording) -> np.ndarray:
     address = raw["address"].astype(np.int64)
     x = 127 - ((address >> 1) & 0x7F)
     y = (address >> 8) & 0x7F
-    return make_structured_array(raw["timeStamp"], x, y, address & 1, dtype=_CIFAR_DTYPE)
+    return make_structured_array(raw["timeStamp"], x, y, 1 - (address & 1), dtype=_CIFAR_DTYPE)
 
 
 # ------------------------------------------------------------------------------------------------------ SHD
