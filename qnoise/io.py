@@ -280,7 +280,7 @@ def check_header(cfg_path: Path, model_config: dict, file: Path) -> dict:
     header = tensor_header(file)
     try:
         expected = _shapes_of(model_config)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{cfg_path}: 'model' does not describe a qnoise model: {err}") from err
     saved = {}
     for key, value in header.items():
@@ -370,7 +370,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
     check_header(cfg_path, doc["model"], file)
     try:
         model = _build(doc["model"])
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{cfg_path}: 'model' does not describe a qnoise model: {err}") from err
     tensors = load_tensors(file, sha)
     expected = model.state_dict()

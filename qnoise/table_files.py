@@ -76,11 +76,24 @@ def write_parquet_atomic(df, path: str | Path, sidecar: dict | None = None) -> P
 
 
 def read_parquet(path: str | Path):
-    """``(DataFrame, sidecar dict)`` of a table written by `write_parquet_atomic`."""
+    """``(DataFrame, sidecar dict)`` of a table written by `write_parquet_atomic`: the sidecar from the table's
+    own schema metadata, written with it in one file (the JSON file beside it is a copy for people and tools, and
+    could be the previous table's after a crash between the two writes); the JSON file only for a table
+    without it."""
+    import json
+
     import pandas as pd
+    import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
+    df = pd.read_parquet(path)
+    stored = (pq.read_schema(str(path)).metadata or {}).get(b"qnoise")
+    if stored is not None:
+        try:
+            return df, json.loads(stored)
+        except ValueError as err:
+            raise ValueError(f"{path}: its schema's qnoise metadata is not valid JSON ({err})") from err
     side = sidecar_path(path)
-    return pd.read_parquet(path), (read_json(side) if side.is_file() else {})
+    return df, (read_json(side) if side.is_file() else {})

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 from safetensors.torch import load_file, save_file
 
 from qnoise.io import load_checkpoint, read_checkpoint_config, save_checkpoint
+from qnoise.layers import MultiStep
 from qnoise.models import build_model
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -177,6 +179,41 @@ def test_bad_model_configs_are_explained_not_tracebacks(tmp_path, field, value):
     ck = rewrite(snn_checkpoint(tmp_path / "ck"), config=lambda d: d["model"].update({field: value}))
     with pytest.raises(ValueError, match="config.json"):
         load_checkpoint(ck)
+
+
+def _graph_checkpoint(path: Path) -> Path:
+    """An imported model (a GraphNet: conv, batch norm, neuron, pooling, flatten, linear) saved as a checkpoint."""
+    from qnoise.models.graph import GraphNet
+    from qnoise.neuron_kinds import Leaky
+    from qnoise.pooling import AvgPool2d
+
+    nodes = {"conv": MultiStep(nn.Conv2d(2, 4, 3, padding=1)), "bn": MultiStep(nn.BatchNorm2d(4)),
+             "act": Leaky(1.0, "beta", beta=0.5), "pool": MultiStep(AvgPool2d(2)), "flat": MultiStep(nn.Flatten()),
+             "fc": MultiStep(nn.Linear(64, 10))}
+    names = list(nodes)
+    net = GraphNet(nodes, list(zip(names[:-1], names[1:])), [2, 8, 8], 10, {"library": "test"}).eval()
+    return save_checkpoint(net, path, timesteps=2)
+
+
+@pytest.mark.parametrize("node,field,value,words", [
+    ("fc", "in_features", -1, ["'fc'", "in_features", "-1"]),
+    ("conv", "stride", [0, 0], ["'conv'", "stride", "[0, 0]"]),
+    ("conv", "padding", -1, ["'conv'", "padding"]),
+    ("pool", "kernel_size", -1, ["'pool'", "kernel_size"]),
+    ("bn", "eps", "x", ["'bn'", "eps", "'x'"]),
+    ("bn", "eps", -1.0, ["'bn'", "eps"]),
+    ("bn", "momentum", 2.0, ["'bn'", "momentum"]),
+    ("flat", "start_dim", "a", ["'flat'", "start_dim"]),
+    ("fc", "bias", "yes", ["'fc'", "bias"]),
+])
+def test_bad_layer_fields_of_an_imported_model_are_named_at_load(tmp_path, node, field, value, words):
+    """Each would load and fail at the first forward with torch's message (or a bare RuntimeError), naming
+    neither the file nor the field."""
+    ck = rewrite(_graph_checkpoint(tmp_path / "ck"),
+                 config=lambda d: d["model"]["graph"]["nodes"][node].update({field: value}))
+    with pytest.raises(ValueError, match="config.json") as err:
+        load_checkpoint(ck)
+    assert all(w in str(err.value) for w in words), str(err.value)
 
 
 def test_build_model_refuses_a_model_over_the_memory_budget(monkeypatch):

@@ -138,6 +138,42 @@ def test_subtract_reset_survives_a_qnoise_nir_round_trip():
     assert qnoise.spiking_neurons(plain)[0][1].reset == "subtract"
 
 
+@pytest.mark.parametrize("kind", ["leaky-subtract", "synaptic-subtract", "synaptic-zero"])
+def test_snntorch_neurons_survive_a_nir_round_trip_spike_for_spike(kind, tmp_path):
+    """snnTorch subtracts the previous spike after this step's leak (``reset_time="next"``): `to_nir` writes it to
+    the node's metadata and `from_nir` rebuilds it, so the spikes are snnTorch's after the round trip."""
+    neuron = {"leaky-subtract": lambda: snn.Leaky(beta=0.5, init_hidden=True),
+              "synaptic-subtract": lambda: snn.Synaptic(alpha=0.5, beta=0.75, init_hidden=True),
+              "synaptic-zero": lambda: snn.Synaptic(alpha=0.5, beta=0.75, init_hidden=True,
+                                                    reset_mechanism="zero")}[kind]()
+    q = from_snntorch(nn.Sequential(neuron), input_shape=(40,))
+    back = from_nir(to_nir(q, path=tmp_path / "m.nir") and tmp_path / "m.nir")
+    g = torch.Generator().manual_seed(0)
+    for x in (torch.rand(16, 16, 40, generator=g) * 1.5 - 0.2,
+              torch.randint(-2, 6, (16, 16, 40), generator=g).float() * 0.25):  # ties on the threshold
+        with torch.no_grad():
+            assert torch.equal(back(x), q(x))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.nir"]  # no temporary file left
+
+
+def test_a_fixed_point_membrane_survives_a_nir_round_trip():
+    from qnoise.models.graph import GraphNet
+    from qnoise.neuron_kinds import CUBA, Leaky
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 16, 40, generator=g) * 1.5 - 0.2
+    for m, scale in ((Leaky(1.0, "beta", beta=1.0, state_bits=4, fire=">", spike_value="one"), 1.0),
+                     (CUBA.loihi(64.0, 1024, 512, state_bits=24), 50.0)):
+        q = GraphNet({"n": m}, [], [40], None, {}).eval()
+        back = from_nir(to_nir(q))
+        assert back.n.state_bits == m.state_bits
+        with torch.no_grad():
+            assert torch.equal(back(x * scale), q(x * scale))
+    no_leak = GraphNet({"n": CUBA(1.0, alpha=0.0, beta=1.0)}, [], [40], None, {}).eval()
+    with pytest.raises(ValueError, match="node 'n' \\(CUBA\\) has a decay of 1"):
+        to_nir(no_leak)
+
+
 def test_to_nir_exports_quantized_weights():
     from qnoise.quant import quantize_weights
 
@@ -220,3 +256,27 @@ def test_from_norse_says_what_to_do_without_norse():
         pytest.skip("Norse is installed here")
     with pytest.raises(ImportError, match="from_nir"):
         from_norse(nn.Linear(2, 2), torch.zeros(1, 2))
+
+
+def test_refusals_name_the_module_or_node():
+    with pytest.raises(ValueError, match="snnTorch module '1' \\(Leaky\\): threshold must be > 0"):
+        from_snntorch(nn.Sequential(nn.Linear(4, 3), snn.Leaky(0.5, threshold=-1.0, init_hidden=True)))
+    conv = nn.Conv2d(2, 4, 3, padding=1, padding_mode="reflect")
+    with pytest.raises(ValueError, match="graph node 'n0'.*padding_mode='reflect'"):
+        from_snntorch(nn.Sequential(conv, snn.Leaky(0.5, init_hidden=True)), input_shape=(2, 8, 8))
+    graph = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([3])}),
+                                "cells": nir.IF(r=np.ones(3), v_threshold=np.zeros(3), v_reset=np.zeros(3)),
+                                "out": nir.Output(output_type={"output": np.array([3])})},
+                         edges=[("in", "cells"), ("cells", "out")])
+    with pytest.raises(NIRImportError, match="NIR node 'cells' \\(IF\\): threshold must be > 0"):
+        from_nir(graph)
+
+
+def test_spikingjelly_dropout_is_dropped_at_inference():
+    torch.manual_seed(0)
+    net = nn.Sequential(layer.Flatten(), layer.Linear(128, 10), layer.Dropout(0.5), sj_neuron.IFNode(v_reset=0.0))
+    sf.set_step_mode(net, "m")
+    net.eval()
+    q = from_spikingjelly(net, input_shape=(2, 8, 8))
+    x = _events(5)
+    assert torch.equal(q(x), _sj_out(net, x))

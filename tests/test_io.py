@@ -165,6 +165,23 @@ def test_parquet_with_sidecar(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["results.parquet", "results.parquet.json"]
 
 
+def test_a_table_and_its_sidecar_read_as_one_even_after_a_crash_between_the_writes(tmp_path, monkeypatch):
+    """The table is replaced, then the process dies before its JSON copy is: the new table comes back with the
+    metadata written inside it, not the old run's."""
+    import qnoise.table_files as tf
+
+    path = write_parquet_atomic(pd.DataFrame({"value": [1.0]}), tmp_path / "r.parquet", {"run": "old"})
+
+    def crash(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tf, "atomic_write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_parquet_atomic(pd.DataFrame({"value": [9.0, 9.0]}), path, {"run": "new"})
+    back, side = read_parquet(path)
+    assert back["value"].tolist() == [9.0, 9.0] and side["run"] == "new"
+
+
 # ---------------------------------------------------------------- hardening (issue 12)
 
 def test_dumps_json_writes_null_for_non_finite_floats():

@@ -22,6 +22,13 @@ _DROPPED = (nn.Identity, nn.Dropout)
 _NOT_AFFINE = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool2d, nn.ReLU)
 
 
+def _library_dropout(m: nn.Module) -> bool:
+    """A peer library's own dropout (SpikingJelly's ``layer.Dropout`` does not subclass ``nn.Dropout``): the
+    identity at inference, dropped like ``nn.Dropout``."""
+    return type(m).__name__ in ("Dropout", "Dropout2d") and type(m).__module__.split(".")[0] in ("spikingjelly",
+                                                                                                 "snntorch")
+
+
 def plain_copy(module: nn.Module) -> nn.Module:
     """A plain torch layer with the same configuration and values (a library's subclass loses its step mode)."""
     for cls in _STATELESS:
@@ -47,12 +54,17 @@ def chain(model: nn.Module, library: str, neuron: Callable[[str, nn.Module], nn.
             for name, child in m.named_children():
                 walk(child, f"{path}.{name}" if path else name)
             return
-        mapped = neuron(path, m)
+        try:
+            mapped = neuron(path, m)
+        except ValueError as err:
+            if f"'{path}'" in str(err):  # already names the module
+                raise
+            raise ValueError(f"{library} module '{path}' ({type(m).__name__}): {err}") from err
         if mapped is not None:
             nodes.append((path, mapped))
         elif isinstance(m, _STATELESS):
             nodes.append((path, MultiStep(plain_copy(m))))
-        elif isinstance(m, _DROPPED):
+        elif isinstance(m, _DROPPED) or _library_dropout(m):
             return
         elif isinstance(m, _NOT_AFFINE):
             raise ValueError(f"{library} module '{path}' ({type(m).__name__}) cannot be imported: it is not an affine "

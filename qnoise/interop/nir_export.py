@@ -4,8 +4,9 @@ The inverse of `qnoise.interop.from_nir` at the timestep ``dt``: each node's con
 those whose Euler step at ``dt`` is the qnoise rule (``tau = tau_steps dt``, ``r = gain / dt`` for IF, ...);
 a ``Leaky`` with the "beta" charge and ``0 < beta < 1`` becomes a LIF with ``tau = dt / (1 - beta)`` and
 ``r = gain / (1 - beta)`` (the same dynamics; its Euler form rounds differently in float). What NIR cannot say
-(reset by subtraction, the firing test, the spike value, fixed-point state) is written to each node's metadata
-(``qnoise.reset``, ``qnoise.fire``, ``qnoise.spike_value``, ``qnoise.state_bits``) and read back by `from_nir`.
+(reset by subtraction and when it happens, the firing test, the spike value, fixed-point state) is written to
+each node's metadata (``qnoise.reset``, ``qnoise.reset_time``, ``qnoise.fire``, ``qnoise.spike_value``,
+``qnoise.state_bits``) and read back by `from_nir`.
 Parameters are per neuron (arrays of the neuron shape), as NIR wants. qnoise modules NIR has no node for
 (BatchNorm, a signed IF, a quantized membrane on IF/LIF) raise ``ValueError`` naming the node.
 """
@@ -31,7 +32,8 @@ def _np(t: torch.Tensor, shape=None) -> np.ndarray:
 
 def _meta(m: nn.Module) -> dict:
     out = {"qnoise.reset": m.reset, "qnoise.fire": getattr(m, "fire", ">="),
-           "qnoise.spike_value": getattr(m, "spike_value", "theta")}
+           "qnoise.spike_value": getattr(m, "spike_value", "theta"),
+           "qnoise.reset_time": getattr(m, "reset_time", "now")}
     if m.state_bits is not None:
         out["qnoise.state_bits"] = int(m.state_bits)
     return out
@@ -94,8 +96,10 @@ def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float):
         return nir.I(_np(m.r, in_shape) / dt)
     if isinstance(m, CUBA):
         alpha, beta = _np(m.alpha, in_shape), _np(m.raw_beta, in_shape)
-        with np.errstate(divide="ignore"):
-            tau_syn, tau_mem = dt / (1 - alpha), dt / (1 - beta)
+        if np.any(alpha == 1) or np.any(beta == 1):
+            raise ValueError(f"node '{name}' (CUBA) has a decay of 1 (no leak): NIR's CubaLIF needs finite time "
+                             f"constants")
+        tau_syn, tau_mem = dt / (1 - alpha), dt / (1 - beta)
         theta = _np(m.threshold, in_shape)
         return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=np.zeros(in_shape),
                            v_threshold=theta, v_reset=np.zeros(in_shape), w_in=_np(m.gain, in_shape) * tau_syn / dt,
@@ -178,6 +182,10 @@ def to_nir(model: nn.Module, dt: float = DEFAULT_DT, input_shape=None, path=None
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-        nir.write(str(tmp), result)
-        tmp.replace(path)
+        try:
+            nir.write(str(tmp), result)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     return result

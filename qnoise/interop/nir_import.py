@@ -91,6 +91,9 @@ def node_module(node, name: str, dt: float, reset: str, fire: str, spike_value: 
     kind = type(node).__name__
     opts = {"reset": _meta(node, "reset", reset), "fire": _meta(node, "fire", fire),
             "spike_value": _meta(node, "spike_value", spike_value), "source": f"nir.{kind}"}
+    state_bits = _meta(node, "state_bits", None)  # a fixed-point membrane qnoise wrote (`to_nir`)
+    stateful = {**opts, "reset_time": _meta(node, "reset_time", "now"),
+                "state_bits": None if state_bits is None else int(state_bits)}
     if isinstance(node, (nir.Input, nir.Output)):
         return None
     if isinstance(node, (nir.Affine, nir.Linear)):
@@ -134,11 +137,18 @@ def node_module(node, name: str, dt: float, reset: str, fire: str, spike_value: 
     if isinstance(node, nir.IF):
         _zero_reset(node, name)
         return Leaky(_t(_arr(node, "v_threshold", name)), "beta", beta=1.0, gain=_t(_arr(node, "r", name) * dt),
-                     **opts)
+                     **stateful)
     if isinstance(node, nir.LIF):
         _zero_reset(node, name)
-        return Leaky(_t(_arr(node, "v_threshold", name)), "tau", tau=_steps(_arr(node, "tau", name), dt, name, "tau"),
-                     r=_t(_arr(node, "r", name)), v_leak=_t(_arr(node, "v_leak", name)), **opts)
+        tau = _arr(node, "tau", name)
+        if stateful["reset_time"] == "next":  # snnTorch's order, written by `to_nir` from a beta-charge Leaky
+            if np.any(_arr(node, "v_leak", name) != 0):
+                raise NIRImportError(f"NIR node '{name}' (LIF): qnoise.reset_time 'next' needs v_leak = 0")
+            _steps(tau, dt, name, "tau")
+            return Leaky(_t(_arr(node, "v_threshold", name)), "beta", beta=_t(1 - dt / tau),
+                         gain=_t(_arr(node, "r", name) * dt / tau), **stateful)
+        return Leaky(_t(_arr(node, "v_threshold", name)), "tau", tau=_steps(tau, dt, name, "tau"),
+                     r=_t(_arr(node, "r", name)), v_leak=_t(_arr(node, "v_leak", name)), **stateful)
     if isinstance(node, nir.CubaLIF):
         _zero_reset(node, name)
         if np.any(_arr(node, "v_leak", name) != 0):
@@ -150,7 +160,7 @@ def node_module(node, name: str, dt: float, reset: str, fire: str, spike_value: 
                                  f"overshoot)")
         gain = (_arr(node, "w_in", name) * dt / tau_syn) * (_arr(node, "r", name) * dt / tau_mem)
         return CUBA(_t(_arr(node, "v_threshold", name)), _t(1 - dt / tau_syn), _t(1 - dt / tau_mem), _t(gain),
-                    **opts)
+                    **stateful)
     if isinstance(node, nir.LI):
         return LeakyIntegrator(_steps(_arr(node, "tau", name), dt, name, "tau"), _t(_arr(node, "r", name)),
                                _t(_arr(node, "v_leak", name)))
@@ -201,7 +211,12 @@ def from_nir(graph, dt: float = DEFAULT_DT, reset: str = "zero", fire: str = ">"
             raise NIRImportError(f"NIR node '{name}' is a nested graph; qnoise imports flat graphs")
     modules, names, taken = {}, {}, set()
     for name, node in graph.nodes.items():
-        m = node_module(node, name, float(dt), reset, fire, spike_value)
+        try:
+            m = node_module(node, name, float(dt), reset, fire, spike_value)
+        except NIRImportError:
+            raise
+        except ValueError as err:  # a qnoise module refused the node's values
+            raise NIRImportError(f"NIR node '{name}' ({type(node).__name__}): {err}") from err
         if m is not None:
             names[name] = clean_name(name, taken)
             modules[names[name]] = m

@@ -16,6 +16,7 @@ without a successor gives its output. Each node is a module from a closed list (
 from __future__ import annotations
 
 import copy
+import math
 from graphlib import CycleError, TopologicalSorter
 
 import torch
@@ -128,11 +129,60 @@ def _zeros(shapes: dict, key: str):
     return torch.zeros(shape)
 
 
+def _whole(value, low: int = 1) -> bool:
+    """An int (not a bool) >= ``low``, or a list of such."""
+    items = value if isinstance(value, list) and value else [value]
+    return all(isinstance(v, int) and not isinstance(v, bool) and v >= low for v in items)
+
+
+_POSITIVE = {"linear": ("in_features", "out_features"),
+             "conv": ("in_channels", "out_channels", "kernel_size", "stride", "dilation", "groups"),
+             "pool": ("kernel_size", "stride"), "batchnorm": ("num_features",)}
+
+
+def check_layer_spec(op: str, a: dict) -> None:
+    """A layer node's fields as `node_spec` writes them: sizes, kernels, strides, dilations and groups whole
+    numbers >= 1, paddings >= 0 (or a conv's "same"/"valid"), flatten dims ints, batch norm's eps a finite
+    number >= 0 and momentum None or in [0, 1], flags booleans; else a ValueError naming the field (torch would
+    fail later, at the first forward, without saying which)."""
+    family = "conv" if op in ("conv1d", "conv2d") else "pool" if op in ("avgpool2d", "sumpool2d") else \
+        "batchnorm" if op.startswith("batchnorm") else op
+    for field in _POSITIVE.get(family, ()):
+        if not _whole(a.get(field)):
+            raise ValueError(f"{op} {field} must be a whole number >= 1 (or a list of them), got {a.get(field)!r}")
+    if family in ("conv", "pool") and not (_whole(a.get("padding"), 0)
+                                           or (family == "conv" and a.get("padding") in ("same", "valid"))):
+        raise ValueError(f"{op} padding must be a whole number >= 0 (or a list of them), got {a.get('padding')!r}")
+    if op == "flatten" and not all(isinstance(a.get(k), int) and not isinstance(a.get(k), bool)
+                                   for k in ("start_dim", "end_dim")):
+        raise ValueError(f"flatten start_dim and end_dim must be ints, got {a.get('start_dim')!r}, "
+                         f"{a.get('end_dim')!r}")
+    if family == "batchnorm":
+        eps, momentum = a.get("eps"), a.get("momentum")
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+            raise ValueError(f"{op} eps must be a finite number >= 0, got {eps!r}")
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, (int, float))
+                                     or not 0 <= momentum <= 1):
+            raise ValueError(f"{op} momentum must be null or a number in [0, 1], got {momentum!r}")
+    for flag in ("bias", "affine", "track_running_stats"):
+        if flag in a and not isinstance(a[flag], bool):
+            raise ValueError(f"{op} {flag} must be true or false, got {a[flag]!r}")
+
+
+def _named_spec(name: str, module: nn.Module) -> dict:
+    """`node_spec`, its refusal naming the node."""
+    try:
+        return node_spec(module)
+    except ValueError as err:
+        raise ValueError(f"graph node {name!r}: {err}") from err
+
+
 def build_node(spec: dict) -> nn.Module:
     """The module a `node_spec` describes, with placeholder values (load the state dict next)."""
     if not isinstance(spec, dict) or spec.get("op") not in OPS:
         raise ValueError(f"node op {spec.get('op') if isinstance(spec, dict) else spec!r} is not one of {OPS}")
     op, a = spec["op"], {k: v for k, v in spec.items() if k != "op"}
+    check_layer_spec(op, a)
     if op == "linear":
         return MultiStep(nn.Linear(a["in_features"], a["out_features"], bias=a["bias"]))
     if op in ("conv1d", "conv2d"):
@@ -214,9 +264,10 @@ class GraphNet(nn.Module):
         self.preds = preds
         self.output_node = outputs[0]
         self.edges = [[s, d] for s, d in edges]
+        specs = {n: _named_spec(n, m) for n, m in nodes.items()}
         self.qnoise_config = {"arch": "graph", "kind": "snn", "input_shape": [int(d) for d in input_shape],
                               "num_classes": num_classes, "source": dict(source or {}), "quantization": None,
-                              "graph": {"nodes": {n: node_spec(m) for n, m in nodes.items()}, "edges": self.edges}}
+                              "graph": {"nodes": specs, "edges": self.edges}}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {}
@@ -239,7 +290,7 @@ def graph_from_config(config: dict) -> GraphNet:
     for name, spec in graph["nodes"].items():
         try:
             nodes[name] = build_node(spec)
-        except (KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"graph node {name!r}: {err}") from err
     edges = []
     for e in graph["edges"]:
