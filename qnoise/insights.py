@@ -60,11 +60,11 @@ def pareto_front(points: pd.DataFrame, cost: str = "memory_bits", accuracy: str 
     one of them strictly), sorted by cost."""
     _check(points, (cost, accuracy), "pareto_front")
     pts = points.dropna(subset=[cost, accuracy]).sort_values([cost, accuracy], ascending=[True, False])
-    keep, best = [], -math.inf
-    for idx, acc in zip(pts.index, pts[accuracy]):
-        if acc > best:
+    keep, best, best_cost = [], -math.inf, None
+    for idx, acc, c in zip(pts.index, pts[accuracy], pts[cost]):
+        if acc > best or (acc == best and c == best_cost):  # an exact tie dominates neither
             keep.append(idx)
-            best = acc
+            best, best_cost = acc, c
     return pts.loc[keep]
 
 
@@ -130,7 +130,8 @@ def layer_verdicts(df: pd.DataFrame) -> pd.DataFrame:
         out[f"share_{k}"] = [c / t if t > 0 else 0.0 for c, t in zip(wide[f"err_{k}_contrib"], total, strict=True)]
     out["own_share"] = out[[f"share_{k}" for k in names if k != "prop"]].sum(axis=1)
     shares = out[[f"share_{k}" for k in names]]
-    out["dominant"] = [names[i] for i in shares.to_numpy().argmax(axis=1)]
+    values = np.nan_to_num(shares.to_numpy(dtype=float), nan=-np.inf)  # a missing term is never the largest
+    out["dominant"] = [names[i] for i in values.argmax(axis=1)]
     out["dominant_share"] = shares.max(axis=1)
     out.loc[out["err_total_mse"] <= 0, ["dominant", "dominant_share"]] = (None, 0.0)
     return out[cols].reset_index(drop=True)

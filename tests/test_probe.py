@@ -651,3 +651,29 @@ def test_structures_of_several_zero_patterns_stay_cached_and_none_goes_stale():
         assert built.call_count == 3
         source = next(iter(after))
         assert after[source][0].sum() < before[source][0].sum()
+
+
+@pytest.mark.parametrize("options", [{"per_channel": True}, {"keep_first_last": True}])
+def test_sensitivity_uses_the_models_own_weight_quantizer(options):
+    """"all" (every layer quantized) is the model `analyze` runs at the same bits: per-channel scales and the
+    layers the spec keeps in float included (they moved "all" from 0.5 and 0.656 to 0.531 before)."""
+    from qnoise.metrics import predicted_class
+    from qnoise.models import build_model
+    from qnoise.probe.copying import clone_model
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (12,), 4, hidden=[16, 8], quantization={"weights": {"bits": 8, **options}})
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(2.5)
+    model.eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(96, 1, 12, generator=g).expand(96, 6, 12).contiguous()
+    with torch.no_grad():
+        y = predicted_class(clone_model(model, "float")(x.transpose(0, 1)))
+    rows = sensitivity(model, (x, y), weight_bits=2, quantities=("weights",), device="cpu")
+    everything = rows[(rows["variant"] == "all")]["value"].item()
+    df = analyze(model, (x, y), weight_bits=2, reference="none", isolate=False, progress=False, device="cpu")
+    acc = df[(df["layer"] == OUTPUT) & (df["metric"] == "accuracy") & (df["mode"] == "propagated")]
+    assert everything == acc[acc["t"] == acc["t"].max()]["value"].item()

@@ -477,3 +477,26 @@ def test_reference_none_gives_spikes_costs_and_accuracy_of_the_same_run():
     shared = shared[~shared.metric.isin(["ann_energy_pj"])]
     assert len(shared) > 20
     np.testing.assert_array_equal(shared.value_x.to_numpy(), shared.value_y.to_numpy())
+
+
+def test_a_missing_term_is_never_the_dominant_one():
+    rows = [("L1", "err_weight_contrib", 0.2), ("L1", "err_prop_contrib", 0.3), ("L1", "err_quant_contrib", 0.5),
+            ("L2", "err_weight_contrib", 0.2), ("L2", "err_prop_contrib", 0.8)]  # L2 has no quant row
+    rows += [(layer, "err_total_mse", 1.0) for layer in ("L1", "L2")]
+    df = pd.DataFrame([{"layer": layer, "metric": m, "value": v, "t": 4, "timesteps": 4, "mode": "propagated"}
+                       for layer, m, v in rows])
+    verdicts = layer_verdicts(df).set_index("layer")
+    assert verdicts.loc["L1", "dominant"] == "quant" and verdicts.loc["L2", "dominant"] == "prop"
+    assert verdicts.loc["L2", "dominant_share"] == pytest.approx(0.8)
+
+
+def test_an_exact_tie_stays_on_the_front():
+    """Two configurations of the same cost and accuracy (a search's T choices share their memory): neither
+    dominates the other, so both are on the front."""
+    from qnoise.insights import pareto_front
+
+    pts = pd.DataFrame({"key": list("abcd"), "memory_bits": [10.0, 10.0, 20.0, 5.0],
+                        "accuracy": [0.9, 0.9, 0.95, 0.5]})
+    assert sorted(pareto_front(pts)["key"]) == ["a", "b", "c", "d"]
+    worse = pts.assign(accuracy=[0.9, 0.8, 0.95, 0.5])
+    assert sorted(pareto_front(worse)["key"]) == ["a", "c", "d"]

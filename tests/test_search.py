@@ -57,6 +57,30 @@ def test_space_moves_neighbours_and_enumeration():
         SearchSpace.for_model(model, 4, weight_bits=(0, 4))
 
 
+def test_a_lower_t_is_scored_by_the_accuracy_it_loses():
+    """A T move's reference (the float SNN) runs at the lowered T too, so its disagreement and noise are 0 even
+    when it loses accuracy: scored by that loss, it ranks after a lossless weight move, not with it."""
+    from qnoise.search.strategy import _move_score
+
+    model = build_model("mlp", (6,), 3, hidden=[8])
+    space = SearchSpace.for_model(model, (6, 1), weight_bits=(32, 8), state_bits=(32,), fixed={"readout.body.0": 8})
+    top = space.top()
+    t_low = top.replace("timesteps", None, 1)
+    w_low = top.replace("weights", "fc1.body.1", 8)
+    rows = {top.key: (1.0, 0.0), t_low.key: (0.42, 0.0), w_low.key: (1.0, 0.0)}  # (accuracy, disagreement)
+    store = {k: {"accuracy": a, "disagreement": d, "noise": 0.0, "memory_bits": 1000.0, "energy_pj": 100.0}
+             for k, (a, d) in rows.items()}
+    store[t_low.key]["energy_pj"] = store[w_low.key]["energy_pj"] = 50.0
+
+    class Store:
+        def get(self, c):
+            return store[c.key]
+
+    base = store[top.key]
+    assert _move_score(Store(), top, base, "timesteps", None, (6, 1), 0) == pytest.approx(0.58 / 0.5)
+    assert _move_score(Store(), top, base, "weights", "fc1.body.1", (32, 8), 0) == 0.0
+
+
 def test_a_candidate_applies_every_layers_bits():
     model = build_model("mlp", (6,), 3, hidden=[8, 4])
     c = Candidate((("fc1.body.1", 2), ("fc2.body.0", 32), ("readout.body.0", 1)), (("act1", 6), ("act2", 32)), 4)

@@ -4,7 +4,9 @@ with every quantizer on but that layer's.
 Two quantizers per layer:
 
 - ``"weights"``: the weight quantizer of the layer's weight tensors (the layers feeding a neuron, or the
-  readout), at ``weight_bits``; the network runs as the SNN for T steps.
+  readout), at ``weight_bits``, with the model's own quantizer options (per-channel scales, levels, and the
+  layers its spec keeps in float: those stay float in every variant, as `qnoise.analyze` keeps them); the
+  network runs as the SNN for T steps.
 - ``"timesteps"``: the rate quantization of a neuron layer. A layer "quantized in time" runs its spiking
   neuron for T steps on the constant input it receives and passes its mean rate ``r(T)`` on; a layer not
   quantized in time is the ANN twin's clamp ``clamp(z, 0, theta)``. The whole network runs once on the
@@ -115,11 +117,16 @@ def sensitivity(model, data=None, weight_bits: int = 4, timesteps: int | None = 
 
         if "weights" in quantities:
             method = "binary" if weight_bits == 1 else weight_method
+            # the model's own quantizer options, as `configured` (so "all" is analyze's model at these bits)
+            spec = ((getattr(model, "qnoise_config", None) or {}).get("quantization") or {}).get("weights") or {}
+            options = {"keep_first_last": spec.get("keep_first_last", False),
+                       "per_channel": spec.get("per_channel", False), "levels": spec.get("levels", "uniform")}
 
             def run(skip):
                 remove_weight_quantization(model)
                 if len(skip) < len(all_syn):
-                    quantize_weights(model, weight_bits, method, rounding, skip=skip)
+                    quantize_weights(model, weight_bits, method, rounding, skip=[*skip, *spec.get("skip", ())],
+                                     **options)
                 with parametrize.cached():
                     return _accuracy(model, batches)
 

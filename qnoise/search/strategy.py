@@ -5,7 +5,9 @@ single accuracy number:
 
 1. *Sensitivity.* Every axis's lower choices are evaluated one at a time, all other axes at their highest
    precision, against the same SNN at full precision: how often the prediction then differs from the float
-   SNN's (``disagreement``) and how much noise the neuron layers carry (``noise``, their mean NMSE).
+   SNN's (``disagreement``) and how much noise the neuron layers carry (``noise``, their mean NMSE). The float
+   SNN runs at the candidate's own T, so a lower T is scored by the accuracy it loses instead (against the
+   same SNN at the higher T, it would differ from nothing).
 2. *Greedy path.* From the highest precision, take the one-step lowering whose sensitivity increase costs
    least per unit of cost saved (memory and energy, each relative to the top configuration's), evaluate it,
    and repeat until no axis can go lower: one evaluated configuration per step, from precise to cheap.
@@ -56,7 +58,10 @@ def _move_score(store, top: Candidate, base: dict, axis: str, name, choices, i: 
         return store.get(top if v == choices[0] else top.replace(axis, name, v))
 
     hi, lo = rec(choices[i]), rec(choices[i + 1])
-    sens = (lo["disagreement"] - hi["disagreement"]) + NOISE_WEIGHT * (lo["noise"] - hi["noise"])
+    if axis == "timesteps":  # its float-SNN reference ran at the lowered T too: no disagreement, no noise to read
+        sens = hi["accuracy"] - lo["accuracy"]
+    else:
+        sens = (lo["disagreement"] - hi["disagreement"]) + NOISE_WEIGHT * (lo["noise"] - hi["noise"])
     saved = ((hi["memory_bits"] - lo["memory_bits"]) / max(base["memory_bits"], 1.0)
              + (hi["energy_pj"] - lo["energy_pj"]) / max(base["energy_pj"], 1e-12))
     if saved <= 0:
