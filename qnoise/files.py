@@ -103,6 +103,17 @@ def check_parent(path: Path, flag: str) -> None:
         raise ValueError(f"{flag} {path}: {parent} is not writable")
 
 
+def check_folder_output(path: str | Path, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output that must be a folder (a sweep's run folder, a report's, a search's
+    tables) when it is an existing file or cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is an existing file; it must be a folder (a new name, or a folder)")
+    if not path.exists():
+        check_parent(path, flag)
+    return path
+
+
 def package_versions() -> dict[str, str]:
     """Versions of python, torch, qnoise and the file-format libraries, for provenance."""
     import numpy

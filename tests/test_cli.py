@@ -186,3 +186,44 @@ def test_evaluate_weight_bits_one_is_binary(snn, capsys):
                              capsys)
     assert code == 0, err
     assert json.loads(out)["post_training_quantization"]["weights"]["method"] == "binary"
+
+
+@pytest.mark.parametrize("command", [["sweep", "--timesteps", "3", "--weight-bits", "4"], ["report", "RUN"],
+                                     ["search", "--memory-kib", "40"]])
+def test_folder_outputs_naming_a_file_are_refused_before_the_work(command, snn, tmp_path, capsys, no_work):
+    """They ended in FileExistsError / NotADirectoryError tracebacks (the search's after all its evaluations)."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine")
+    argv = [a if a != "RUN" else str(tmp_path / "run") for a in command]
+    for out in (afile, afile / "sub"):
+        extra = [] if command[0] == "report" else ["--checkpoint", snn]
+        code, _, err = run_cli([*argv, *extra, "--out", str(out)], capsys)
+        assert code == 2 and str(afile) in err and "Traceback" not in err, err
+    assert afile.read_text() == "mine"
+
+
+def test_search_checks_where_it_saves_the_choice_first(snn, tmp_path, capsys, no_work, monkeypatch):
+    import qnoise.search
+
+    monkeypatch.setattr(qnoise.search, "search", lambda *a, **k: pytest.fail("searched before refusing"))
+    (tmp_path / "afile").write_text("mine")
+    code, _, err = run_cli(["search", "--checkpoint", snn, "--memory-kib", "40", "--out", str(tmp_path / "s"),
+                            "--save-checkpoint", str(tmp_path / "afile")], capsys)
+    assert code == 2 and "--save-checkpoint" in err
+
+
+def test_a_sweep_refuses_a_folder_of_other_files_and_a_failed_start_blocks_nothing(snn, tmp_path, capsys):
+    other = tmp_path / "ck"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    code, _, err = run_cli(["sweep", "--checkpoint", snn, "--timesteps", "2", "--weight-bits", "4", "--limit", "8",
+                            "--out", str(other)], capsys)
+    assert code == 2 and "holds other files (config.json) and no sweep" in err
+    assert {p.name for p in other.iterdir()} - {".lock"} == {"config.json"}  # nothing written beside it
+    out = str(tmp_path / "s")
+    base = ["sweep", "--checkpoint", snn, "--timesteps", "2", "--weight-bits", "4", "--limit", "8", "--no-progress",
+            "--out", out]
+    code, _, err = run_cli([*base, "--reference", "bogus"], capsys)
+    assert code == 2 and "bogus" in err
+    code, _, err = run_cli(base, capsys)  # the corrected call: not refused as "a sweep of different options"
+    assert code == 0, err

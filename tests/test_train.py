@@ -191,6 +191,59 @@ def test_resume_continues_from_the_saved_epoch(tmp_path, monkeypatch):
     assert all(torch.equal(straight[k], got[k]) for k in straight)
 
 
+@pytest.mark.parametrize("where", ["checkpoint", "rename"])
+def test_a_crash_while_an_epoch_is_saved_leaves_a_run_that_resumes(tmp_path, monkeypatch, where):
+    """Killed while epoch 2's files are written (after its optimizer file, before its model) or between the
+    renames that put them in place: the rerun resumes from epoch 1 and ends where a straight run ends."""
+    from pathlib import Path
+
+    from qnoise.train import resume
+
+    cfg = TrainConfig(**{**FAST, "epochs": 2})
+    straight = _weights(train(cfg, tmp_path / "straight"))
+    saves = []
+    if where == "checkpoint":
+        real = resume.save_checkpoint
+
+        def crash(*args, **kwargs):
+            saves.append(1)
+            if len(saves) == 2:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(resume, "save_checkpoint", crash)
+    else:
+        real = Path.rename
+
+        def crash(self, target):
+            if Path(target).name == resume.LAST:
+                saves.append(1)
+                if len(saves) == 2:  # epoch 2: epoch 1 moved aside, epoch 2 not yet in place
+                    raise KeyboardInterrupt
+            return real(self, target)
+
+        monkeypatch.setattr(Path, "rename", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run")
+    monkeypatch.undo()
+    resumed = train(cfg, tmp_path / "run")
+    assert [r["epoch"] for r in resumed.qnoise_checkpoint["history"]] == [1, 2]
+    got = _weights(resumed)
+    assert all(torch.equal(straight[k], got[k]) for k in straight)
+
+
+def test_more_epochs_resume_only_where_the_schedule_is_the_same(tmp_path):
+    """The cosine learning rate depends on the number of epochs: one finished epoch resumes into a longer run
+    (epoch 1 runs at the full rate in both), two do not (epoch 2's rate differs), instead of silently making a
+    run no straight run is."""
+    train(TrainConfig(**{**FAST, "epochs": 1}), tmp_path / "one")
+    longer = _weights(train(TrainConfig(**{**FAST, "epochs": 2}), tmp_path / "one"))
+    straight = _weights(train(TrainConfig(**{**FAST, "epochs": 2}), tmp_path / "straight"))
+    assert all(torch.equal(straight[k], longer[k]) for k in straight)
+    with pytest.raises(ValueError, match=r"differs from epochs=3's at epoch 2 \(learning rate 0.0005 there"):
+        train(TrainConfig(**{**FAST, "epochs": 3}), tmp_path / "straight")
+
+
 def test_resume_refuses_other_options(tmp_path):
     train(TrainConfig(**{**FAST, "epochs": 1}), tmp_path)
     with pytest.raises(ValueError, match=r"other options \(lr: 0.001 there, 0.01 now\)"):
@@ -399,3 +452,21 @@ def test_init_starts_quantized_training_from_float_weights(tmp_path):
     other = TrainConfig(**{**FAST, "model_options": {"hidden": [32]}, "init": str(tmp_path / "float")})
     with pytest.raises(ValueError, match="--init"):
         run_module.build_for(other, (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("field,value", [("weight_decay", float("nan")), ("weight_decay", -1.0), ("lr", "fast"),
+                                         ("quantizer_lr_scale", float("inf")), ("temperature_k", float("inf")),
+                                         ("weight_method", "foo"), ("keep_first_last", "no"), ("seed", "a")])
+def test_training_numbers_and_flags_are_checked_up_front(field, value):
+    """Each trained (or failed deep inside) before: a NaN weight decay saved a checkpoint that cannot load."""
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{**FAST, field: value})
+
+
+def test_a_damaged_training_record_names_its_file(tmp_path):
+    train(TrainConfig(**{**FAST, "epochs": 1}), tmp_path)
+    doc = json.loads((tmp_path / "config.json").read_text())
+    doc["training"]["epochs"] = "2"
+    (tmp_path / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=r"config.json: its 'training' record: epochs"):
+        train(TrainConfig(**{**FAST, "epochs": 1}), tmp_path)

@@ -56,6 +56,7 @@ def add_analysis_options(p) -> None:
     p.add_argument("--twin-input", choices=("mean", "cumulative"), default="mean",
                    help="what the ANN twin sees: the mean input frame, or at step t the mean of frames 1..t")
     p.add_argument("--no-isolate", action="store_true", help="skip the isolated-mode rows")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (default: on a terminal)")
     p.add_argument("--weight-method", choices=("uniform", "ternary", "sigmoid"), default="uniform",
                    help="weight quantizer for weight bits 2..31 (1 bit is always binary)")
     p.add_argument("--weight-step", type=_args.float_positive("a weight step"), default=None,
@@ -122,4 +123,5 @@ def probe_options(args) -> dict:
     return {"split": args.split, "limit": args.limit, "batch_size": args.batch_size, "reference": args.reference,
             "isolate": not args.no_isolate, "twin_input": args.twin_input, "input_mode": args.input_mode,
             "device": args.device, "seed": args.seed, "data_root": args.data_root,
-            "energy": energy_model(args.energy, args.memory_access)}
+            "energy": energy_model(args.energy, args.memory_access),
+            **({"progress": False} if args.no_progress else {})}

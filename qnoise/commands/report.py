@@ -17,12 +17,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ..files import check_folder_output
     from ..report import write_report
     from ..sweep import load_sweep
 
     src = Path(args.path)
-    df = load_sweep(src)
     out = Path(args.out) if args.out else (src if src.is_dir() else src.with_suffix(""))
+    check_folder_output(out)
+    df = load_sweep(src)
     html, tables = write_report(df, out, title=f"qnoise report: {src.name}")
     print(f"wrote {html}")
     for t in tables:

@@ -50,6 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--memory-access", action="store_true", help="add the energy of moving operands")
     p.add_argument("--out", required=True, help="run folder: evaluations (resumable), fronts, chosen_layers")
     p.add_argument("--save-checkpoint", default=None, help="save the chosen configuration as a checkpoint here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (default: on a terminal)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda, ...")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -66,12 +67,16 @@ def _fixed(items: list[str]) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import load_checkpoint
+    from ..files import check_folder_output
+    from ..io import check_output_folder, load_checkpoint
     from ..search import search
 
     if not 0 <= args.tolerance <= 100:
         raise ValueError(f"--tolerance {args.tolerance}: expected accuracy points in 0..100")
     checkpoint = args.checkpoint or sample_checkpoint()
+    check_folder_output(args.out)
+    if args.save_checkpoint:  # checked now, not after the whole search
+        check_output_folder(args.save_checkpoint, "--save-checkpoint", source=checkpoint)
     space = {"weight_bits": args.weight_bits, "state_bits": args.state_bits, "fixed": _fixed(args.fixed)}
     if args.timesteps:
         space["timesteps"] = args.timesteps
@@ -79,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                     space=space, tolerance=args.tolerance / 100, strategy=args.strategy, out=args.out,
                     max_evaluations=args.max_evaluations, workers=args.workers, executor=args.executor,
                     split=args.split, limit=args.limit, batch_size=args.batch_size, device=args.device,
-                    seed=args.seed, energy=energy_model(args.energy, args.memory_access))
+                    seed=args.seed, energy=energy_model(args.energy, args.memory_access),
+                    progress=False if args.no_progress else None)
     paths = result.save_tables(args.out, {"command": "search", "checkpoint": str(checkpoint)})
     print(f"{result.extra['evaluations']} configurations evaluated ({result.loaded} from earlier runs); tables: "
           f"{', '.join(p.name for p in paths)} in {args.out}")

@@ -34,9 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..files import check_folder_output
     from ..report import accuracy_table
     from ..sweep import sweep
 
+    check_folder_output(args.out)
     check_probe_memory(args.checkpoint or sample_checkpoint(), int_list(args.timesteps, "timesteps"),
                        args.batch_size)
     df = sweep(args.checkpoint, dataset_arg(args), weight_bits=int_list(args.weight_bits, "weight-bits"),

@@ -183,6 +183,9 @@ def check_positive(**values) -> None:
 
 def _check_args(name, split, timesteps, val_fraction, test_fraction, limit, downsample) -> None:
     if name not in DATASETS:
+        if isinstance(name, (str, Path)) and ("/" in str(name) or os.sep in str(name) or str(name).endswith(".npz")):
+            raise FileNotFoundError(f"data {name}: no such file or folder (your own data: an .npz of frames and "
+                                    f"labels, or a folder of event recordings)")
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or give the path of your "
                          f"own data (--data PATH: an .npz of frames and labels, or a folder of event recordings)")
     if split not in SPLITS:

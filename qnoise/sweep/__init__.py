@@ -129,9 +129,15 @@ def sweep(checkpoint=None, dataset=None, weight_bits=None, timesteps=None, round
         return _run(cells, None, checkpoint, dataset, options, identity, (compare, count, execution), executor,
                     workers)
     with locked(Path(out)):
+        fresh = not (Path(out) / MANIFEST).exists()
         prepare(Path(out), identity, cells)
-        return _run(cells, Path(out), checkpoint, dataset, options, identity, (compare, count, execution), executor,
-                    workers)
+        try:
+            return _run(cells, Path(out), checkpoint, dataset, options, identity, (compare, count, execution),
+                        executor, workers)
+        except BaseException:
+            if fresh and not any((Path(out) / CELLS_DIR).glob("*.parquet")):
+                (Path(out) / MANIFEST).unlink(missing_ok=True)  # nothing done: the corrected call starts afresh
+            raise
 
 
 def _run(cells, out_dir, checkpoint, dataset, options, identity, values, executor, workers) -> pd.DataFrame:

@@ -131,6 +131,11 @@ def _clean_stale_tmp(folder: Path, older_than_s: float = 600.0) -> None:
 def prepare(folder: Path, identity: dict, cells: list[dict]) -> None:
     """Create or extend the run folder (under its lock): refuse a folder that holds something else or a sweep
     with another identity; add this grid's cells to the manifest."""
+    if not (folder / MANIFEST).exists():
+        other = sorted(p.name for p in folder.iterdir() if p.name not in (LOCK, CELLS_DIR))
+        if other:
+            raise ValueError(f"{folder} holds other files ({', '.join(other[:5])}{', ...' if len(other) > 5 else ''}) "
+                             f"and no sweep: give --out a new or empty folder")
     (folder / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     _clean_stale_tmp(folder / CELLS_DIR)
     manifest_path = folder / MANIFEST

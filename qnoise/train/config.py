@@ -26,6 +26,7 @@ recording every epoch after tonic's event augmentations (`qnoise.data.augment.Ev
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from ..data import check_data_options
@@ -33,6 +34,7 @@ from ..data.augment import EventAugment
 from ..limits import check_batch_size, check_int, check_timesteps
 
 MODES = ("direct", "ann")
+WEIGHT_METHODS = ("uniform", "binary", "ternary", "sigmoid")
 AUGMENTS = (None, "shift", "events")
 # keys that may change between a run and its resumption without invalidating it
 RESUMABLE_KEYS = ("device", "epochs", "progress", "data_root")
@@ -113,14 +115,28 @@ class TrainConfig:
         EventAugment.from_dict(self.augment_options)
         if self.weight_bits == 1 and self.weight_method == "ternary":
             raise ValueError("weight_bits=1 is binary; weight_method='ternary' stores 2 bits")
-        if not (self.temperature_k > 0 and self.temperature_cap > 0 and self.quantizer_lr_scale >= 0):
-            raise ValueError("need temperature_k > 0, temperature_cap > 0 and quantizer_lr_scale >= 0")
+        for name, low, strict in (("lr", 0.0, True), ("weight_decay", 0.0, False), ("temperature_k", 0.0, True),
+                                  ("temperature_cap", 0.0, True), ("quantizer_lr_scale", 0.0, False),
+                                  ("threshold", 0.0, True), ("act_alpha", 0.0, True)):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or value < low or (strict and value == low)):
+                raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if self.weight_method not in WEIGHT_METHODS:
+            raise ValueError(f"weight_method={self.weight_method!r} is not one of {WEIGHT_METHODS}")
+        for name in ("keep_first_last", "learn_threshold", "progressive", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"a training record is an object of training options, got {d!r:.80}")
         d = _upgrade(d)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - known
@@ -150,6 +166,14 @@ class TrainConfig:
         """``{key: (self, other)}`` for every option that differs, ``ignore`` aside."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+def recorded(doc: dict, path) -> TrainConfig:
+    """The training options a checkpoint's ``config.json`` (at ``path``) records, with errors naming the file."""
+    try:
+        return TrainConfig.from_dict(doc.get("training") or {})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its 'training' record: {err}") from err
 
 
 def _upgrade(d: dict) -> dict:

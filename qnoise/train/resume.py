@@ -4,6 +4,7 @@ state in the file's metadata as JSON). A rerun with the same options continues a
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from ..io import (
     save_checkpoint,
     save_tensors,
 )
-from .config import TrainConfig
+from .config import TrainConfig, recorded
 
 LAST = "last"
 OPTIMIZER_FILE = "optimizer.safetensors"
@@ -49,14 +50,34 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     optimizer.load_state_dict({"state": state, "param_groups": rest["param_groups"]})
 
 
+NEW, OLD = ".last.new", ".last.old"  # an epoch being written; the previous one while the new takes its place
+
+
 def save_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig,
                history: list, dataset: dict) -> None:
-    """Write ``<out>/last/`` (optimizer first; the model's config.json, written last, marks it complete)."""
-    last = Path(out) / LAST
+    """Write ``<out>/last/`` as one unit: the epoch is written whole into ``.last.new/`` (optimizer, then the
+    model checkpoint, whose config.json records both files' SHA-256), then takes the place of ``last/`` by two
+    renames; a crash at any point leaves a complete ``last/`` (or ``.last.old/``, which `load_epoch` puts
+    back), never files of two epochs under one config.json."""
+    out = Path(out)
+    last, new, old = out / LAST, out / NEW, out / OLD
+    shutil.rmtree(new, ignore_errors=True)
     tensors, rest = optimizer_tensors(optimizer)
-    sha = save_tensors(last / OPTIMIZER_FILE, tensors, metadata=rest)
-    save_checkpoint(model, last, dataset=dataset, timesteps=config.timesteps, training=config.to_dict(),
+    sha = save_tensors(new / OPTIMIZER_FILE, tensors, metadata=rest)
+    save_checkpoint(model, new, dataset=dataset, timesteps=config.timesteps, training=config.to_dict(),
                     history=history, extra={"optimizer": {"file": OPTIMIZER_FILE, "sha256": sha}})
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        last.rename(old)
+    new.rename(last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover(out: Path) -> None:
+    """A crash between `save_epoch`'s two renames left ``.last.old/`` and no ``last/``: put it back."""
+    last, old = out / LAST, out / OLD
+    if not last.exists() and (old / CONFIG_FILE).is_file():
+        old.rename(last)
 
 
 def load_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig) -> list | None:
@@ -65,11 +86,12 @@ def load_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, co
     Raises ``ValueError`` when the saved run used other options (naming them), as continuing it would mix
     two runs.
     """
+    _recover(Path(out))
     last = Path(out) / LAST
     if not (last / CONFIG_FILE).is_file():
         return None
     doc = read_checkpoint_config(last)
-    saved = TrainConfig.from_dict(doc.get("training") or {})
+    saved = recorded(doc, last / CONFIG_FILE)
     diff = config.differences(saved)
     if diff:
         shown = ", ".join(f"{k}: {b!r} there, {a!r} now" for k, (a, b) in sorted(diff.items()))

@@ -26,7 +26,7 @@ from ..neurons import spiking_neurons
 from ..quant import SigmoidSumQuantizer, remove_weight_quantization, set_temperature
 from . import schedule
 from .budget import check_training
-from .config import TrainConfig
+from .config import TrainConfig, recorded
 from .given import given_name, given_splits
 from .loop import Batches, check_trainable, evaluate, train_epoch
 from .resume import load_epoch, save_epoch
@@ -105,6 +105,25 @@ def event_augmentation(cfg: TrainConfig, steps: int):
     return AugmentedEvents(ds), EventAugment.from_dict(cfg.augment_options)
 
 
+def check_schedule(out: Path, history: list[dict], cfg: TrainConfig) -> None:
+    """A resumed run's completed epochs must have run on the schedule ``cfg`` gives them (the cosine learning
+    rate and the progressive activation bits both depend on the number of epochs): else continuing would make
+    a run no straight run of ``cfg.epochs`` is. Raises ``ValueError`` naming the epoch and both values."""
+    for row in history:
+        e = int(row["epoch"]) - 1
+        lr = schedule.cosine_lr(e, cfg.epochs, cfg.lr)
+        bits = schedule.act_bits_at(e, cfg.epochs, cfg.act_bits, cfg.progressive) if cfg.mode == "ann" else None
+        problems = []
+        if abs(float(row["lr"]) - lr) > 1e-12 * lr:
+            problems.append(f"learning rate {float(row['lr']):.4g} there, {lr:.4g} now")
+        if bits is not None and row.get("act_bits") != bits:
+            problems.append(f"activation bits {row.get('act_bits')} there, {bits} now")
+        if problems:
+            raise ValueError(f"{out} holds {len(history)} epochs of a run whose schedule differs from epochs="
+                             f"{cfg.epochs}'s at epoch {e + 1} ({'; '.join(problems)}): continuing it would not be "
+                             f"a {cfg.epochs}-epoch run; give a new --out (--init {out} starts from its model)")
+
+
 def epoch_line(row: dict, epochs: int) -> str:
     """One line per finished epoch for runs without a progress bar."""
     parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"train {row['train_accuracy']:.4f}"]
@@ -137,7 +156,7 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True,
     out = check_output_folder(out)  # before any work: saving into it must not fail at the end
     if (out / CONFIG_FILE).is_file():
         doc = read_checkpoint_config(out)
-        done = TrainConfig.from_dict(doc.get("training") or {})
+        done = recorded(doc, out / CONFIG_FILE)
         if not cfg.differences(done, ignore=("device", "progress", "data_root")):
             return load_checkpoint(out, cfg.device)
     device = resolve_device(cfg.device)
@@ -160,12 +179,13 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True,
     history = load_epoch(out, model, optimizer, cfg) or []
     if len(history) > cfg.epochs:
         raise ValueError(f"{out} already holds {len(history)} epochs, more than epochs={cfg.epochs}")
+    check_schedule(out, history, cfg)
     sigmoid = any(isinstance(m, SigmoidSumQuantizer) for m in model.modules())
     loader = Batches(train_split[0], train_split[1], cfg.batch_size, shuffle=True)
     events, augment = event_augmentation(cfg, steps)
     check_trainable(model, loader)
     check_training(model, 1 if cfg.mode == "ann" else steps, cfg.batch_size)
-    bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), disable=not cfg.progress, unit="batch",
+    bar = tqdm(total=(cfg.epochs - len(history)) * len(loader), disable=None if cfg.progress else True, unit="batch",
                desc=f"{cfg.dataset}/{cfg.model}/{cfg.mode}")
     for epoch in range(len(history), cfg.epochs):
         start = time.perf_counter()
@@ -192,7 +212,7 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True,
         if record_time:
             row["seconds"] = round(time.perf_counter() - start, 3)
         history.append(row)
-        if not cfg.progress:
+        if bar.disable:  # no bar (asked for, or not a terminal): a line per epoch instead
             print(epoch_line(row, cfg.epochs), flush=True)
         save_epoch(out, model, optimizer, cfg, history, dataset)
     bar.close()
