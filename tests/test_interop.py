@@ -280,3 +280,19 @@ def test_spikingjelly_dropout_is_dropped_at_inference():
     q = from_spikingjelly(net, input_shape=(2, 8, 8))
     x = _events(5)
     assert torch.equal(q(x), _sj_out(net, x))
+
+
+@pytest.mark.parametrize("arch,shape,options", [("mlp", (1, 8, 8), {"hidden": [16]}),
+                                                ("cnn", (2, 12, 12), {"channels": [4, 6], "hidden": 16})])
+def test_qnoise_reference_networks_export_to_nir_and_back(arch, shape, options):
+    """Their blocks hold several ops in one MultiStep (Flatten + Linear): one NIR node each; batch norm (NIR has
+    none) is refused naming the node."""
+    from qnoise.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(arch, shape, 10, batchnorm=False, **options).eval()
+    x = (torch.rand(5, 3, *shape, generator=torch.Generator().manual_seed(1)) < 0.3).float()
+    with torch.no_grad():
+        assert torch.equal(from_nir(to_nir(model))(x), model(x))
+    with pytest.raises(ValueError, match=r"node '\w+' \(BatchNorm\dd\) has no NIR counterpart"):
+        to_nir(build_model(arch, shape, 10, **options).eval())

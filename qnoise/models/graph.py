@@ -311,7 +311,8 @@ def graph_state_shapes(config: dict) -> dict[str, tuple[tuple[int, ...], torch.d
 
 def as_graph(model: nn.Module, input_shape=None) -> GraphNet:
     """``model`` as a `GraphNet`: a GraphNet is returned as is; an ``nn.Sequential`` of graph nodes (nested
-    Sequentials flattened) becomes a chain, its modules shared (not copied)."""
+    Sequentials flattened, a `MultiStep` over several ops split into one node per op, as `qnoise.models`'
+    reference networks hold them) becomes a chain, its modules shared (not copied)."""
     if isinstance(model, GraphNet):
         return model
     if not isinstance(model, nn.Sequential):
@@ -323,6 +324,10 @@ def as_graph(model: nn.Module, input_shape=None) -> GraphNet:
         for name, m in seq.named_children():
             if isinstance(m, nn.Sequential):
                 walk(m, f"{prefix}{name}_")
+            elif type(m) is MultiStep and isinstance(m.body, nn.Sequential) and len(m.body) > 1:
+                # a reference network's block (e.g. Flatten + Linear): one node per op, the same values
+                for i, op in enumerate(m.body):
+                    flat.append((f"{prefix}{name}_{i}", MultiStep(op, mode=m.mode)))
             else:
                 flat.append((f"{prefix}{name}", m))
 
