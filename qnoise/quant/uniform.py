@@ -83,7 +83,9 @@ def grid_step(w: torch.Tensor, bits: int, rel_tol: float = 1e-5) -> float | None
         return None
     qmax = 2 ** (bits - 1)
     smallest, largest = nonzero.min(), nonzero.max()
-    top = int(qmax / float(largest / smallest))  # the most steps the smallest magnitude can span
+    # the most steps the smallest magnitude can span (up to rel_tol: the weights' own rounding must not floor
+    # k_0 to k_0 - 1; every candidate is checked on all weights below)
+    top = int(qmax / float(largest / smallest) * (1 + rel_tol))
     if top < 1:  # float weights, as a rule: no sort of every magnitude needed to say so
         return None
     a = torch.unique(nonzero)

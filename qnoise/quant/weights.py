@@ -112,8 +112,8 @@ def make_weight_quantizer(weight: torch.Tensor, bits: int, method: str = "unifor
     (k-means on |w|, a qnoise extension). ``method="uniform"`` with bits 1 is binary, as everywhere.
     ``method="ternary"`` ignores ``bits``. For ``"uniform"``, ``step`` is a fixed step Δ, ``"maxabs"`` the step from
     max|w|, None (default) the grid ``weight`` already sits on at ``bits`` (`grid_step`; so b bits applied to
-    weights on a b-bit grid leave them as they are: bit for bit for a power-of-two step or qnoise's own b-bit
-    weights, else within a unit in the last place), else max|w|.
+    weights on a b-bit grid leave them as they are: bit for bit for a power-of-two step, else within two units
+    in the last place), else max|w|.
     """
     if method == "uniform" and bits == 1:
         method = "binary"
