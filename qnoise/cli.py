@@ -49,11 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     recycle_large_allocations()  # every command: large tensors reused, not page-faulted in anew (qnoise.allocator)
-    from .sweep.folder import FolderInUse
+    from .files import FolderInUse
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, FolderInUse) as err:  # bad input or a place it cannot write: a message, no traceback
+    except (ValueError, OSError, FolderInUse) as err:  # bad input, or a place it cannot write: no traceback
         print(f"qnoise {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -103,6 +103,10 @@ def check_parent(path: Path, flag: str) -> None:
         raise ValueError(f"{flag} {path}: {parent} is not writable")
 
 
+class FolderInUse(RuntimeError):
+    """Another process holds a run folder's lock (`qnoise.sweep.folder.locked`)."""
+
+
 def check_folder_output(path: str | Path, flag: str = "--out") -> Path:
     """Refuse, before any work, an output that must be a folder (a sweep's run folder, a report's, a search's
     tables) when it is an existing file or cannot be created."""

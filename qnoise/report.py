@@ -98,8 +98,10 @@ def accuracy_table(df: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     runs = run_table(df)
     if runs.empty or metric not in runs:
         return pd.DataFrame()
-    table = runs.pivot_table(index=[*_varying(runs), "weight_bits"], columns="timesteps", values=metric,
-                             aggfunc="first")
+    keys = _varying(runs)
+    if metric != "accuracy" and "reference" in runs and runs["reference"].nunique() > 1:
+        keys.append("reference")  # agreement is with a reference: one row each
+    table = runs.pivot_table(index=[*keys, "weight_bits"], columns="timesteps", values=metric, aggfunc="first")
     table.columns = [f"T={c}" for c in table.columns]
     return table
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from qnoise.io import load_checkpoint, read_checkpoint_config, save_checkpoint
 from qnoise.layers import MultiStep

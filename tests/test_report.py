@@ -128,3 +128,16 @@ def test_html_page_is_standalone():
                                             ("a table", pd.DataFrame({"x": [1.5]})), ("words", "hello")])
     assert "<script src=\"http" not in page and "Plotly.newPlot" in page
     assert "<th>model</th><td>m</td>" in page and __version__ in page and "hello" in page
+
+
+def test_agreement_keeps_one_row_per_reference(sweep):
+    """Agreement is with a reference: a table holding two (ann 0.70, snn 0.99) shows both, not the first."""
+    unlabelled = sweep[~sweep.metric.isin(["accuracy", "ann_accuracy", "samples"])]
+    ann, snn = unlabelled.copy(), unlabelled.copy()
+    snn["reference"] = "snn"
+    ann.loc[ann.metric == "agreement", "value"] = 0.70
+    snn.loc[snn.metric == "agreement", "value"] = 0.99
+    table = R.accuracy_table(pd.concat([ann, snn], ignore_index=True), "agreement")
+    assert "reference" in table.index.names
+    assert set(table.xs("ann", level="reference").to_numpy().ravel()) == {0.70}
+    assert set(table.xs("snn", level="reference").to_numpy().ravel()) == {0.99}

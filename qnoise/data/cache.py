@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: CIFAR10-DVS AER-DAT 2 polarity (ON = 1); a reader's fix changes frames
 
 
 def default_cache_dir() -> Path:

@@ -92,8 +92,11 @@ def node_module(node, name: str, dt: float, reset: str, fire: str, spike_value: 
     opts = {"reset": _meta(node, "reset", reset), "fire": _meta(node, "fire", fire),
             "spike_value": _meta(node, "spike_value", spike_value), "source": f"nir.{kind}"}
     state_bits = _meta(node, "state_bits", None)  # a fixed-point membrane qnoise wrote (`to_nir`)
-    stateful = {**opts, "reset_time": _meta(node, "reset_time", "now"),
-                "state_bits": None if state_bits is None else int(state_bits)}
+    if state_bits is not None:
+        if isinstance(state_bits, bool) or float(state_bits) != int(float(state_bits)):
+            raise NIRImportError(f"NIR node '{name}' ({kind}): qnoise.state_bits {state_bits!r} is not a whole number")
+        state_bits = int(float(state_bits))
+    stateful = {**opts, "reset_time": _meta(node, "reset_time", "now"), "state_bits": state_bits}
     if isinstance(node, (nir.Input, nir.Output)):
         return None
     if isinstance(node, (nir.Affine, nir.Linear)):

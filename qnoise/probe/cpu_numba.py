@@ -148,7 +148,7 @@ def _flush(acc, out):
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _synops(G, fanout, n0, n1, zero, ops):
+def _synops(G, fanout, n0, n1, ops):
     """``ops[s] += sum_i G_i fanout[s, n0 + i]``: the weights of layer s the chunk's spikes reach, in float64
     (``fanout`` float64: whole counts stay exact in any order up to 2^53; float32 would round above 2^24)."""
     for s in range(fanout.shape[0]):
@@ -188,7 +188,7 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, Q, lo, levels, offset, q_given, tf,
             a_z = _activation(Sj * inv_t, lo, hh[j], levels, zero, half, one)
             acc = _add_step(acc, th[j] * n * inv_t, q, a_z, Ahk[j], Ak[j], fired)
         _flush(acc, sums[job])
-        _synops(G, fanout, n0, n1, zero, ops[job])
+        _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(inline="always", fastmath=_FASTMATH)
@@ -226,7 +226,7 @@ def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, z
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
                           A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, True, G)
         _flush(acc, sums[job])
-        _synops(G, fanout, n0, n1, zero, ops[job])
+        _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)
@@ -241,7 +241,7 @@ def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, ze
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
                           A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, False, G)
         _flush(acc, sums[job])
-        _synops(G, fanout, n0, n1, zero, ops[job])
+        _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)
@@ -350,7 +350,7 @@ def _snn_step(o, own, ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, 
         iso[7] += acc[9]
         iso[8] += acc[10]
         ref2[job] += acc[11]
-        _synops(G, fanout, n0, n1, zero, ops[job])
+        _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)
@@ -390,7 +390,7 @@ def _snn_count_step(o, own, ref, theta, theta_ref, C, Co, Cr, first, tf, fanout,
         iso[7] += acc[9]
         iso[8] += acc[10]
         ref2[job] += acc[11]
-        _synops(G, fanout, n0, n1, zero, ops[job])
+        _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from ..files import atomic_write_json, read_json
+from ..files import FolderInUse, atomic_write_json, read_json
 from .cells import AXES
 
 MANIFEST = "manifest.json"
@@ -79,10 +79,6 @@ def data_identity(dataset, split: str, limit: int | None) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ lock
-
-class FolderInUse(RuntimeError):
-    """Another process holds the run folder's lock."""
-
 
 @contextlib.contextmanager
 def locked(folder: Path):

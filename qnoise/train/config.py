@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from ..data import check_data_options
 from ..data.augment import EventAugment
 from ..limits import check_batch_size, check_int, check_timesteps
+from ..quant.weights import METHODS as WEIGHT_METHODS
 
 MODES = ("direct", "ann")
-WEIGHT_METHODS = ("uniform", "binary", "ternary", "sigmoid")
 AUGMENTS = (None, "shift", "events")
 # keys that may change between a run and its resumption without invalidating it
 RESUMABLE_KEYS = ("device", "epochs", "progress", "data_root")
