@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 setup: $(VENV)/.installed
 
 # torch==2.13.0 named on the same line keeps pip on the CPU build (see pyproject.toml)
-# then the probe's CPU kernels are compiled once into numba's on-disk cache (about 20 s)
+# then the probe's CPU kernels are compiled once into numba's on-disk cache (20-35 s)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0 -e ".[test]"

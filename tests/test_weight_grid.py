@@ -46,7 +46,8 @@ def test_eight_bits_on_an_eight_bit_grid_changes_nothing():
 
 
 def test_float_grid_from_maxabs_is_kept_bit_for_bit():
-    w = quantize(torch.randn(32, 16), 6)  # values k * max|w| / 31
+    """One case that is (qnoise's own grids in general: within two ulps, the property test below)."""
+    w = quantize(torch.randn(32, 16, generator=torch.Generator().manual_seed(0)), 6)  # values k * max|w| / 31
     lin = nn.Linear(16, 32)
     with torch.no_grad():
         lin.weight.copy_(w)
