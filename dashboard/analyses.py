@@ -4,7 +4,6 @@ configuration, ``qnoise.sensitivity``, accuracy per class, and a layer's weights
 
 from __future__ import annotations
 
-import copy
 import inspect
 from dataclasses import asdict
 from pathlib import Path
@@ -28,10 +27,11 @@ def _analyze_fn():
 def _variant(model, cfg: Config):
     """A private copy of ``model`` with the neuron kind and threshold scale of ``cfg``."""
     from qnoise.neurons import spiking_neurons
+    from qnoise.teaching import private_copy
 
     if cfg.threshold_scale == 1.0:
         return model
-    m = copy.deepcopy(model)
+    m = private_copy(model)  # not deepcopy: its parametrizations must not share classes with the cached model
     for _, n in spiking_neurons(m):
         n.set_threshold(n.threshold.detach() * cfg.threshold_scale)
     return m

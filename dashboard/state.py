@@ -39,7 +39,9 @@ class Config:
         s = "" if self.state_bits is None else f", state {'float' if self.state_bits == 32 else self.state_bits}"
         n = {"signed": ", signed IF", "if": ", IF"}.get(self.neuron or "", "")
         th = "" if self.threshold_scale == 1.0 else f", θ×{self.threshold_scale:g}"
-        return f"W {w}, T {self.timesteps}{s}{n}{th}"
+        r = "" if self.rounding == "nearest" or self.weight_bits in (None, 32) else f", {self.rounding}"
+        ref = "" if self.reference == "ann" else f", vs {self.reference}"
+        return f"W {w}{r}, T {self.timesteps}{s}{n}{th}{ref}"
 
 
 # ---------------------------------------------------------------- catalog and tables

@@ -14,7 +14,6 @@ Everything here is a thin call into qnoise's own neurons and quantizers, returni
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,7 +76,8 @@ def sigmoid_sum_curves(x: Sequence[float] | np.ndarray, temperatures: Sequence[f
     xs = torch.as_tensor(np.asarray(x, dtype=np.float32)).flatten()
     if xs.numel() == 0:
         raise ValueError("sigmoid_sum_curves needs at least one input value")
-    init = torch.tensor([float(scale_from)]) if scale_from else xs
+    # the quantizer's initialisation data: spread over [-q, q] (k-means on one value would stack its steps)
+    init = torch.linspace(-float(scale_from), float(scale_from), 1001) if scale_from else xs
     q = SigmoidSumQuantizer(levels, init_from=init)
     curves = {}
     with torch.no_grad():
@@ -99,6 +99,15 @@ def membrane_levels(threshold: float, bits: int) -> np.ndarray:
 MAX_GRID = 4096  # a grid with more values than this is described by its step, not listed
 
 
+def private_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose parametrizations are its own: ``copy.deepcopy`` would share torch's generated
+    ``Parametrized*`` classes with the original, and removing a quantizer from the copy would then delete the
+    original's ``weight`` (`qnoise.probe.copying.to_portable` / ``from_portable``)."""
+    from .probe.copying import from_portable, to_portable
+
+    return from_portable(to_portable(model))
+
+
 def weight_distribution(model: nn.Module, layer: str, weight_bits: int | None = None,
                         rounding: str = "nearest") -> dict:
     """One Conv/Linear layer's weights under a configuration (`qnoise.probe.configured`: ``weight_bits`` None
@@ -112,7 +121,7 @@ def weight_distribution(model: nn.Module, layer: str, weight_bits: int | None = 
     from .quant import float_weight, integer_range, maxabs_scale, weight_layers, weight_quantizers
     from .quant.weights import UniformWeight
 
-    m = copy.deepcopy(model)
+    m = private_copy(model)
     with torch.no_grad(), configured(m, weight_bits=weight_bits, rounding=rounding):
         layers = dict(weight_layers(m))
         if layer not in layers:
@@ -127,7 +136,10 @@ def weight_distribution(model: nn.Module, layer: str, weight_bits: int | None = 
             bits = int(getattr(quantizer, "bits", 32))
             if isinstance(quantizer, UniformWeight) and not quantizer.per_channel and bits <= 12:
                 lo, hi = integer_range(bits, signed=True)
-                step = float(maxabs_scale(float_weight(module).detach(), bits))
+                fixed = getattr(quantizer, "step", None)
+                if fixed is None:  # from max|w|: the levels reach +-max|w|, never -2^(b-1) steps
+                    lo = -hi
+                step = float(fixed) if fixed is not None else float(maxabs_scale(float_weight(module).detach(), bits))
                 grid = step * np.arange(lo, hi + 1, dtype=float)
             else:
                 values = torch.unique(q)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 import pytest
+import torch
 from test_dashboard_app import REPO, SAMPLE, assert_clean, make_checkpoint, open_app, specs
 from test_dashboard_app import _env, grid_cache  # noqa: F401  (autouse: each test sets its own folder)
 
@@ -169,12 +170,12 @@ def test_weight_distribution_grid_and_clip(tmp_path):
 
     model = load_checkpoint(make_checkpoint(tmp_path / "m"))
     d = weight_distribution(model, _first_layer(model), weight_bits=4)
-    assert d["bits"] == 4 and len(d["grid"]) == 16
+    assert d["bits"] == 4 and len(d["grid"]) == 15  # +-7 steps: -8 steps is below -max|w|, never an output
     step = d["grid"][1] - d["grid"][0]
     assert np.allclose(np.diff(d["grid"]), step)
-    assert d["clip"] == (pytest.approx(-8 * step), pytest.approx(7 * step))
+    assert d["clip"] == (pytest.approx(-7 * step), pytest.approx(7 * step))
     assert np.abs(d["float"]).max() == pytest.approx(7 * step)  # max|w| lands on the top level
-    assert np.isin(np.round(d["quantized"] / step), np.arange(-8, 8)).all()
+    assert np.isin(np.round(d["quantized"] / step), np.arange(-7, 8)).all()
     f = weight_distribution(model, _first_layer(model), weight_bits=32)
     assert f["bits"] == 32 and f["grid"] is None and f["clip"] is None
     assert not any(type(m).__name__ == "ParametrizationList" for m in model.modules())  # the model is untouched
@@ -191,4 +192,28 @@ def test_every_page_module_is_small():
         assert len(f.read_text().splitlines()) <= 400, f"{f} is over 400 lines"
 
 
+def test_a_weight_histogram_leaves_the_models_own_quantizer_alone(tmp_path):
+    """The private copy's quantizer is removed for other bits; a deep copy shared torch's Parametrized class with
+    the (cached) model, whose ``weight`` then disappeared and every later forward failed."""
+    from qnoise.models import build_model
+    from qnoise.quant import quantize_weights, weight_layers
+    from qnoise.teaching import weight_distribution
 
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 8, 8), 10, hidden=[16]).eval()
+    quantize_weights(model, 1, "binary")
+    x = torch.rand(3, 2, 1, 8, 8)
+    with torch.no_grad():
+        before = model(x)
+    layer = weight_layers(model)[0][0]
+    for bits in (4, 32):
+        weight_distribution(model, layer, weight_bits=bits)
+    with torch.no_grad():
+        assert torch.equal(model(x), before)
+
+
+def test_the_learn_pages_k_bit_quantizer_has_its_levels():
+    from qnoise.teaching import sigmoid_sum_curves
+
+    r = sigmoid_sum_curves(np.linspace(-1.5, 1.5, 601), [1.0, 2000.0], 3, scale_from=1.0)
+    assert len(np.unique(np.round(r["hard"], 6))) == 7  # 3 bits: levels -3..3 (it drew 4 before)

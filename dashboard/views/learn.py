@@ -51,8 +51,8 @@ st.markdown("Quantization Networks write a quantizer as a sum of sigmoids. At a 
             "used at inference. (The temperature is the sigmoids' sharpness; it has nothing to do with the "
             "timesteps T above.)")
 c = st.columns(3)
-levels = controls.choice("selectbox", "Levels", ["binary", "ternary", 2, 3], "learn_levels", default="ternary",
-                         where=c[0])
+levels = controls.choice("selectbox", "Levels (or bits)", ["binary", "ternary", 2, 3], "learn_levels",
+                         default="ternary", where=c[0])
 tmax = controls.choice("select_slider", "Highest temperature", [2, 5, 10, 20, 50, 100, 200, 500], "learn_tmax",
                        default=50, where=c[1])
 n = controls.number("slider", "Curves", "learn_ncurves", 4, where=c[2], min_value=2, max_value=6)
@@ -60,4 +60,4 @@ with ui.guard("draw the sum-of-sigmoids quantizer"):
     temps = np.geomspace(1.0, float(tmax), n)
     curves = teaching.sigmoid_sum_curves(np.linspace(-1.5, 1.5, 601), temps, levels=levels, scale_from=1.0)
     ui.show_figure(F.sigmoid_sum_figure(curves["x"], curves["curves"], curves["hard"]), "sigmoid_sum",
-                   "learn_sigmoid", subject=f"{levels} levels, temperatures 1 to {tmax:g}")
+                   "learn_sigmoid", subject=f"{levels if isinstance(levels, str) else f'{levels}-bit'} levels, temperatures 1 to {tmax:g}")

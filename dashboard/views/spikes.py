@@ -28,6 +28,8 @@ sample = int(controls.number("number_input", "Sample", "sp_sample", 0, where=c[1
 sample = min(sample, k - 1)
 n_traces = int(controls.number("slider", "Membrane traces", "sp_traces", 3, where=c[2], min_value=1, max_value=8))
 
+kept_subject = f"{ui.subject(ctx, cfg, k)}, the {k} samples kept in full"  # the histograms' data
+one_subject = f"{ui.subject(ctx, cfg, k)}, sample {sample}"  # the raster's and the traces'
 spikes = rec["spikes"][:, sample].reshape(rec["spikes"].shape[0], -1)
 membrane = rec["membrane"][:, sample].reshape(rec["membrane"].shape[0], -1)
 theta = np.asarray(rec.get("threshold", 1.0), dtype=float)
@@ -36,7 +38,7 @@ theta_scalar = float(theta.mean()) if theta.size else 1.0
 left, right = st.columns(2)
 with left, ui.guard("draw the spike raster"):
     ui.show_figure(F.spike_raster(spikes, title=f"Spike raster: {layer}, sample {sample}"), f"raster_{layer}",
-                   "sp_raster", subject=subject)
+                   "sp_raster", subject=one_subject)
 with right, ui.guard("draw firing rates"):
     ui.show_figure(F.firing_rate_lines(df), "firing_rate", "sp_rate", subject=subject)
 left, right = st.columns(2)
@@ -48,7 +50,7 @@ with left, ui.guard("draw membrane traces"):
         th = theta.reshape(-1)[active // max(per, 1)]
     fig = F.membrane_traces(membrane[:, active], th, spikes[:, active], names=list(active),
                             title=f"Membrane of the {n_traces} most active neurons of {layer}")
-    ui.show_figure(fig, f"membrane_{layer}", "sp_traces_fig", subject=subject)
+    ui.show_figure(fig, f"membrane_{layer}", "sp_traces_fig", subject=one_subject)
 with right, ui.guard("draw the membrane histogram"):
     own_bits = cfg.state_bits if cfg.state_bits not in (None, 32) else None
     if own_bits is None:
@@ -65,7 +67,7 @@ with right, ui.guard("draw the membrane histogram"):
     fig = F.membrane_histogram(rec["membrane"].ravel(), levels, threshold=theta_scalar, clip=clip,
                                title=f"Membrane potentials of {layer}" + (f" against {grid_bits}-bit levels"
                                                                             if grid_bits else ""))
-    ui.show_figure(fig, f"membrane_hist_{layer}", "sp_hist", subject=subject)
+    ui.show_figure(fig, f"membrane_hist_{layer}", "sp_hist", subject=kept_subject)
     if levels is not None and len(levels) > F.MAX_LEVELS_DRAWN:
         st.caption(f"{len(levels)} levels at {grid_bits} bits are too dense to draw: the legend gives their step "
                    f"({levels[1] - levels[0]:.3g}); the clipping range is drawn.")
@@ -74,7 +76,7 @@ if "input" in rec:
         ui.show_figure(F.value_histogram(
             rec["input"].ravel(), f"Input currents of {layer} (what each neuron integrates per step)",
             "input current x[t]", clip=(0.0, theta_scalar), threshold=theta_scalar),
-            f"input_hist_{layer}", "sp_input_hist", subject=subject)
+            f"input_hist_{layer}", "sp_input_hist", subject=kept_subject)
         st.caption("The clipping range drawn is the ANN twin's clamp(z, 0, θ), which applies to a neuron's mean "
                    "input z over the steps: a neuron whose mean input exceeds θ fires at every step (its rate "
                    "saturates), one whose mean input is below 0 stays silent.")
