@@ -17,7 +17,9 @@ The SNN runs as `Network.forward` runs it at inference (step-major here: `qnoise
 
 Each ratio is the median over rounds of the ratio of two runs made in the same round (other processes'
 load drifts between rounds more than within one); wall and CPU time (all threads of this process). Freed
-memory is kept for reuse (`qnoise.allocator`, as `bench_forward.py`) unless ``--system-malloc``.
+memory is kept for reuse (`qnoise.allocator`): a `Probe` sets it on creation, so the plain side runs with it
+too. Each timed sweep starts without the probe's cached structures (`qnoise.probe.structure`), as a user's one
+sweep does.
 
 Run: ``.venv/bin/python benchmarks/bench_probe.py [--rounds 9] [--sweep-rounds 3] [--threads 2]``
 """
@@ -41,7 +43,7 @@ from timing import interleaved_times, median_ms, paired_ratio  # noqa: E402
 import qnoise  # noqa: E402
 from qnoise import stepping  # noqa: E402
 from qnoise.models import build_model  # noqa: E402
-from qnoise.probe import Compare, Probe, configured  # noqa: E402
+from qnoise.probe import Compare, Probe, configured, structure  # noqa: E402
 from qnoise.allocator import recycle_large_allocations  # noqa: E402
 
 T, B = 8, 64
@@ -104,10 +106,9 @@ def main() -> None:
     parser.add_argument("--sweep-rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=B, help="samples per sweep cell")
-    parser.add_argument("--system-malloc", action="store_true", help="keep glibc's allocation defaults")
     args = parser.parse_args()
-    recycled = False if args.system_malloc else recycle_large_allocations()
-    print(f"freed memory {'reused (qnoise.allocator)' if recycled else 'returned to the system (glibc)'}")
+    recycle_large_allocations()  # as a Probe does on creation, for the plain forward too
+    print("freed memory reused (qnoise.allocator), as every Probe sets it")
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     model = build_model("cnn", (2, 34, 34), 10).eval()
@@ -130,6 +131,7 @@ def main() -> None:
                     model(xs.transpose(0, 1))
 
     def run_sweep() -> None:
+        structure._CACHE.pop(model, None)  # each timed sweep builds its structures, as a user's one sweep does
         with tempfile.TemporaryDirectory() as out:
             qnoise.sweep(model, data_for, weight_bits=BITS, timesteps=STEPS, out=out, workers=1,
                          batch_size=args.batch, progress=False, device="cpu")
