@@ -143,6 +143,13 @@ def one_configuration(df: pd.DataFrame, key: str) -> pd.DataFrame:
     return df
 
 
+def one_grid(grid: Grid, key: str) -> Grid:
+    """`one_configuration` of a grid, its sample count read again from the rows kept (a table whose
+    configurations differ in sample count has one count per configuration)."""
+    frame = one_configuration(grid.frame, key)
+    return Grid(frame, table_samples(frame) or grid.samples, grid.source)
+
+
 def model_rows(ctx: ui.Context, df: pd.DataFrame, key: str) -> pd.DataFrame:
     """The rows of one model in a results table: the chosen checkpoint's when the table names it, else the
     model picked here."""

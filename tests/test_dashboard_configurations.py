@@ -110,3 +110,18 @@ def test_budget_labels_tell_datasets_apart():
     fig = F.pareto_scatter(points, "memory_bits")
     labels = [str(v) for t in fig.data for v in (t.customdata if t.customdata is not None else [])]
     assert any("nmnist" in v for v in labels) and any("digits" in v for v in labels)
+
+
+def test_a_picked_configuration_brings_its_own_sample_count():
+    """Two membrane widths measured on 100 and 50 samples: the whole table has no one count, the configuration
+    picked has its own."""
+    frames = []
+    for state_bits, n in ((None, 100.0), (4, 50.0)):
+        part = sweep_frame(weight_bits=(4,), timesteps=(4,), state_bits=state_bits)
+        cfg = part.iloc[:1].assign(layer="<output>", t=0, metric="samples", value=n)
+        frames += [part, cfg]
+    df = pd.concat(frames, ignore_index=True)
+    assert grids.table_samples(df) is None
+    picked = grids.one_grid(grids.Grid(df, None, "test"), "t_one")
+    assert picked.frame["state_bits"].nunique() == 1
+    assert picked.samples == (100 if picked.frame["state_bits"].iloc[0] == 32 else 50)

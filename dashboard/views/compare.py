@@ -47,7 +47,8 @@ for label in dict.fromkeys([first, second]):
         g = run_grid(label)
         if g is not None:
             short = label.split(": ", 1)[1]
-            frames[short], samples[short] = grids.one_configuration(g.frame, f"cmp_{label}"), g.samples
+            g = grids.one_grid(g, f"cmp_{label}")
+            frames[short], samples[short] = g.frame, g.samples
 if len(frames) < 2:
     st.info("Choose two different runs that hold SNN results (an ANN has no spiking results to compare).")
     st.stop()

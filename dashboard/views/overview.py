@@ -65,7 +65,8 @@ if ctx.checkpoint is not None:
 st.subheader("Accuracy, bits and timesteps")
 grid = ui.grid_results(ctx, "ov")
 if grid is not None:
-    df = grids.one_configuration(grid.frame, "ov")
+    grid = grids.one_grid(grid, "ov")
+    df = grid.frame
     subject = ui.subject(ctx, samples=grid.samples)
     note = f"From {grid.source}."
     if grid.samples and card_samples and grid.samples != card_samples:
