@@ -250,7 +250,8 @@ def test_two_sweeps_in_one_folder_one_is_refused_and_nothing_mixes(job, tmp_path
     out = tmp_path / "shared"
     first = _start(path, out)
     try:
-        _wait_for(lambda: (out / ".lock").is_file() and "pid" in (out / ".lock").read_text(), first, "the lock")
+        _wait_for(lambda: (out / ".lock").is_file() and "pid" in (out / ".lock").read_text()
+                  and (out / MANIFEST).is_file(), first, "the lock and the manifest")  # killed after both
         with pytest.raises(RuntimeError, match=rf"in use by another sweep \(pid {first.pid}"):
             sweep(module.model(), module.data(), out=out, workers=1, progress=False, limit=50,
                   weight_bits=[2, 4], timesteps=[4])
