@@ -51,7 +51,8 @@ class MultiStep(nn.Module):
         """The body on ``x [T, B, ...]`` as ``mode`` says (inference, `qnoise.stepping`'s folded order), folded
         once on ``[T*B, ...]`` if that was found to give the per-step values bit for bit for this input shape:
         a backend may round a sample's output differently in a larger batch (a GEMM with few rows takes another
-        path). The first call for a shape computes both and keeps the per-step values."""
+        path). The first call for a shape decides on random values of that shape (the caller's may agree by
+        chance, e.g. all-zero spikes from a silent layer) and keeps the per-step values."""
         if self.mode == "fold":
             return self._folded(x)
         key = (tuple(x.shape), x.dtype, x.device, torch.get_num_threads())
@@ -61,5 +62,7 @@ class MultiStep(nn.Module):
             return self._folded(x)
         loop = torch.stack([self.body(xt) for xt in x])
         if exact is None:
-            known[key] = torch.equal(self._folded(x), loop)
+            gen = torch.Generator(device=x.device).manual_seed(0)  # not the global stream: no side effect
+            probe = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device) if x.is_floating_point() else x
+            known[key] = torch.equal(self._folded(probe), torch.stack([self.body(pt) for pt in probe]))
         return loop

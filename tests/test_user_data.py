@@ -33,7 +33,18 @@ def test_npz_frames_and_static_images(tmp_path):
     ds = load_dataset(str(tmp_path / "frames.npz"), "train", timesteps=4)
     assert ds[0][0].shape == (4, 2, 6, 6) and ds.num_classes == 3 and ds.name == "user:frames.npz"
     np.savez(tmp_path / "images.npz", images=x[:, 0], labels=y)
-    assert load_dataset(str(tmp_path / "images.npz"), "test", timesteps=4)[0][0].shape == (1, 2, 6, 6)
+    item = load_dataset(str(tmp_path / "images.npz"), "test", timesteps=4)[0][0]
+    assert item.shape == (4, 2, 6, 6) and all(torch.equal(item[t], item[0]) for t in range(4))  # repeated to T
+    with pytest.raises(ValueError, match=r"frames.npz: frames holds T = 4 frames per sample, but T = 5"):
+        load_dataset(str(tmp_path / "frames.npz"), "train", timesteps=5)  # frames cannot be re-binned
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match=r"corrupt.npz: not a readable .npz"):
+        load_dataset(str(tmp_path / "corrupt.npz"), "train", timesteps=4)
+    rare = np.r_[np.arange(40) % 2, [2]]  # class 2 has one sample: it lands in one split only
+    np.savez(tmp_path / "rare.npz", images=np.zeros((41, 3), np.float32), labels=rare)
+    counts = {split: load_dataset(str(tmp_path / "rare.npz"), split, timesteps=2).num_classes
+              for split in ("train", "val", "test")}
+    assert set(counts.values()) == {3}, counts
     np.savez(tmp_path / "bad.npz", pictures=x, labels=y)
     with pytest.raises(ValueError, match="must hold 'frames'"):
         load_dataset(str(tmp_path / "bad.npz"), "train")
@@ -124,3 +135,41 @@ def test_given_data_is_checked():
         given_splits((torch.zeros(4, 2, 3), torch.zeros(4)), "x")
     with pytest.raises(ValueError, match="splits must be"):
         given_splits({"training": (torch.zeros(4, 2, 3), torch.zeros(4, dtype=torch.long))}, "x")
+
+
+def test_given_tensors_run_at_the_configured_timesteps():
+    """A static X given as X.unsqueeze(1) is repeated to the run's T (it trained one step while the checkpoint
+    said T); frames of another T are refused, as are splits of different input shapes."""
+    from qnoise.train.given import given_splits
+
+    y = torch.arange(12) % 3
+    (train, _, _) = given_splits((torch.rand(12, 1, 6), y), "user:t", 5)
+    assert train[0].shape == (12, 5, 6) and torch.equal(train[0][:, 4], train[0][:, 0])
+    with pytest.raises(ValueError, match=r"user:t/train: X holds T = 3 steps per sample, but .* T = 5"):
+        given_splits((torch.rand(12, 3, 6), y), "user:t", 5)
+    with pytest.raises(ValueError, match="input shapes differ"):
+        given_splits({"train": (torch.rand(12, 5, 6), y), "val": (torch.rand(12, 5, 7), y)}, "user:t", 5)
+
+
+def test_labels_csv_rows_are_checked(tmp_path):
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    for i in range(4):
+        np.save(folder / f"{i}.npy", _events(rng))
+    (folder / "labels.csv").write_text("file,label\n0.npy,0\n1.npy,1\n0.npy,1\n")
+    with pytest.raises(ValueError, match=r"labels.csv line 4: 0.npy is listed twice"):
+        load_dataset(str(folder), "train", timesteps=2, cache=False)
+    (folder / "notes.txt").write_text("mine")
+    (folder / "labels.csv").write_text("file,label\n0.npy,0\nnotes.txt,1\n")
+    with pytest.raises(ValueError, match=r"labels.csv line 3: notes.txt is not a recording"):
+        load_dataset(str(folder), "train", timesteps=2, cache=False)
+
+
+def test_a_torch_device_is_checked_like_its_name():
+    from qnoise.device import resolve_device
+
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="asked for CUDA"):
+            resolve_device(torch.device("cuda"))

@@ -2,12 +2,14 @@
 
 ``load_dataset(PATH, ...)`` (and ``--data PATH`` on the command line) reads:
 
-- an ``.npz`` file holding ``frames`` ``[N, T, ...]`` (a sequence per sample) or ``images`` ``[N, ...]`` (one static
-  frame per sample, repeated to T steps by whoever runs the model), and ``labels`` ``[N]`` (integers 0..K-1);
+- an ``.npz`` file holding ``frames`` ``[N, T, ...]`` (a sequence per sample, used as it is: T must be the T
+  asked for) or ``images`` ``[N, ...]`` (one static frame per sample, repeated to the T asked for), and
+  ``labels`` ``[N]`` (integers 0..K-1; every split counts the classes of the whole file);
 - a folder of event recordings, one sample per file: N-MNIST ``.bin`` (34 x 34 x 2), ``.npy`` (a structured array
   with fields x, y, t, p, or an ``[E, 4]`` array of x, y, t, p), ``.npz`` (arrays x, y, t, p), AEDAT4
   ``.aedat4`` (tonic's reader; needs the ``aedat`` package) or AER-DAT 2 ``.aedat`` (DVS128). Labels come from
-  ``labels.csv`` in the folder (``file,label`` per line, paths relative to the folder, a header line allowed) or,
+  ``labels.csv`` in the folder (``file,label`` per line, paths relative to the folder, each once, a header line
+  allowed) or,
   without one, from class subfolders (``folder/<class>/<file>``, classes sorted by name). The sensor size
   ``(W, H, P)`` is N-MNIST's for ``.bin``, else ``sensor.json`` (``{"sensor_size": [W, H, P]}``) in the folder,
   else read from the events (max x, y, p + 1 over all recordings). Frames are binned as for the named event
@@ -24,6 +26,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,21 +66,23 @@ def refuse_recorded(name: str) -> None:
 
 
 class FrameArrays(Dataset):
-    """Frames from an ``.npz``: items ``(x [T, ...] float32, label)`` (module docstring)."""
+    """Frames from an ``.npz``: items ``(x [T, ...] float32, label)`` (module docstring); a static image is
+    repeated to the ``timesteps`` asked for (a view, no copy), as digits' static frames are."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, name: str, split: str, static: bool):
+    def __init__(self, x: np.ndarray, y: np.ndarray, name: str, split: str, static: bool, timesteps: int,
+                 num_classes: int):
         self.x, self.y = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.as_tensor(y).long()
         self.name, self.split, self.static = name, split, static
-        self.timesteps = 1 if static else int(self.x.shape[1])
+        self.timesteps = int(timesteps) if static else int(self.x.shape[1])
         self.input_shape = tuple(self.x.shape[1:] if static else self.x.shape[2:])
-        self.num_classes = int(self.y.max()) + 1 if len(self.y) else 0
+        self.num_classes = num_classes  # from every label of the file, so all splits agree
         self.classes = tuple(str(c) for c in range(self.num_classes))
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i: int):
-        x = self.x[i].unsqueeze(0) if self.static else self.x[i]
+        x = self.x[i].unsqueeze(0).expand(self.timesteps, *self.x.shape[1:]) if self.static else self.x[i]
         return x, int(self.y[i])
 
     @property
@@ -85,19 +90,24 @@ class FrameArrays(Dataset):
         return self.y.tolist()
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.x.unsqueeze(1) if self.static else self.x
+        x = self.x.unsqueeze(1).expand(-1, self.timesteps, *self.x.shape[1:]) if self.static else self.x
         return x, self.y
 
 
-def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fraction: float, limit):
-    with np.load(path, allow_pickle=False) as z:
-        keys = set(z.files)
-        fkey = next((k for k in ("frames", "images", "x") if k in keys), None)
-        lkey = next((k for k in ("labels", "y", "targets") if k in keys), None)
-        if fkey is None or lkey is None:
-            raise ValueError(f"{path} must hold 'frames' [N, T, ...] or 'images' [N, ...] and 'labels' [N]; it holds "
-                             f"{sorted(keys)}")
-        x, y = z[fkey], z[lkey]
+def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fraction: float, limit,
+                timesteps: int):
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files if k in ("frames", "images", "x", "labels", "y", "targets")}
+            keys = set(z.files)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:  # not a zip, a pickle, a cut-off member
+        raise ValueError(f"{path}: not a readable .npz ({type(err).__name__}: {str(err)[:120]})") from err
+    fkey = next((k for k in ("frames", "images", "x") if k in keys), None)
+    lkey = next((k for k in ("labels", "y", "targets") if k in keys), None)
+    if fkey is None or lkey is None:
+        raise ValueError(f"{path} must hold 'frames' [N, T, ...] or 'images' [N, ...] and 'labels' [N]; it holds "
+                         f"{sorted(keys)}")
+    x, y = arrays[fkey], arrays[lkey]
     static = fkey != "frames"
     if x.ndim < (2 if static else 3) or y.ndim != 1 or len(x) != len(y):
         raise ValueError(f"{path}: {fkey} of shape {x.shape} and {lkey} of shape {y.shape} do not match (expected "
@@ -106,9 +116,13 @@ def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fra
         raise ValueError(f"{path}: {lkey} must be integers 0..K-1, got dtype {y.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{path}: {fkey} holds non-finite values")
+    if not static and x.shape[1] != timesteps:  # frames cannot be re-binned
+        raise ValueError(f"{path}: {fkey} holds T = {x.shape[1]} frames per sample, but T = {timesteps} is asked "
+                         f"for (frames are used as they are: give --timesteps {x.shape[1]}, or store events)")
     idx = split_indices(y, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     idx = idx[stratified_subset(y[idx], limit, seed)]
-    return FrameArrays(x[idx], y[idx], record_name(path), split, static)
+    return FrameArrays(x[idx], y[idx], record_name(path), split, static, timesteps,
+                       int(y.max()) + 1 if len(y) else 0)
 
 
 def read_npy_events(rec: Recording) -> np.ndarray:
@@ -160,7 +174,13 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
                 if len(row) != 2 or not row[1].strip().isdigit():
                     raise ValueError(f"{labels_file} line {i + 1}: expected 'file,label' with an integer label, got "
                                      f"{row!r:.80}")
-                rows.append((_inside(folder, row[0].strip(), labels_file), int(row[1])))
+                path = _inside(folder, row[0].strip(), labels_file)
+                if path.suffix not in SUFFIXES:
+                    raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is not a recording "
+                                     f"({', '.join(SUFFIXES)})")
+                if any(path == p for p, _ in rows):  # a file in two splits, or with two labels
+                    raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is listed twice")
+                rows.append((path, int(row[1])))
         if not rows:
             raise ValueError(f"{labels_file} lists no recordings")
         classes = tuple(str(c) for c in range(max(r[1] for r in rows) + 1))
@@ -193,7 +213,12 @@ def _sensor_size(folder: Path, recs: list[Recording]) -> tuple[int, int, int]:
         return (34, 34, 2)
     top = np.zeros(3, dtype=np.int64)
     for rec in recs:
-        ev = _READERS[rec.path.suffix](rec)
+        try:
+            ev = _READERS[rec.path.suffix](rec)
+        except BadEventFile:
+            raise
+        except Exception as err:  # noqa: BLE001 - numpy's and the readers' own errors: name the file
+            raise BadEventFile(rec.path, f"could not be read while finding the sensor size ({err})") from err
         if len(ev):
             top = np.maximum(top, [int(ev["x"].max()), int(ev["y"].max()), int(ev["p"].max())])
     return tuple(int(v) + 1 for v in top)
@@ -211,7 +236,7 @@ def load_user_data(path, split: str, timesteps: int, *, seed: int = 0, val_fract
         if path.suffix != ".npz":
             raise ValueError(f"{path}: a data file must be an .npz of frames and labels (or give a folder of event "
                              f"recordings)")
-        return _npz_frames(path, split, seed, val_fraction, test_fraction, limit)
+        return _npz_frames(path, split, seed, val_fraction, test_fraction, limit, timesteps)
     recs, classes = list_recordings(path)
     sensor = _sensor_size(path, recs)
     labels = [r.label for r in recs]

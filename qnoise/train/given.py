@@ -3,7 +3,8 @@
 ``train(config, out, data=...)`` takes, for the training split (val and test optional):
 
 - a ``Dataset`` of ``(x [T, ...], label)`` items (``len`` and indexing; e.g. `qnoise.data.load_dataset` of a path);
-- tensors ``(X [N, T, ...], y [N])`` (a static ``X [N, ...]`` is given as ``X.unsqueeze(1)``, one frame);
+- tensors ``(X [N, T, ...], y [N])`` (a static ``X [N, ...]`` is given as ``X.unsqueeze(1)``, one frame, and
+  repeated to the run's T);
 - ``{"train": ..., "val": ..., "test": ...}`` of either form.
 
 Each split becomes the in-memory ``(X, y, info)`` that `qnoise.train.splits.load_split` returns, checked the same
@@ -47,13 +48,30 @@ def as_split(data, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, d
     return x.float().contiguous(), y.long(), info
 
 
-def given_splits(data, name: str):
-    """``(train, val, test)`` splits from ``data`` (module docstring); val and test may be None."""
+def at_timesteps(split: tuple, name: str, which: str, timesteps: int | None) -> tuple:
+    """``split`` with T = ``timesteps`` steps: one static frame is repeated (a view), as digits' static frames
+    are; another T is refused (frames cannot be re-binned), naming the split and both values."""
+    x, y, info = split
+    if timesteps is None or x.shape[1] == timesteps:
+        return split
+    if x.shape[1] == 1:
+        return x.expand(-1, timesteps, *x.shape[2:]), y, info
+    raise ValueError(f"{name}/{which}: X holds T = {x.shape[1]} steps per sample, but the run is configured for T = "
+                     f"{timesteps} (frames are used as they are)")
+
+
+def given_splits(data, name: str, timesteps: int | None = None):
+    """``(train, val, test)`` splits from ``data`` (module docstring), each at ``timesteps`` steps
+    (`at_timesteps`) and of one input shape; val and test may be None."""
     parts = data if isinstance(data, dict) else {"train": data}
     unknown = set(parts) - {"train", "val", "test"}
     if unknown or "train" not in parts:
         raise ValueError(f"data splits must be 'train' (required), 'val', 'test'; got {sorted(parts)}")
-    out = [None if parts.get(k) is None else as_split(parts[k], name, k) for k in ("train", "val", "test")]
+    out = [None if parts.get(k) is None else at_timesteps(as_split(parts[k], name, k), name, k, timesteps)
+           for k in ("train", "val", "test")]
+    shapes = {k: s[2]["input_shape"] for k, s in zip(("train", "val", "test"), out, strict=True) if s is not None}
+    if len({tuple(v) for v in shapes.values()}) > 1:
+        raise ValueError(f"{name}: the splits' input shapes differ ({shapes})")
     classes = max(s[2]["num_classes"] for s in out if s is not None)
     for s in out:
         if s is not None:

@@ -167,7 +167,7 @@ def train(config: TrainConfig | dict, out: str | Path, record_time: bool = True,
         val = optional_split(cfg.dataset, cfg.val_split, steps, cfg.data_root, cfg.data_options)
         test = optional_split(cfg.dataset, cfg.test_split, steps, cfg.data_root, cfg.data_options)
     else:
-        train_split, val, test = given_splits(data, given_name(data, cfg.dataset))
+        train_split, val, test = given_splits(data, given_name(data, cfg.dataset), steps)
     info = train_split[2]
     splits = {s: d[2]["samples"] for s, d in ((cfg.train_split, train_split), (cfg.val_split, val),
                                               (cfg.test_split, test)) if d is not None}
