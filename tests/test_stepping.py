@@ -333,3 +333,22 @@ def test_folding_is_decided_on_random_values_not_on_the_first_input():
                 folded = model(x)
             with stepping.mode("layer"):
                 assert torch.equal(folded, model(x)), seed
+
+
+def test_every_order_gives_small_batch_linear_layers_aligned_steps():
+    """A linear layer on a few rows rounds by its input's memory alignment: layer-major fed it views x[t] of a
+    [T, B, N] tensor (B N not a multiple of 16 floats: misaligned), step-major fresh tensors, and the outputs
+    differed in the last bit in 9 of 20 seeds. Every order now gives the body aligned steps."""
+    from qnoise import stepping
+    from qnoise.models import build_model
+
+    for seed in range(20):
+        torch.manual_seed(seed)
+        model = build_model("mlp", (20,), 3, hidden=[33, 33], batchnorm=False).eval()
+        x = torch.rand(4, 2, 20) * 2
+        with torch.no_grad():
+            outs = {}
+            for order in ("layer", "step", "fold"):
+                with stepping.mode(order):
+                    outs[order] = model(x)
+        assert torch.equal(outs["step"], outs["layer"]) and torch.equal(outs["fold"], outs["layer"]), seed
