@@ -60,4 +60,6 @@ with ui.guard("draw the sum-of-sigmoids quantizer"):
     temps = np.geomspace(1.0, float(tmax), n)
     curves = teaching.sigmoid_sum_curves(np.linspace(-1.5, 1.5, 601), temps, levels=levels, scale_from=1.0)
     ui.show_figure(F.sigmoid_sum_figure(curves["x"], curves["curves"], curves["hard"]), "sigmoid_sum",
-                   "learn_sigmoid", subject=f"{levels if isinstance(levels, str) else f'{levels}-bit'} levels, temperatures 1 to {tmax:g}")
+                   "learn_sigmoid",
+                   subject=f"{levels if isinstance(levels, str) else f'{levels}-bit'} levels, temperatures 1 to "
+                           f"{tmax:g}")

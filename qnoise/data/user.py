@@ -166,7 +166,7 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
     """Recordings and class names of a user folder (``labels.csv``, else class subfolders)."""
     labels_file = folder / "labels.csv"
     if labels_file.is_file():
-        rows = []
+        rows, seen = [], set()
         with labels_file.open(newline="") as f:
             for i, row in enumerate(csv.reader(f)):
                 if not row or (i == 0 and not row[-1].strip().lstrip("-").isdigit()):
@@ -178,8 +178,9 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
                 if path.suffix not in SUFFIXES:
                     raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is not a recording "
                                      f"({', '.join(SUFFIXES)})")
-                if any(path == p for p, _ in rows):  # a file in two splits, or with two labels
+                if path in seen:  # a file in two splits, or with two labels
                     raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is listed twice")
+                seen.add(path)
                 rows.append((path, int(row[1])))
         if not rows:
             raise ValueError(f"{labels_file} lists no recordings")

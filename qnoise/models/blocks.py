@@ -4,7 +4,8 @@ the multi-step `Network` container and the residual block.
 Every network maps a multi-step input ``[T, B, ...]`` to per-step outputs ``[T, B, num_classes]``; its
 prediction is the argmax of its readout summed over the steps (`qnoise.metrics.predicted_class`). Stateless
 ops sit inside `qnoise.layers.MultiStep`; each activation (an `IF`/`LIF` neuron, or ``nn.ReLU`` /
-`LearnableClip` in an ANN) is a direct module of the graph. Synaptic ops between two activations are affine (conv/linear, BN, bias, average pooling).
+`LearnableClip` in an ANN) is a direct module of the graph. Synaptic ops between two activations are affine
+(conv/linear, BN, bias, average pooling).
 """
 
 from __future__ import annotations
