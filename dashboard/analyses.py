@@ -27,7 +27,7 @@ def _analyze_fn():
 def _variant(model, cfg: Config):
     """A private copy of ``model`` with the neuron kind and threshold scale of ``cfg``."""
     from qnoise.neurons import spiking_neurons
-    from qnoise.teaching import private_copy
+    from qnoise.probe.copying import private_copy
 
     if cfg.threshold_scale == 1.0:
         return model

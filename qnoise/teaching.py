@@ -99,15 +99,6 @@ def membrane_levels(threshold: float, bits: int) -> np.ndarray:
 MAX_GRID = 4096  # a grid with more values than this is described by its step, not listed
 
 
-def private_copy(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose parametrizations are its own: ``copy.deepcopy`` would share torch's generated
-    ``Parametrized*`` classes with the original, and removing a quantizer from the copy would then delete the
-    original's ``weight`` (`qnoise.probe.copying.to_portable` / ``from_portable``)."""
-    from .probe.copying import from_portable, to_portable
-
-    return from_portable(to_portable(model))
-
-
 def weight_distribution(model: nn.Module, layer: str, weight_bits: int | None = None,
                         rounding: str = "nearest") -> dict:
     """One Conv/Linear layer's weights under a configuration (`qnoise.probe.configured`: ``weight_bits`` None
@@ -118,6 +109,7 @@ def weight_distribution(model: nn.Module, layer: str, weight_bits: int | None = 
     the distinct quantized values; None for float weights), ``"clip"`` (the range the quantizer saturates to,
     the grid's ends; None for float) and ``"quantizer"`` (its description)."""
     from .probe import configured
+    from .probe.copying import private_copy
     from .quant import float_weight, integer_range, maxabs_scale, weight_layers, weight_quantizers
     from .quant.weights import UniformWeight
 

@@ -81,6 +81,13 @@ def clone_model(model: nn.Module, weights: str = "float") -> nn.Module:
     return clone
 
 
+def private_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose parametrizations are its own (`to_portable` / `from_portable`):
+    ``copy.deepcopy`` would share torch's generated ``Parametrized*`` classes with the original, and removing a
+    quantizer from the copy would then delete the original's ``weight``."""
+    return from_portable(to_portable(model))
+
+
 def to_portable(model: nn.Module) -> tuple[nn.Module, Lifted]:
     """A picklable ``(plain copy, parametrizations)`` pair; `from_portable` rebuilds the model."""
     with lifted(model) as saved:
