@@ -68,7 +68,8 @@ def test_truncation_never_rounds_up(x, bits):
     y = quantize(x, bits, "truncate", scale=scale)
     low = integer_range(bits, True)[0] * scale
     inside = x >= low
-    assert bool((y[inside] <= x[inside] + 1e-6 * scale).all())
+    # the level k * step is rounded to float32 once more: it may land one unit in the last place above x
+    assert bool((y[inside] <= x[inside] + 1e-6 * scale + 2.0 ** -23 * x[inside].abs()).all())
     assert bool((x[inside] - y[inside] < scale * (1 + 1e-5)).all())
 
 
