@@ -55,11 +55,15 @@ def lifted(model: nn.Module):
 
 
 def restore(model: nn.Module, saved: Lifted) -> None:
-    """Register lifted parametrizations (these very modules) on ``model`` again."""
+    """Register lifted parametrizations (these very modules, or copies of them) on ``model`` again.
+
+    ``unsafe=True``: torch's check runs each parametrization once on the tensor to compare shapes and dtypes,
+    which here would quantize every weight again (a sweep cell paid it about ten times); these modules
+    passed that check on these very tensors when they were first registered."""
     for name, tensor, plist in saved:
         m = model.get_submodule(name)
         for p in plist:
-            parametrize.register_parametrization(m, tensor, p)
+            parametrize.register_parametrization(m, tensor, p, unsafe=True)
 
 
 def clone_model(model: nn.Module, weights: str = "float") -> nn.Module:
