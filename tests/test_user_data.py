@@ -173,3 +173,76 @@ def test_a_torch_device_is_checked_like_its_name():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="asked for CUDA"):
             resolve_device(torch.device("cuda"))
+
+
+def test_an_npz_over_the_memory_budget_is_refused_before_its_frames_are_read(tmp_path, monkeypatch):
+    """The frames' size comes from the array's header: a file too large for the budget is refused naming the file
+    and the array, and its frames are never read (counted on numpy's NpzFile)."""
+    x = np.zeros((200, 4, 2, 16, 16), np.uint8)  # 409,600 bytes stored; as float32 the split is 4x its share
+    np.savez_compressed(tmp_path / "big.npz", frames=x, labels=np.arange(200) % 2)
+    read = []
+    original = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: read.append(key) or original(self, key))
+    monkeypatch.setenv("QNOISE_MAX_GIB", str(0.5 * 2**20 / 2**30))  # 0.5 MiB
+    with pytest.raises(ValueError, match=r"big.npz: reading frames \[200, 4, 2, 16, 16\] uint8 and its train split"):
+        load_dataset(str(tmp_path / "big.npz"), "train", timesteps=4)
+    assert "frames" not in read and "labels" in read
+    monkeypatch.setenv("QNOISE_MAX_GIB", str(2 * 2**20 / 2**30))  # 0.4 MiB stored + 128 samples as float32: 1.4 MiB
+    ds = load_dataset(str(tmp_path / "big.npz"), "train", timesteps=4)
+    assert len(ds) == 128 and "frames" in read
+
+
+def test_npz_keys_members_and_suffixes(tmp_path):
+    y = np.arange(12) % 2
+    np.savez(tmp_path / "x.npz", x=np.zeros((12, 3, 4), np.float32), labels=y)
+    with pytest.raises(ValueError, match=r"x.npz holds an array 'x': name it 'frames' \[N, T, ...\].*or 'images'"):
+        load_dataset(str(tmp_path / "x.npz"), "train", timesteps=3)
+    np.savez(tmp_path / "cut.npz", frames=np.zeros((12, 3, 4), np.float32), labels=y)
+    data = (tmp_path / "cut.npz").read_bytes()
+    member = data.index(b"frames.npy")  # the frames' local header: cut the file inside that member's data
+    (tmp_path / "cut.npz").write_bytes(data[:member + 200])
+    with pytest.raises(ValueError, match=r"cut.npz: not a readable .npz"):
+        load_dataset(str(tmp_path / "cut.npz"), "train", timesteps=3)
+    np.savez(tmp_path / "words.npz", images=np.zeros((12, 4), np.float32), labels=np.array(["a", "b"] * 6))
+    with pytest.raises(ValueError, match=r"words.npz: labels must be integers 0..K-1 of shape \[N\], got dtype <U1"):
+        load_dataset(str(tmp_path / "words.npz"), "train", timesteps=3)
+    with open(tmp_path / "UPPER.NPZ", "wb") as f:  # np.savez would append .npz to the name
+        np.savez(f, images=np.zeros((12, 4), np.float32), labels=y)
+    assert len(load_dataset(str(tmp_path / "UPPER.NPZ"), "train", timesteps=3)) > 0
+    rng = np.random.default_rng(4)
+    for c in range(2):  # recordings whose suffix is upper case (a camera's or an OS's habit) are recordings
+        (tmp_path / "ev" / f"c{c}").mkdir(parents=True)
+        for i in range(5):
+            with open(tmp_path / "ev" / f"c{c}" / f"{i}.NPY", "wb") as f:
+                np.save(f, _events(rng))
+    ds = load_dataset(str(tmp_path / "ev"), "train", timesteps=2, cache=False)
+    assert len(ds) > 0 and ds[0][0].shape == (2, 2, 12, 16)
+
+
+def test_labels_that_are_not_class_indices_are_refused_naming_the_data():
+    from qnoise.probe import analyze
+    from qnoise.models import build_model
+    from qnoise.train.given import given_splits
+
+    X = torch.rand(6, 2, 5)
+    for labels in (["cat", "dog"] * 3, np.array(["cat", "dog"] * 3), [0.0, 1.0] * 3):
+        with pytest.raises(ValueError, match=r"user:t/train: labels must be class indices 0..K-1 \(got "):
+            given_splits((X, labels), "user:t", 2)
+
+    class Named(torch.utils.data.Dataset):
+        def __len__(self):
+            return 6
+
+        def __getitem__(self, i):
+            return X[i], ("cat", "dog")[i % 2]
+
+    with pytest.raises(ValueError, match=r"user:t/train: labels must be class indices 0..K-1 \(got 'cat' \(str\)\)"):
+        given_splits(Named(), "user:t", 2)
+    model = build_model("mlp", (5,), 2).eval()
+    with pytest.raises(ValueError, match=r"Named items 0..5: labels must be class indices"):
+        analyze(model, Named(), progress=False)
+    with pytest.raises(ValueError, match=r"\(X, y\): y: labels must be class indices"):
+        analyze(model, (X, ["cat", "dog"] * 3), progress=False)
+    train = given_splits((X, [True, False] * 3), "user:t", 2)[0]  # bools and numpy integers are indices
+    assert train[1].tolist() == [1, 0] * 3
+    assert given_splits((X, np.arange(6) % 2), "user:t", 2)[0][1].dtype == torch.long

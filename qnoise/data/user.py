@@ -4,16 +4,17 @@
 
 - an ``.npz`` file holding ``frames`` ``[N, T, ...]`` (a sequence per sample, used as it is: T must be the T
   asked for) or ``images`` ``[N, ...]`` (one static frame per sample, repeated to the T asked for), and
-  ``labels`` ``[N]`` (integers 0..K-1; every split counts the classes of the whole file);
-- a folder of event recordings, one sample per file: N-MNIST ``.bin`` (34 x 34 x 2), ``.npy`` (a structured array
-  with fields x, y, t, p, or an ``[E, 4]`` array of x, y, t, p), ``.npz`` (arrays x, y, t, p), AEDAT4
-  ``.aedat4`` (tonic's reader; needs the ``aedat`` package) or AER-DAT 2 ``.aedat`` (DVS128). Labels come from
-  ``labels.csv`` in the folder (``file,label`` per line, paths relative to the folder, each once, a header line
-  allowed) or,
-  without one, from class subfolders (``folder/<class>/<file>``, classes sorted by name). The sensor size
-  ``(W, H, P)`` is N-MNIST's for ``.bin``, else ``sensor.json`` (``{"sensor_size": [W, H, P]}``) in the folder,
-  else read from the events (max x, y, p + 1 over all recordings). Frames are binned as for the named event
-  datasets (`qnoise.data.frames.EventFrames`) and cached the same way (``$QNOISE_CACHE``).
+  ``labels`` (or ``y``, ``targets``) ``[N]`` (integers 0..K-1; every split counts the classes of the whole
+  file); the frames' size is checked against the memory budget from the file's header, before they are read;
+- a folder of event recordings, one sample per file (suffixes in any case): N-MNIST ``.bin`` (34 x 34 x 2),
+  ``.npy`` (a structured array with fields x, y, t, p, or an ``[E, 4]`` array of x, y, t, p), ``.npz`` (arrays
+  x, y, t, p), AEDAT4 ``.aedat4`` (tonic's reader; needs the ``aedat`` package) or AER-DAT 2 ``.aedat``
+  (DVS128). Labels come from ``labels.csv`` in the folder (``file,label`` per line, paths relative to the
+  folder, each once, a header line allowed) or, without one, from class subfolders (``folder/<class>/<file>``,
+  classes sorted by name). The sensor size ``(W, H, P)`` is N-MNIST's for ``.bin``, else ``sensor.json``
+  (``{"sensor_size": [W, H, P]}``) in the folder, else read from the events (max x, y, p + 1 over all
+  recordings). Frames are binned as for the named event datasets (`qnoise.data.frames.EventFrames`) and cached
+  the same way (``$QNOISE_CACHE``).
 
 The split is seeded and class-stratified (``val_fraction``, ``test_fraction``) as for datasets without a test
 split. A checkpoint trained on such data records the name ``user:<file or folder name>``, never the path:
@@ -26,13 +27,16 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..limits import check_bytes
 from .cache import FrameCache, default_cache_dir
 from .events import BadEventFile
 from .formats import EventSource, Recording, read_aedat2_dvs128, read_aedat4, read_nmnist
@@ -94,40 +98,96 @@ class FrameArrays(Dataset):
         return x, self.y
 
 
-def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fraction: float, limit,
-                timesteps: int):
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files if k in ("frames", "images", "x", "labels", "y", "targets")}
-            keys = set(z.files)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:  # not a zip, a pickle, a cut-off member
-        raise ValueError(f"{path}: not a readable .npz ({type(err).__name__}: {str(err)[:120]})") from err
-    fkey = next((k for k in ("frames", "images", "x") if k in keys), None)
-    lkey = next((k for k in ("labels", "y", "targets") if k in keys), None)
+FRAME_KEYS = {"frames": False, "images": True}  # key -> static (one frame per sample, repeated to T)
+LABEL_KEYS = ("labels", "y", "targets")
+
+
+def _member_header(archive: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """``(shape, dtype)`` of the array ``key`` of an ``.npz`` from its ``.npy`` header, without reading its data;
+    None where the header is not one numpy's public readers take (format 3.0) and the array must be loaded."""
+    with archive.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            return None
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    return shape, dtype
+
+
+_UNREADABLE = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)  # not a zip, a pickle, a cut-off member
+
+
+def _unreadable(path: Path, err: Exception, what: str = "") -> ValueError:
+    return ValueError(f"{path}: not a readable .npz{what} ({type(err).__name__}: {str(err)[:120]})")
+
+
+def _npz_keys(path: Path, keys: set[str]) -> tuple[str, str, bool]:
+    """``(frames key, labels key, static)`` of an ``.npz`` of frames (module docstring)."""
+    if "x" in keys and not keys & set(FRAME_KEYS):
+        raise ValueError(f"{path} holds an array 'x': name it 'frames' [N, T, ...] (a sequence per sample) or "
+                         f"'images' [N, ...] (one static frame per sample), so that its layout is known")
+    fkey = next((k for k in FRAME_KEYS if k in keys), None)
+    lkey = next((k for k in LABEL_KEYS if k in keys), None)
     if fkey is None or lkey is None:
         raise ValueError(f"{path} must hold 'frames' [N, T, ...] or 'images' [N, ...] and 'labels' [N]; it holds "
                          f"{sorted(keys)}")
-    x, y = arrays[fkey], arrays[lkey]
-    static = fkey != "frames"
-    if x.ndim < (2 if static else 3) or y.ndim != 1 or len(x) != len(y):
+    return fkey, lkey, FRAME_KEYS[fkey]
+
+
+def _check_fits(path: Path, key: str, shape: tuple[int, ...], dtype: np.dtype, split: str, kept: int) -> None:
+    """Refuse an array whose reading would exceed the memory budget: the file's array as stored plus the
+    ``kept`` samples of the split as float32."""
+    per_sample = math.prod(shape[1:])
+    stored = shape[0] * per_sample * dtype.itemsize if shape else 0
+    check_bytes(stored + 4 * kept * per_sample,
+                f"{path}: reading {key} {list(shape)} {dtype} and its {split} split ({kept} samples) as float32",
+                "limit the samples (--limit), or store fewer per file")
+
+
+def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fraction: float, limit,
+                timesteps: int):
+    """One split of an ``.npz`` of frames (module docstring). The frames' shape and type are read from the
+    array's header and checked against the memory budget (`_check_fits`) before the array itself is read."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except _UNREADABLE as err:
+        raise _unreadable(path, err) from err
+    with archive, np.load(path, allow_pickle=False) as z:
+        fkey, lkey, static = _npz_keys(path, set(z.files))
+        try:
+            y = z[lkey]
+            header = _member_header(archive, fkey)
+        except _UNREADABLE as err:
+            raise _unreadable(path, err, f" ({lkey})") from err
+        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise ValueError(f"{path}: {lkey} must be integers 0..K-1 of shape [N], got dtype {y.dtype} and shape "
+                             f"{y.shape}")
+        idx = split_indices(y, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction,
+                            seed=seed)
+        idx = idx[stratified_subset(y[idx], limit, seed)]
+        if header is not None:
+            _check_fits(path, fkey, *header, split, len(idx))
+        try:
+            x = z[fkey]
+        except _UNREADABLE as err:
+            raise _unreadable(path, err, f" ({fkey})") from err
+    if x.ndim < (2 if static else 3) or len(x) != len(y):
         raise ValueError(f"{path}: {fkey} of shape {x.shape} and {lkey} of shape {y.shape} do not match (expected "
                          f"{'[N, ...]' if static else '[N, T, ...]'} and [N])")
-    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise ValueError(f"{path}: {lkey} must be integers 0..K-1, got dtype {y.dtype}")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == np.bool_):
+        raise ValueError(f"{path}: {fkey} must hold real numbers, got dtype {x.dtype}")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{path}: {fkey} holds non-finite values")
     if not static and x.shape[1] != timesteps:  # frames cannot be re-binned
         raise ValueError(f"{path}: {fkey} holds T = {x.shape[1]} frames per sample, but T = {timesteps} is asked "
                          f"for (frames are used as they are: give --timesteps {x.shape[1]}, or store events)")
-    idx = split_indices(y, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
-    idx = idx[stratified_subset(y[idx], limit, seed)]
     return FrameArrays(x[idx], y[idx], record_name(path), split, static, timesteps,
                        int(y.max()) + 1 if len(y) else 0)
 
 
 def read_npy_events(rec: Recording) -> np.ndarray:
     """Events of a ``.npy`` / ``.npz`` file as tonic's (x, y, t, p) structured array."""
-    if rec.path.suffix == ".npz":
+    if rec.path.suffix.lower() == ".npz":
         with np.load(rec.path, allow_pickle=False) as z:
             missing = [k for k in "xytp" if k not in z.files]
             if missing:
@@ -175,7 +235,7 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
                     raise ValueError(f"{labels_file} line {i + 1}: expected 'file,label' with an integer label, got "
                                      f"{row!r:.80}")
                 path = _inside(folder, row[0].strip(), labels_file)
-                if path.suffix not in SUFFIXES:
+                if path.suffix.lower() not in SUFFIXES:
                     raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is not a recording "
                                      f"({', '.join(SUFFIXES)})")
                 if path in seen:  # a file in two splits, or with two labels
@@ -191,7 +251,8 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
         raise FileNotFoundError(f"{folder} has neither labels.csv nor class subfolders (folder/<class>/<file>)")
     recs = []
     for label, sub in enumerate(subfolders):
-        recs += [Recording(f, label) for f in sorted(sub.iterdir()) if f.is_file() and f.suffix in SUFFIXES]
+        recs += [Recording(f, label) for f in sorted(sub.iterdir())
+                 if f.is_file() and f.suffix.lower() in SUFFIXES]
     if not recs:
         raise FileNotFoundError(f"{folder}: no recordings ({', '.join(SUFFIXES)}) in its class subfolders")
     if len(recs) and len(subfolders) == 1:
@@ -201,7 +262,7 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
 
 
 def _sensor_size(folder: Path, recs: list[Recording]) -> tuple[int, int, int]:
-    suffixes = {r.path.suffix for r in recs}
+    suffixes = {r.path.suffix.lower() for r in recs}
     if len(suffixes) > 1:
         raise ValueError(f"{folder} mixes recording formats {sorted(suffixes)}; use one")
     meta = folder / "sensor.json"
@@ -215,7 +276,7 @@ def _sensor_size(folder: Path, recs: list[Recording]) -> tuple[int, int, int]:
     top = np.zeros(3, dtype=np.int64)
     for rec in recs:
         try:
-            ev = _READERS[rec.path.suffix](rec)
+            ev = _READERS[rec.path.suffix.lower()](rec)
         except BadEventFile:
             raise
         except Exception as err:  # noqa: BLE001 - numpy's and the readers' own errors: name the file
@@ -234,7 +295,7 @@ def load_user_data(path, split: str, timesteps: int, *, seed: int = 0, val_fract
         raise ValueError(f"encoding={unused['encoding']!r} applies to digits only")
     path = Path(str(path)).expanduser()
     if path.is_file():
-        if path.suffix != ".npz":
+        if path.suffix.lower() != ".npz":
             raise ValueError(f"{path}: a data file must be an .npz of frames and labels (or give a folder of event "
                              f"recordings)")
         return _npz_frames(path, split, seed, val_fraction, test_fraction, limit, timesteps)
@@ -244,7 +305,7 @@ def load_user_data(path, split: str, timesteps: int, *, seed: int = 0, val_fract
     idx = split_indices(labels, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction,
                         seed=seed)
     keep = idx[stratified_subset(np.asarray(labels)[idx], limit, seed)]
-    kind = recs[0].path.suffix
+    kind = recs[0].path.suffix.lower()
     source = EventSource(name=record_name(path), title=f"your data {path.name}", folder=path.name,
                          sensor_size=sensor, parts={"all": "."}, layout=f"<class>/*{kind} or labels.csv",
                          list_part=lambda part: list_recordings(part), read=_READERS[kind], classes=classes)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..data import collate_time_first, load_dataset
 from ..io import load_checkpoint
+from ..labels import class_indices
 
 
 def _fit_time(x: torch.Tensor, timesteps: int | None, static: bool = False) -> torch.Tensor:
@@ -61,6 +62,7 @@ def iter_batches(data, batch_size: int = 64, limit: int | None = None, timesteps
         if Y is not None and len(Y) != len(X):
             raise ValueError(f"(X, y): X has {len(X)} samples but y has {len(Y)}; X must be sample-major "
                              f"[N, T, ...]")
+        Y = None if Y is None else class_indices(Y, "(X, y): y")
     elif isinstance(data, Dataset) and callable(getattr(data, "tensors", None)):
         X, Y = data.tensors()
     elif isinstance(data, Dataset):
@@ -68,7 +70,8 @@ def iter_batches(data, batch_size: int = 64, limit: int | None = None, timesteps
         for start in range(0, n, batch_size):
             items = [data[i] for i in range(start, min(n, start + batch_size))]
             x = torch.stack([torch.as_tensor(it[0]) for it in items])
-            y = torch.tensor([int(it[1]) for it in items])
+            y = class_indices([it[1] for it in items],
+                              f"{type(data).__name__} items {start}..{start + len(items) - 1}")
             yield cut(x, y, False)
         return
     else:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import torch
 
+from ..labels import class_indices
 from .budget import check_split
 
 
 def as_split(data, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """One split as ``(X [N, T, ...] float32, y [N] int64, info)``; ``ValueError`` naming what is wrong."""
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and torch.is_tensor(data[0]):
-        x, y = data[0], torch.as_tensor(data[1])
+        x, y = data[0], class_indices(data[1], f"{name}/{split}")
     elif hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         n = len(data)
         if n == 0:
@@ -31,7 +32,7 @@ def as_split(data, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, d
         check_split(name, split, n, first.shape[0], tuple(first.shape[1:]))
         items = [data[i] for i in range(n)]
         x = torch.stack([torch.as_tensor(a) for a, _ in items])
-        y = torch.tensor([int(b) for _, b in items])
+        y = class_indices([b for _, b in items], f"{name}/{split}")
     else:
         raise TypeError(f"{name}/{split}: expected a Dataset of (x [T, ...], label) or tensors (X [N, T, ...], y [N]), "
                         f"got {type(data).__name__}")
