@@ -81,6 +81,15 @@ def test_a_lower_t_is_scored_by_the_accuracy_it_loses():
     assert _move_score(Store(), top, base, "weights", "fc1.body.1", (32, 8), 0) == 0.0
 
 
+def test_data_without_labels_is_refused_by_name():
+    """A search ranks by accuracy: unlabelled data was a ``round(nan)`` crash inside the first evaluation."""
+    import torch
+
+    model = build_model("mlp", (1, 4, 4), 2).eval()
+    with pytest.raises(ValueError, match="needs labelled data: the data given has no labels"):
+        search(model, (torch.rand(8, 3, 1, 4, 4), None), space={"timesteps": [3, 2]}, progress=False)
+
+
 def test_a_candidate_applies_every_layers_bits():
     model = build_model("mlp", (6,), 3, hidden=[8, 4])
     c = Candidate((("fc1.body.1", 2), ("fc2.body.0", 32), ("readout.body.0", 1)), (("act1", 6), ("act2", 32)), 4)

@@ -64,6 +64,9 @@ class Evaluator:
         def _at(layer: str, metric: str, t: int) -> float:
             return values.get((layer, metric, t), math.nan)
 
+        if (OUTPUT, "accuracy", T) not in values:
+            raise ValueError("a search ranks configurations by their accuracy, which needs labelled data: the data "
+                             "given has no labels (give (X, y), a Dataset of (x, label), or a dataset name)")
         accuracy = _at(OUTPUT, "accuracy", T)
         n = self.samples or 0
         low, high = wilson_interval(round(accuracy * n), n) if n else (math.nan, math.nan)
