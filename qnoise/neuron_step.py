@@ -142,7 +142,7 @@ def plain_step(state: StepState, x: torch.Tensor, half: bool, zero_reset: bool) 
 
     The CPU kernel when ``state.flat`` is set (`start`), else in-place torch operations (those of the
     layer-major path, `qnoise.neurons.neuron_multistep` without autograd)."""
-    out = torch.empty_like(x)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # row-major even for a channels-last x (the kernel's)
     if state.flat is not None:
         xs = prepare_kernel(state, x, half)
         first = state.t == 0

@@ -352,3 +352,20 @@ def test_every_order_gives_small_batch_linear_layers_aligned_steps():
                 with stepping.mode(order):
                     outs[order] = model(x)
         assert torch.equal(outs["step"], outs["layer"]) and torch.equal(outs["fold"], outs["layer"]), seed
+
+
+@pytest.mark.parametrize("arch", ["cnn", "resnet"])
+def test_an_input_whose_channels_are_innermost_runs_in_every_order(arch):
+    """Images from an [N, H, W, C] array permuted to [C, H, W] have channel stride 1; with one channel torch
+    takes them for channels-last and so does the conv's output: the step kernel's output, allocated like its
+    input, could not be viewed as the kernel's rows (the resnet's forward failed in every order but layer-major).
+    Every order now runs, and gives the same outputs as the contiguous input within float rounding (the conv
+    sums in another order for another memory format)."""
+    torch.manual_seed(0)
+    model = build_model(arch, (1, 16, 16), 4).eval()
+    x = torch.rand(6, 16, 16, 1).permute(0, 3, 1, 2).unsqueeze(0).expand(5, -1, -1, -1, -1)  # [T, B, 1, H, W]
+    assert x[0].stride()[1] == 1
+    with torch.no_grad():
+        for order in ("layer", "step", "fold"):
+            with stepping.mode(order):
+                torch.testing.assert_close(model(x), model(x.contiguous()), rtol=1e-5, atol=1e-6)

@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import collate_time_first, load_dataset
 from ..io import load_checkpoint
 from ..labels import class_indices
+from ..time_mean import frame_mean
 
 
 def _fit_time(x: torch.Tensor, timesteps: int | None, static: bool = False) -> torch.Tensor:
     """``[T_d, B, ...]`` -> ``[T, B, ...]``: a single frame (T_d = 1) repeats to T steps; ``static`` first
     replaces the frames by their mean (the input of a model converted from an ANN)."""
     if static:
-        x = x.mean(0, keepdim=True)
+        x = frame_mean(x)  # exact for repeated frames (`qnoise.time_mean`)
     if timesteps is None or x.shape[0] == timesteps:
         return x
     if x.shape[0] == 1:

@@ -35,9 +35,9 @@ from torch.nn.utils import parametrize
 from .. import stepmode, stepping
 from ..neurons import IF, ClampActivation, spiking_neurons
 from ..quant import weight_quantizers
+from ..time_mean import frame_mean, running_mean
 from .activation import ANN_ACTIVATIONS
 from .copying import clone_model
-from .terms import cumulative_mean
 
 
 def set_module(root: nn.Module, name: str, new: nn.Module) -> None:
@@ -59,9 +59,9 @@ def twin_unavailable(model: nn.Module) -> str | None:
 def twin_input(x: torch.Tensor, mode: str) -> torch.Tensor:
     """The twin's input for an SNN input ``x [T, B, ...]``: ``[1, B, ...]`` (mean) or ``[T, B, ...]``."""
     if mode == "mean":
-        return x.mean(0, keepdim=True)
+        return frame_mean(x)
     if mode == "cumulative":
-        return cumulative_mean(x)
+        return running_mean(x)
     raise ValueError(f"twin_input={mode!r} is not one of ('mean', 'cumulative')")
 
 

@@ -34,6 +34,7 @@ from ..device import resolve_device
 from ..metrics import predicted_class
 from ..neurons import IF, ClampActivation, spiking_neurons
 from ..quant import quantize_weights, remove_weight_quantization
+from ..time_mean import frame_mean
 from ..train.evaluation import data_plan
 from .analysis import configured
 from .copying import clone_model
@@ -59,7 +60,7 @@ class RateNeuron(nn.Module):
 def _accuracy(model: nn.Module, batches: list, mean_input: bool = False) -> float:
     correct = total = 0
     for x, y in batches:
-        out = model(x.mean(0, keepdim=True) if mean_input else x)
+        out = model(frame_mean(x) if mean_input else x)
         correct += int((predicted_class(out) == y.to(out.device)).sum())
         total += len(y)
     return correct / total if total else float("nan")

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..metrics import predicted_class
 from ..models import sync_threshold_step
+from ..time_mean import frame_mean
 
 
 class Batches:
@@ -65,9 +66,9 @@ def check_trainable(model: nn.Module, batches: Batches) -> None:
 def model_input(model: nn.Module, x: torch.Tensor, static: bool = False, timesteps: int | None = None) -> torch.Tensor:
     """The input ``model`` runs on for a time-major batch ``x [T, B, ...]`` (see the module docstring)."""
     if model.qnoise_config["kind"] == "ann":
-        return x.mean(0, keepdim=True)
+        return frame_mean(x)
     if static:
-        return x.mean(0, keepdim=True).expand(timesteps or x.shape[0], *x.shape[1:])
+        return frame_mean(x).expand(timesteps or x.shape[0], *x.shape[1:])
     return x
 
 
