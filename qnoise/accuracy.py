@@ -65,6 +65,7 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
     ``weight_bits``, ``state_bits``, ``neuron``, ``rounding``); the class is the argmax of the readout
     summed over the T steps in step order (`qnoise.metrics.predicted_class`), as the probe's ``accuracy``."""
     from .probe import configured, iter_batches
+    from .probe.inputs import model_dtype
     from .train.evaluation import data_plan
 
     recycle_large_allocations()  # freed step tensors reused (qnoise.allocator)
@@ -72,7 +73,7 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
     static, steps, _ = data_plan(ckpt, timesteps, None)
     preds, labels = [], []
     with torch.no_grad(), configured(model, setting, **fields):
-        for x, y in iter_batches(data, batch_size, None, steps, static):
+        for x, y in iter_batches(data, batch_size, None, steps, static, model_dtype(model)):
             if y is None:
                 raise ValueError("predictions need labelled data")
             out = model(x.to(device))

@@ -506,6 +506,21 @@ def test_data_forms_agree():
         analyze(model, (X, y), timesteps=4)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.bool, torch.int16, torch.float64, torch.float16])
+def test_frames_of_another_type_are_converted_to_the_models(dtype):
+    """uint8 or bool events and numpy's float64 are what users' frames come as: converted to the model's type,
+    spike frames give the float32 frames' table bit for bit (every 0/1 value is exact in each type); before,
+    torch refused them inside the first layer ("expected scalar type Byte but found Float")."""
+    from qnoise.accuracy import predictions
+
+    model = small_cnn()
+    X, y = events(n=12)
+    ref = analyze(model, (X, y), batch_size=8, weight_bits=4)
+    df = analyze(model, (X.to(dtype), y), batch_size=8, weight_bits=4)
+    assert df["value"].fillna(-1).equals(ref["value"].fillna(-1))
+    assert np.array_equal(predictions(model, (X.to(dtype), y))[0], predictions(model, (X, y))[0])
+
+
 def _error_at(df, layer, T) -> float:
     return value(df, layer, "err_total_mse", T)
 

@@ -20,7 +20,8 @@ from ..neurons import spiking_neurons
 from ..quant import quantize_weights, remove_weight_quantization, weight_layers, weight_quantizers
 from ..train.evaluation import data_plan
 from .core import Probe
-from .inputs import count_samples, iter_batches, model_device, resolve_data, resolve_model, source_reference
+from .inputs import (count_samples, iter_batches, model_device, model_dtype, resolve_data, resolve_model,
+                     source_reference)
 from .options import Setting, split_options
 
 
@@ -129,7 +130,8 @@ def analyze(model, data=None, *, setting: Setting | None = None, compare=None, c
         probe = stack.enter_context(Probe(model, compare, count, execution.compile, ann=ann, source=source))
         bar = stack.enter_context(tqdm(total=total, unit="sample", desc="analyze", leave=False,
                                        disable=None if execution.progress is None else not execution.progress))
-        for i, (x, y) in enumerate(iter_batches(data, execution.batch_size, execution.limit, steps, static)):
+        batches = iter_batches(data, execution.batch_size, execution.limit, steps, static, model_dtype(model))
+        for i, (x, y) in enumerate(batches):
             x = x.to(dev, non_blocking=True)
             acts = None if reference_cache is None else reference_cache.get(i)
             if acts is None:

@@ -3,7 +3,9 @@
 Data may be a ``DataLoader``, a ``Dataset`` of ``(x [T, ...], label)`` (as `qnoise.data.load_dataset`
 returns), an ``(X, y)`` tensor pair with ``X`` sample-major ``[N, T, ...]`` (as
 `qnoise.data.dataset_tensors` returns), or a dataset name. A DataLoader's batches are sample-major
-``[B, T, ...]`` (default collate) unless its ``collate_fn`` is `qnoise.data.collate_time_first`.
+``[B, T, ...]`` (default collate) unless its ``collate_fn`` is `qnoise.data.collate_time_first`. Frames of
+another type than the model's (uint8 or bool events, float64 from numpy) are converted to the model's
+(`model_dtype`): integers and bools exactly (up to 2^24 in float32), float64 rounded to float32.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ def _fit_time(x: torch.Tensor, timesteps: int | None, static: bool = False) -> t
 
 
 def iter_batches(data, batch_size: int = 64, limit: int | None = None, timesteps: int | None = None,
-                 static: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """Yield ``(x [T, B, ...], y [B] or None)`` from any supported data form (module docstring); with
-    ``static`` each sample's frames are replaced by their mean, repeated over the T steps."""
+                 static: bool = False, dtype: torch.dtype | None = None,
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Yield ``(x [T, B, ...], y [B] or None)`` from any supported data form (module docstring), ``x`` of type
+    ``dtype`` (None: as given); with ``static`` each sample's frames are replaced by their mean, repeated over
+    the T steps."""
     seen = 0
 
     def cut(x, y, time_first):
         nonlocal seen
+        if dtype is not None and x.dtype != dtype:
+            x = x.to(dtype)
         b = x.shape[1] if time_first else x.shape[0]
         if limit is not None:
             b = min(b, limit - seen)
@@ -140,6 +146,14 @@ def source_reference(model: nn.Module, checkpoint_config: dict, device) -> nn.Mo
     where = f"next to {here}" if here else "(the model was not loaded from a checkpoint folder)"
     raise FileNotFoundError(f"the source ANN {name!r} of this checkpoint was not found {where}; pass "
                             f"reference=<ANN folder>")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    """The type a model computes in: its first floating-point parameter's (the default dtype without any)."""
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -39,7 +39,7 @@ from ..train.evaluation import data_plan
 from .analysis import configured
 from .copying import clone_model
 from .core import describe_neurons, describe_state_bits
-from .inputs import iter_batches, model_device, resolve_data, resolve_model
+from .inputs import iter_batches, model_device, model_dtype, resolve_data, resolve_model
 from .references import set_module
 from .structure import model_structure
 
@@ -105,7 +105,8 @@ def sensitivity(model, data=None, weight_bits: int = 4, timesteps: int | None = 
         stack.callback(model.to, home)
         stack.enter_context(configured(model, weight_bits=32))
         stack.enter_context(torch.no_grad())
-        batches = [(x.to(dev), y) for x, y in iter_batches(data, batch_size, limit, steps, static)]
+        feed = iter_batches(data, batch_size, limit, steps, static, model_dtype(model))
+        batches = [(x.to(dev), y) for x, y in feed]
         if not batches or batches[0][1] is None:
             raise ValueError("sensitivity needs labelled data")
         T = batches[0][0].shape[0]
