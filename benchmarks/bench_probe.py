@@ -13,7 +13,9 @@ The SNN runs as `Network.forward` runs it at inference (step-major here: `qnoise
    weights (the own pass is a third network: the quantized copy fed the float SNN's spikes).
 2. sweep / plain: `qnoise.sweep` over weight bits {1, 2, 4, 8, 32} x T {1, 2, 4, 8, 16, 32} (30 cells, one
    batch of B samples each, serial, parquet files written) against the sum of the 30 plain evaluations
-   (weights quantized, SNN forward). Target <= 1.1.
+   (weights quantized, SNN forward). Target <= 1.1. Twice: on event frames drawn for each T (no cell can
+   share another's run), and on one static image per sample repeated to each T (the six T cells of a width
+   are one run at T = 32, `qnoise.sweep.worker.shared_runs`; the plain side still runs every cell).
 
 Each ratio is the median over rounds of the ratio of two runs made in the same round (other processes'
 load drifts between rounds more than within one); wall and CPU time (all threads of this process). Freed
@@ -121,30 +123,43 @@ def main() -> None:
     quantized_ratios(model, x, y, args.rounds)
 
     # 2. sweep vs the sum of its plain evaluations -----------------------------------------------------
-    data = {t: spikes(t, args.batch) for t in STEPS}
+    sweep_ratio(model, {t: spikes(t, args.batch) for t in STEPS}, args, "event frames (other frames per T)")
+    g = torch.Generator().manual_seed(7)
+    image = torch.rand(args.batch, 1, 2, 34, 34, generator=g)  # one frame per sample: repeated to each T
+    labels = torch.randint(0, 10, (args.batch,), generator=g)
+    sweep_ratio(model, {"static": (image, labels)}, args, "a static image (the T cells of a width are one run)")
+
+
+def sweep_ratio(model, data: dict, args, what: str) -> None:
+    """One sweep over `BITS` x `STEPS` against the sum of its 30 plain evaluations, interleaved."""
+    static = "static" in data
+
+    def frames(t):
+        x, _ = data["static"] if static else data[t]
+        return x.transpose(0, 1).expand(t, *x.shape[:1], *x.shape[2:]) if static else x.transpose(0, 1)
 
     def plain_cells() -> None:
         for bits in BITS:
             for t in STEPS:
-                xs, _ = data[t]
                 with configured(model, weight_bits=bits), torch.no_grad(), parametrize.cached():
-                    model(xs.transpose(0, 1))
+                    model(frames(t))
 
     def run_sweep() -> None:
         structure._CACHE.pop(model, None)  # each timed sweep builds its structures, as a user's one sweep does
         with tempfile.TemporaryDirectory() as out:
-            qnoise.sweep(model, data_for, weight_bits=BITS, timesteps=STEPS, out=out, workers=1,
-                         batch_size=args.batch, progress=False, device="cpu")
+            qnoise.sweep(model, data["static"] if static else data_for, weight_bits=BITS, timesteps=STEPS, out=out,
+                         workers=1, batch_size=args.batch, progress=False, device="cpu")
 
     global _DATA
     _DATA = data
     run_sweep()  # warm-up (kernels compiled for every T)
     plain_cells()
     times = interleaved_times({"plain": plain_cells, "sweep": run_sweep}, args.sweep_rounds, warmup=0)
-    print(f"sweep {len(BITS)}x{len(STEPS)} (B={args.batch}, serial): {median_ms(times['sweep'])[0] / 1e3:.1f} s; "
-          f"sum of plain evaluations {median_ms(times['plain'])[0] / 1e3:.1f} s (wall)")
+    print(f"sweep {len(BITS)}x{len(STEPS)} on {what} (B={args.batch}, serial): "
+          f"{median_ms(times['sweep'])[0] / 1e3:.1f} s; sum of plain evaluations "
+          f"{median_ms(times['plain'])[0] / 1e3:.1f} s (wall)")
     wall, cpu = paired_ratio(times, "sweep", "plain")
-    print(f"sweep / sum of plain evaluations = {wall:.3f} wall, {cpu:.3f} CPU time  (target <= 1.1)")
+    print(f"  sweep / sum of plain evaluations = {wall:.3f} wall, {cpu:.3f} CPU time  (target <= 1.1)")
 
 
 _DATA: dict = {}

@@ -692,3 +692,18 @@ def test_sensitivity_uses_the_models_own_weight_quantizer(options):
     df = analyze(model, (x, y), weight_bits=2, reference="none", isolate=False, progress=False, device="cpu")
     acc = df[(df["layer"] == OUTPUT) & (df["metric"] == "accuracy") & (df["mode"] == "propagated")]
     assert everything == acc[acc["t"] == acc["t"].max()]["value"].item()
+
+
+def test_a_table_of_first_steps_is_refused_where_it_would_not_be_the_shorter_run():
+    from qnoise.probe.analysis import analysis
+
+    model = small_cnn()
+    X, y = static(n=8)
+    with analysis(model, (X, y), timesteps=6, keep_tensors=2) as table:
+        with pytest.raises(ValueError, match="kept full tensors"):
+            table(3)
+    with analysis(model, (X, y), timesteps=6) as table:
+        for bad in (0, 7, 2.0, True):
+            with pytest.raises(ValueError, match=r"steps must be an int in 1..6"):
+                table(bad)
+        assert table(6).equals(table())

@@ -113,6 +113,40 @@ def test_sweep_writes_one_file_per_cell_and_resumes(tmp_path):
         sweep(model, (X * 2, y), out=out, workers=1, progress=False, **grid)
 
 
+@pytest.mark.parametrize("options", [{}, {"reference": "snn"}, {"reference": "ann-quantized", "isolate": False},
+                                     {"twin_input": "cumulative"}])
+def test_cells_over_t_of_static_frames_are_one_run_and_each_is_its_own_run(tmp_path, options, monkeypatch):
+    """An image repeated to T: the cells that differ only in T are one run at the longest T, whose first steps
+    give the shorter cells' tables; each equals the cell analysed alone, bit for bit (signed neurons, membrane
+    bits and per-step data included). Event data of one T per call is not shared."""
+    from qnoise.models import build_model
+    from qnoise.probe import analyze
+    from qnoise.probe import analysis as analysis_module
+
+    torch.manual_seed(0)
+    model = build_model("cnn", (2, 10, 10), 3, channels=[4, 6], hidden=16).eval()
+    X, y = torch.rand(18, 1, 2, 10, 10) * 2, torch.arange(18) % 3
+    grid = dict(weight_bits=[3, 32], timesteps=[2, 7, 4], neuron=["if", "signed"], state_bits=[None, 6])
+    runs = []
+    original = analysis_module.Probe.step
+    monkeypatch.setattr(analysis_module.Probe, "step", lambda self, x, *a: runs.append(x.shape[0]) or
+                        original(self, x, *a))
+    df = sweep(model, (X, y), out=tmp_path / "run", workers=1, batch_size=8, progress=False, **grid, **options)
+    assert runs == [7] * 8 * 3  # 8 runs at the longest T (3 batches each) for 24 cells
+    cells = make_cells(grid["weight_bits"], grid["timesteps"], "nearest", grid["state_bits"], grid["neuron"])
+    assert len(df) == sum(len(pd.read_parquet(tmp_path / "run" / CELLS_DIR / f"{c['id']}.parquet")) for c in cells)
+    for c in cells:
+        cell = pd.read_parquet(tmp_path / "run" / CELLS_DIR / f"{c['id']}.parquet")
+        alone = analyze(model, (X, y), batch_size=8, weight_bits=c["weight_bits"], timesteps=c["timesteps"],
+                        neuron=c["neuron"], state_bits=c["state_bits"], **options)
+        assert cell.drop(columns="value").equals(alone.drop(columns="value")), c["id"]
+        assert cell["value"].fillna(-1).equals(alone["value"].fillna(-1)), c["id"]
+    runs.clear()
+    events = {T: ((torch.rand(18, T, 2, 10, 10) < 0.3).float(), y) for T in (2, 4)}
+    sweep(model, events.get, weight_bits=[3], timesteps=[2, 4], workers=1, batch_size=8, progress=False)
+    assert runs == [4] * 3 + [2] * 3 or runs == [2] * 3 + [4] * 3  # a factory's frames differ per T: not shared
+
+
 def test_killed_sweep_loses_nothing_and_duplicates_nothing(job, tmp_path):
     path, module = job
     out = tmp_path / "killed"

@@ -110,6 +110,19 @@ def analyze(model, data=None, *, setting: Setting | None = None, compare=None, c
         values that do not depend on t); ``df.attrs["qnoise"]`` records the reference, neuron rules and energy
         constants used (`Probe.sidecar`), ``df.attrs["tensors"]`` the kept tensors.
     """
+    with analysis(model, data, setting=setting, compare=compare, count=count, execution=execution,
+                  model_name=model_name, dataset_name=dataset_name, reference_cache=reference_cache,
+                  reference_cache_bytes=reference_cache_bytes, **options) as table:
+        return table()
+
+
+@contextlib.contextmanager
+def analysis(model, data=None, *, setting: Setting | None = None, compare=None, count=None, execution=None,
+             model_name: str | None = None, dataset_name: str | None = None, reference_cache: dict | None = None,
+             reference_cache_bytes: int = 1 << 30, **options):
+    """`analyze`'s run (same arguments), kept open: yields ``table(steps=None)``, the table of the whole run or
+    of its first ``steps`` steps (`Probe.table_of_first_steps`: what a run at T = steps gives when the frames
+    are static), while the model is still configured as the run was."""
     setting, compare, count, execution = split_options(
         {"setting": setting, "compare": compare, "count": count, "execution": execution}, **options)
     dev = resolve_device(execution.device)
@@ -141,12 +154,17 @@ def analyze(model, data=None, *, setting: Setting | None = None, compare=None, c
                     reference_cache[i] = acts
             probe.step(x, y, acts)
             bar.update(x.shape[1])
+        bar.close()
         config = {"model": model_name or default_name, "dataset": dataset_name or default_dataset}
         if setting.weight_bits is not None:
             config["rounding"] = setting.rounding
-        df = probe.table(**config)
-        if source_note:
-            df.attrs["qnoise"]["source_note"] = source_note
-        if count.keep_tensors:
-            df.attrs["tensors"] = probe.tensors
-    return df
+
+        def table(steps: int | None = None):
+            df = probe.table(**config) if steps is None else probe.table_of_first_steps(steps, **config)
+            if source_note:
+                df.attrs["qnoise"]["source_note"] = source_note
+            if count.keep_tensors:
+                df.attrs["tensors"] = probe.tensors
+            return df
+
+        yield table

@@ -61,6 +61,16 @@ class Recording:
         else:
             store[key] = value.detach().to(torch.float64).clone()
 
+    def first_steps(self, steps: int, T: int) -> Recording:
+        """The sums of steps 1..``steps`` of a run of ``T`` steps: every per-step tensor (first dimension T) cut
+        to its first ``steps`` rows; those of one row (a reference that does not depend on t) kept whole."""
+        def cut(store: dict) -> dict:
+            return {k: v[:steps] if v.shape[0] == T else v for k, v in store.items()}
+
+        return Recording(self.terms, cut(self.errors), cut(self.ref2), cut(self.events), cut(self.membrane),
+                         {kind: cut(ops) for kind, ops in self.ops.items()}, cut(self.counts), dict(self.elements),
+                         self.samples, self.labeled)
+
 
 def error_metrics(sums: np.ndarray, ref2: np.ndarray, count: int, terms: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per-t metrics from the per-step sums ``[T, S]`` (`qnoise.probe.sums.columns(terms)`) and the reference's
@@ -122,7 +132,7 @@ class Rows:
 
 class TableMixin:
     """The table of what a `qnoise.probe.Probe` recorded (its `table` and `sidecar`); uses the probe's ``rec``,
-    ``structure``, ``model``, ``T``, ``kind``, ``compare``, ``count``, ``reference`` and ``note``."""
+    ``structure``, ``model``, ``T``, ``kind``, ``compare``, ``count``, ``reference``, ``note`` and ``_tensors``."""
 
     def sidecar(self) -> dict:
         """What the table's numbers were computed with (DESIGN.md: a number can be traced to its definition)."""
@@ -196,6 +206,25 @@ class TableMixin:
         df = rows.frame(cfg)
         df.attrs["qnoise"] = self.sidecar()
         return df
+
+    def table_of_first_steps(self, steps: int, **config) -> pd.DataFrame:
+        """The table (`table`) of this run's first ``steps`` steps, as a run at T = ``steps`` gives it when its
+        input is the first ``steps`` frames of this run's: a repeated static frame. Everything the probe records
+        is causal (a neuron's state, the running sums, accuracy of the readout summed to t, the float SNN) or does
+        not depend on T (a twin fed the frames' mean, which is the frame at any T: `qnoise.time_mean`; weights);
+        what depends on T itself (a signed neuron's counter width) is recomputed for ``steps``. A sweep over T of
+        static frames runs its longest T once (`qnoise.sweep`); tests/test_sweep.py holds each cut table equal to
+        its own run. Refused when full tensors were kept (they are the whole run's)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= (self.T or 0):
+            raise ValueError(f"steps must be an int in 1..{self.T} (the run's T), got {steps!r}")
+        if self._tensors:
+            raise ValueError("the first steps' table cannot be cut from a run that kept full tensors (keep_tensors)")
+        whole = self.T, self.rec
+        self.T, self.rec = steps, self.rec.first_steps(steps, self.T)
+        try:
+            return self.table(**config)
+        finally:
+            self.T, self.rec = whole
 
     def _run_rows(self, rows: Rows, ts, ac, mac, energy_t, memory) -> None:
         rec, n = self.rec, self.rec.samples

@@ -12,7 +12,9 @@ Executors (`qnoise.sweep.executors`): ``"local"`` runs cells in this process (``
 ``ray.init(address=...)`` connected to, where ``out`` must be a folder every node sees. Cells whose reference
 is the same (same data and T; with ``reference="ann-quantized"`` also the same weights) go to the same
 worker, which computes the reference's activations once per batch (the ANN twin's, or the float SNN's
-spikes) and reuses them (up to ``reference_cache_mb`` per worker).
+spikes) and reuses them (up to ``reference_cache_mb`` per worker). Cells that differ only in T and see the same
+static frames (an image repeated to T steps) are one run at their longest T, which gives the shorter cells'
+tables bit for bit (`qnoise.sweep.worker.shared_runs`); frames binned for each T are run cell by cell.
 """
 
 from __future__ import annotations
