@@ -255,6 +255,23 @@ def test_single_if_layer_with_constant_input_has_only_quantization_error():
                                                                                 rel=1e-5)
 
 
+@pytest.mark.parametrize("compile", [True, False])
+def test_equal_counts_give_a_sequential_error_of_exactly_zero(compile):
+    """A constant input and v[0] = theta/2: the IF's count is the closed form's at every step, so the sequential
+    error is 0, not float noise. The fused CPU kernel took it as ``theta n / t - theta k / t``, which fast-math
+    reassociation and fused multiply-adds left at 1e-8 (mean) for 3,000 neurons; it now takes it from the
+    counts (``theta / t (n - k)``), as the torch sums do."""
+    torch.manual_seed(3)
+    lin = nn.Linear(12, 3000)
+    with torch.no_grad():
+        lin.weight.mul_(2.0)
+    model = nn.Sequential(MultiStep(lin), IF(threshold=0.7, v_init="half"), MultiStep(nn.Linear(3000, 4))).eval()
+    X = torch.rand(64, 1, 12).expand(64, 16, 12).contiguous()
+    df = analyze(model, (X, torch.arange(64) % 4), batch_size=64, compile=compile)
+    seq = df[(df["layer"] == "1") & df["metric"].isin(["err_seq_mse", "err_seq_mean", "err_seq_contrib"])]
+    assert len(seq) == 2 * 3 * 16 and (seq["value"] == 0).all()
+
+
 def _identity_if(**neuron) -> nn.Sequential:
     lin = nn.Linear(1, 1, bias=False)
     with torch.no_grad():
@@ -707,3 +724,46 @@ def test_a_table_of_first_steps_is_refused_where_it_would_not_be_the_shorter_run
             with pytest.raises(ValueError, match=r"steps must be an int in 1..6"):
                 table(bad)
         assert table(6).equals(table())
+
+
+@pytest.mark.parametrize("neuron", [{}, {"v_init": "half", "signed": True}, {"beta": 0.8}])
+def test_a_model_that_is_its_own_float_snn_is_not_run_twice(neuron, monkeypatch):
+    """Float weights, thresholds and membrane: the float SNN is the model (`SameSnn`), whose spikes are read as
+    it runs. The table equals the one computed by running the float SNN beside it (forced here), all error
+    terms are 0 and the two agree at every t; the float SNN is never run (in step-major or layer-major order)."""
+    from qnoise import LIF, stepping
+    from qnoise.probe import kernel as kernel_module
+    from qnoise.probe import references
+
+    kind = LIF if "beta" in neuron else IF
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Conv2d(2, 4, 3, padding=1)), kind(**neuron, threshold=0.4),
+                          MultiStep(nn.AvgPool2d(2)), MultiStep(nn.Flatten(), nn.Linear(4 * 16, 5))).eval()
+    X, y = events(n=12)
+    X = X[:, :, :, :8, :8].contiguous()
+    runs = []
+    original = references._record
+    monkeypatch.setattr(references, "_record", lambda m, *a, **k: runs.append(m) or original(m, *a, **k))
+    streamed = []
+    stream_step = kernel_module.SnnStream.step
+    monkeypatch.setattr(kernel_module.SnnStream, "step", lambda self, *a: streamed.append(1) or stream_step(self, *a))
+    for order, compile in (("step", True), ("step", False), ("layer", "auto")):
+        with stepping.mode(order):
+            itself = analyze(model, (X, y), reference="snn", batch_size=5, compile=compile)
+            assert runs == [] and bool(streamed) == (compile is True)  # the CPU kernel's stream, or the torch sums'
+            streamed.clear()
+            with monkeypatch.context() as m:
+                init = references.SnnReference.__init__
+
+                def beside(self, model):
+                    init(self, model)
+                    self.own_is_ref = False  # run the float SNN and the model's neurons on its spikes
+                m.setattr(references.SnnReference, "__init__", beside)
+                computed = analyze(model, (X, y), reference="snn", batch_size=5, compile=compile)
+            assert len(runs) == 3  # one float SNN run per batch
+            streamed.clear()
+            runs.clear()
+        assert itself["value"].fillna(-1).equals(computed["value"].fillna(-1)), order
+        errors = itself[itself["metric"].str.startswith("err_")]
+        assert len(errors) and (errors["value"] == 0).all()
+        assert (itself[itself["metric"] == "agreement"]["value"] == 1).all()

@@ -40,7 +40,8 @@ from .kernel import (
     spike_synops,
 )
 from .options import Compare, Count
-from .references import AnnActivations, AnnReference, SnnActivations, SnnLockstep, SnnReference, twin_unavailable
+from .references import (AnnActivations, AnnReference, SameSnn, SnnActivations, SnnLockstep, SnnReference,
+                         twin_unavailable)
 from .stepwise import StepMixin
 from .structure import INPUT, Structure, model_structure
 from .sums import membrane_sums
@@ -231,8 +232,9 @@ class Probe(StepMixin, TableMixin):
             A = acts.A[name].to(dtype)
             sums = ann_layer_sums(neuron, x, out, A, acts.z_hat[name].to(dtype), self.reference.activations[name],
                                   fan, isolate, self._fused, A if acts.z_hat[name] is acts.Z[name] else None)
-        elif isinstance(acts, SnnActivations):
-            sums = snn_layer_sums(out, acts.out_own[name], acts.out_ref[name], fan, isolate, self._fused,
+        elif isinstance(acts, (SnnActivations, SameSnn)):
+            own, ref = (out, out) if isinstance(acts, SameSnn) else (acts.out_own[name], acts.out_ref[name])
+            sums = snn_layer_sums(out, own, ref, fan, isolate, self._fused,
                                   snn_thetas(neuron, self.reference.neurons[name], x))
         else:  # no reference: spikes and costs only
             sums = None
@@ -268,8 +270,9 @@ class Probe(StepMixin, TableMixin):
             keep("twin_input", acts.Z[name][:, :k])
             keep("ann", acts.A[name][:, :k])
             keep("z_hat", acts.z_hat[name][:, :k])
-        elif isinstance(acts, SnnActivations):
-            keep("reference_rate", cumulative_mean(acts.out_ref[name][:, :k]))
+        elif isinstance(acts, (SnnActivations, SameSnn)):
+            ref = out if isinstance(acts, SameSnn) else acts.out_ref[name]
+            keep("reference_rate", cumulative_mean(ref[:, :k]))
         if "threshold" not in store:
             store["threshold"] = [neuron.threshold.detach().cpu()]
 
@@ -288,8 +291,12 @@ class Probe(StepMixin, TableMixin):
             counts = rec.counts
             if acts is not None:
                 # the float SNN's prediction after t steps, or the ANN's on its input (Tt = 1, or T cumulative)
-                snn = isinstance(acts, (SnnActivations, SnnLockstep))
-                ref_pred = predicted_classes(acts.output) if snn else acts.output.argmax(-1)
+                if isinstance(acts, SameSnn):  # the model is its own float SNN
+                    ref_pred = pred
+                elif isinstance(acts, (SnnActivations, SnnLockstep)):
+                    ref_pred = predicted_classes(acts.output)
+                else:
+                    ref_pred = acts.output.argmax(-1)
                 idx = torch.clamp(torch.arange(T, device=dev), max=ref_pred.shape[0] - 1)
                 rec.add(counts, "agree", (pred == ref_pred[idx]).sum(1))
                 if y is not None:

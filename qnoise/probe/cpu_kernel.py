@@ -102,6 +102,12 @@ class AnnSteps:
         self.t = 0
         ensure_cache()
 
+    def _scale(self) -> np.ndarray:
+        """``theta / t`` per neuron at this step (t = self.t + 1), the one factor of both rates (the kernels'
+        `_rates`), computed here once so that every kernel multiplies by the same value."""
+        real = _real(self.dtype)
+        return self.theta * (real(1.0) / real(self.t + 1))
+
     def _twin(self) -> tuple[np.ndarray, np.ndarray]:
         k = min(self.t, self.A.shape[0] - 1)
         return self.A[k], self.Ah[k]
@@ -115,7 +121,7 @@ class AnnSteps:
         xs = _arr(x, self.dtype)
         lo, levels, offset = self.consts
         with kernel_threads():
-            _prop_step(xs, _arr(out, self.dtype), self.S, self.C, *self._twin(), self.theta, self.hi,
+            _prop_step(xs, _arr(out, self.dtype), self.S, self.C, *self._twin(), self.theta, self.hi, self._scale(),
                        xs if q is None else _arr(q, self.dtype), lo, levels, offset, q is not None, real(t + 1),
                        t == 0, self.fan, real(0.0), real(0.5), real(1.0), self.sums[t], self.ops[t])
         self.t += 1
@@ -130,8 +136,8 @@ class AnnSteps:
         out = torch.empty_like(x)
         kernel = _neuron_first if t == 0 else _neuron_next
         with kernel_threads():
-            kernel(x.numpy(), v.numpy(), out.numpy(), theta.numpy(), v0, self.S, self.C, *self._twin(), self.hi, lo,
-                   offset, real(t + 1), self.fan, real(0.0), real(1.0), self.sums[t], self.ops[t])
+            kernel(x.numpy(), v.numpy(), out.numpy(), theta.numpy(), v0, self.S, self.C, *self._twin(), self.hi,
+                   self._scale(), lo, offset, real(t + 1), self.fan, real(0.0), real(1.0), self.sums[t], self.ops[t])
         self.t += 1
         return out
 

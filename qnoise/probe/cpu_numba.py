@@ -52,9 +52,12 @@ NSNN = len(SNN_SUMS)
 STEP_COLUMNS = (1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14)  # the ANN_SUMS a step kernel adds (not weight, weight2)
 CLOSED_COLUMNS = (2, 6, 8, 9, 11, 13, 14)  # the isolated closed form's sums that are not 0 (besides the weight's)
 
-# reassociation lets the sums vectorize, contraction fuses their multiply-adds; no other IEEE shortcut is taken
-# (the neuron's charge in the fused kernels is an IF's v + x, which contraction leaves exact)
-_FASTMATH = {"reassoc", "nsz", "contract"}
+# reassociation lets the sums vectorize; no other IEEE shortcut is taken. Not contraction: fusing a product into
+# the subtraction after it (``fma(a, b, -c)``) is a choice the compiler makes per kernel, so the fused and the
+# unfused step kernels rounded ``Q - a(z)`` differently (and ``a * b - c * d`` was not 0 where the products are
+# equal); it cost nothing measurable (0.447 against 0.438 ns per neuron and step). Differences that must be
+# exactly 0 for equal counts are taken from the counts (`_rates`, `_snn_rates`).
+_FASTMATH = {"reassoc", "nsz"}
 _PARALLEL = {"parallel": True, "fastmath": _FASTMATH, "error_model": "numpy", "boundscheck": False, "cache": True}
 
 _KERNELS = ("_prop_step", "_neuron_first", "_neuron_next", "_iso_sums", "_snn_step", "_snn_count_step", "_input_sums")
@@ -105,12 +108,32 @@ def _activation(z, lo, hi, levels, zero, half, one):
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _add_step(acc, r, q, a_z, a_hat, ref, fired):
-    """``acc`` (a chunk's `STEP_COLUMNS` so far) plus one element's terms at one step."""
+def _rates(scale, n, k):
+    """``(r, q, r - q)`` for an IF layer's count ``n`` and closed-form count ``k`` at one step, ``scale = theta / t``
+    (given per neuron and step, so that no kernel can reassociate it differently): the difference from the
+    counts, ``scale (n - k)``, so equal counts give a sequential error of exactly 0 (``scale n - scale k`` under
+    fast-math reassociation or a fused multiply-add need not)."""
+    return scale * n, scale * k, scale * (n - k)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _snn_rates(scale, scale_ref, c, co, cr):
+    """``(r, ro, rf, ro - rf, r - ro, r - rf)`` of IF counts ``c, co, cr`` (the layer's, on the float SNN's
+    spikes, the float SNN's) with ``scale = theta / t`` and the float SNN's ``scale_ref``: differences from the
+    counts (``scale (co - cr) + (scale - scale_ref) cr``), exactly 0 where counts and thresholds are equal (a
+    model compared with itself showed own errors of 1e-9)."""
+    shift = (scale - scale_ref) * cr
+    return (scale * c, scale * co, scale_ref * cr, scale * (co - cr) + shift, scale * (c - co),
+            scale * (c - cr) + shift)
+
+
+@njit(inline="always", fastmath=_FASTMATH)
+def _add_step(acc, r, q, es, a_z, a_hat, ref, fired):
+    """``acc`` (a chunk's `STEP_COLUMNS` so far) plus one element's terms at one step; ``es = r - q`` computed by
+    the caller from the counts (`_rates`)."""
     ew = a_hat - ref
     ep = a_z - a_hat
     eq = q - a_z
-    es = r - q
     et = r - ref
     return (acc[0] + ep, acc[1] + eq, acc[2] + es, acc[3] + ep * ep, acc[4] + eq * eq, acc[5] + es * es,
             acc[6] + et * et, acc[7] + ew * et, acc[8] + ep * et, acc[9] + eq * et, acc[10] + es * et,
@@ -160,12 +183,13 @@ def _synops(G, fanout, n0, n1, ops):
 
 
 @njit(**_PARALLEL)
-def _prop_step(x, o, S, C, A, Ah, theta, hi, Q, lo, levels, offset, q_given, tf, first, fanout, zero, half, one,
-               sums, ops):
+def _prop_step(x, o, S, C, A, Ah, theta, hi, scale, Q, lo, levels, offset, q_given, tf, first, fanout, zero, half,
+               one, sums, ops):
     """One step t (``tf`` = t, 1-based, in the data's precision) of the propagated sums: ``x, o [B, N]`` the
     neuron's input and output at this step, ``S, C [B, N]`` the running sum and the net spike count (read
     unless ``first``, written), ``A, Ah [B, N]`` the twin's activation and ``a(z_hat)`` for this step (often
-    the same array), ``theta, hi [N]``, ``Q [B, N]`` the given ``Q_t(z)`` when ``q_given``; adds `STEP_COLUMNS`
+    the same array), ``theta, hi [N]``, ``scale [N]`` = theta / t (`_rates`), ``Q [B, N]`` the given ``Q_t(z)``
+    when ``q_given``; adds `STEP_COLUMNS`
     to ``sums [jobs, 13]`` and the synaptic operations to ``ops [jobs, M]`` (float64)."""
     B, N = x.shape
     chunks = (N + CHUNK - 1) // CHUNK
@@ -173,7 +197,7 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, Q, lo, levels, offset, q_given, tf,
     for job in prange(B * chunks):
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
         xt, ot, St, Ct = x[b, n0:n1], o[b, n0:n1], S[b, n0:n1], C[b, n0:n1]
-        Ak, Ahk, Qk, th, hh = A[b, n0:n1], Ah[b, n0:n1], Q[b, n0:n1], theta[n0:n1], hi[n0:n1]
+        Ak, Ahk, Qk, th, hh, sc = A[b, n0:n1], Ah[b, n0:n1], Q[b, n0:n1], theta[n0:n1], hi[n0:n1], scale[n0:n1]
         G = np.empty(n1 - n0, dtype=x.dtype)  # spikes at this step (1 where the output is nonzero)
         acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
         for j in range(n1 - n0):
@@ -184,15 +208,18 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, Q, lo, levels, offset, q_given, tf,
             Ct[j] = n
             fired = zero + (oj != zero)
             G[j] = fired
-            q = Qk[j] if q_given else th[j] * _clip(np.floor(Sj / th[j] + offset), zero, tf) * inv_t
+            if q_given:
+                r, q, es = sc[j] * n, Qk[j], sc[j] * n - Qk[j]
+            else:
+                r, q, es = _rates(sc[j], n, _clip(np.floor(Sj / th[j] + offset), zero, tf))
             a_z = _activation(Sj * inv_t, lo, hh[j], levels, zero, half, one)
-            acc = _add_step(acc, th[j] * n * inv_t, q, a_z, Ahk[j], Ak[j], fired)
+            acc = _add_step(acc, r, q, es, a_z, Ahk[j], Ak[j], fired)
         _flush(acc, sums[job])
         _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _neuron_job(x, v, o, th, S, C, A, Ah, hh, lo, offset, tf, inv_t, v0, zero, one, first, G):
+def _neuron_job(x, v, o, th, S, C, A, Ah, hh, sc, lo, offset, tf, inv_t, v0, zero, one, first, G):
     """One chunk of a fused step (`_neuron_first` / `_neuron_next`): the neuron, then the sums; returns the
     chunk's `STEP_COLUMNS`."""
     acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
@@ -207,13 +234,13 @@ def _neuron_job(x, v, o, th, S, C, A, Ah, hh, lo, offset, tf, inv_t, v0, zero, o
         C[j] = n
         fired = zero + (oj != zero)
         G[j] = fired
-        q = tj * _clip(np.floor(Sj / tj + offset), zero, tf) * inv_t
-        acc = _add_step(acc, tj * n * inv_t, q, _clip(Sj * inv_t, lo, hh[j]), Ah[j], A[j], fired)
+        r, q, es = _rates(sc[j], n, _clip(np.floor(Sj / tj + offset), zero, tf))
+        acc = _add_step(acc, r, q, es, _clip(Sj * inv_t, lo, hh[j]), Ah[j], A[j], fired)
     return acc
 
 
 @njit(**_PARALLEL)
-def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, zero, one, sums, ops):
+def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, offset, tf, fanout, zero, one, sums, ops):
     """The first step of an unsigned IF layer (reset by subtraction, float membrane, v = theta * v0 before it)
     and of its propagated sums in one pass (closed-form ``Q_t``, the twin's activation a clamp ``[lo, hi]``):
     ``v, o [B, N]`` written from ``x [B, N]``; otherwise as `_prop_step`."""
@@ -224,13 +251,14 @@ def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, z
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
         G = np.empty(n1 - n0, dtype=x.dtype)
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
-                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, True, G)
+                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], scale[n0:n1], lo, offset, tf, inv_t, v0, zero,
+                          one, True, G)
         _flush(acc, sums[job])
         _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)
-def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, zero, one, sums, ops):
+def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, offset, tf, fanout, zero, one, sums, ops):
     """A later step of `_neuron_first`: the membrane ``v`` and the running sums are read and written."""
     B, N = x.shape
     chunks = (N + CHUNK - 1) // CHUNK
@@ -239,7 +267,8 @@ def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, lo, offset, tf, fanout, ze
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
         G = np.empty(n1 - n0, dtype=x.dtype)
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
-                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], lo, offset, tf, inv_t, v0, zero, one, False, G)
+                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], scale[n0:n1], lo, offset, tf, inv_t, v0, zero,
+                          one, False, G)
         _flush(acc, sums[job])
         _synops(G, fanout, n0, n1, ops[job])
 
@@ -301,13 +330,11 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, r
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _add_snn(acc, r, ro, rf, fired, fired_own):
+def _add_snn(acc, r, ro, rf, e_own, e_prop, e_t, fired, fired_own):
     """``acc`` plus one element's terms against the float SNN: ``r, ro, rf`` the rates of the layer, of the layer
-    on the float SNN's spikes and of the float SNN; the propagated `SNN_SUMS` (9), then the isolated run's
+    on the float SNN's spikes and of the float SNN, and their differences ``e_own = ro - rf``, ``e_prop = r - ro``,
+    ``e_t = r - rf`` (from the counts: `_snn_rates`); the propagated `SNN_SUMS` (9), then the isolated run's
     ``ro^2`` and spikes, then ``rf^2``."""
-    e_own = ro - rf
-    e_prop = r - ro
-    e_t = r - rf
     return (acc[0] + e_own, acc[1] + e_prop, acc[2] + e_own * e_own, acc[3] + e_prop * e_prop, acc[4] + e_t * e_t,
             acc[5] + e_own * e_t, acc[6] + e_prop * e_t, acc[7] + r * r, acc[8] + fired, acc[9] + ro * ro,
             acc[10] + fired_own, acc[11] + rf * rf)
@@ -338,7 +365,8 @@ def _snn_step(o, own, ref, C, Co, Cr, first, tf, fanout, zero, one, prop, isol, 
             Crt[j] = cr
             fired = zero + (ot[j] != zero)
             G[j] = fired
-            acc = _add_snn(acc, c * inv_t, co * inv_t, cr * inv_t, fired, zero + (wt[j] != zero))
+            acc = _add_snn(acc, c * inv_t, co * inv_t, cr * inv_t, (co - cr) * inv_t, (c - co) * inv_t,
+                           (c - cr) * inv_t, fired, zero + (wt[j] != zero))
         pr = prop[job]
         for i in range(9):
             pr[i] += acc[i]
@@ -377,8 +405,8 @@ def _snn_count_step(o, own, ref, theta, theta_ref, C, Co, Cr, first, tf, fanout,
             Crt[j] = cr
             fired = zero + (ot[j] != zero)
             G[j] = fired
-            acc = _add_snn(acc, th[j] * c * inv_t, th[j] * co * inv_t, thr[j] * cr * inv_t, fired,
-                           zero + (wt[j] != zero))
+            r, ro, rf, e_own, e_prop, e_t = _snn_rates(th[j] * inv_t, thr[j] * inv_t, c, co, cr)
+            acc = _add_snn(acc, r, ro, rf, e_own, e_prop, e_t, fired, zero + (wt[j] != zero))
         pr = prop[job]
         for i in range(9):
             pr[i] += acc[i]

@@ -18,7 +18,8 @@ graph with its quantized weights, each neuron replaced by a stand-in that output
 The float SNN (`SnnReference`, ``"snn"``): the same SNN with float weights, float thresholds and a float
 membrane, run for T steps. Its own/propagated split needs the quantized SNN with each neuron's output
 replaced by the float SNN's: each quantized neuron then runs on the float SNN's input spikes through its own
-quantized weights; its output is ``out_own``.
+quantized weights; its output is ``out_own``. A model with float weights, thresholds and membrane is its own float
+SNN: it is not run a second time (`SameSnn`: its spikes are read as the model runs).
 
 Only IF neurons have an ANN twin (their rate transfer function is ``clamp(z, 0, theta)``): for a model with
 any other neuron, `twin_unavailable` says why, and the probe gives no ANN-twin rows.
@@ -215,6 +216,15 @@ def float_snn(model: nn.Module) -> nn.Module:
     return snn.eval()
 
 
+class SameSnn:
+    """The float SNN's view when the float SNN is the model itself (`SnnReference.own_is_ref`: float weights,
+    thresholds and membrane; `float_snn` would copy it unchanged): its spikes, own outputs and output are the
+    model's, read as it runs, so nothing is computed beforehand and nothing is cached."""
+
+    def nbytes(self) -> int:
+        return 0
+
+
 @dataclass
 class SnnActivations:
     """The float SNN's view of one batch: each neuron's output ``out_ref [T, B, ...]`` and the network's
@@ -253,13 +263,17 @@ class SnnReference:
             for n in self.own_neurons.values())
 
     @torch.no_grad()
-    def run(self, x: torch.Tensor) -> SnnActivations:
+    def run(self, x: torch.Tensor) -> SnnActivations | SameSnn:
+        if self.own_is_ref:  # the model is its own float SNN: its spikes are read as it runs
+            return SameSnn()
         keep = self.shortcut and not self.own_is_ref
         inputs, out_ref, output = _record(self.snn, self.neurons, x, inputs_too=keep)
         return SnnActivations(out_ref, output, inputs_own=inputs if keep else None)
 
     @torch.no_grad()
-    def complete(self, acts: SnnActivations, x: torch.Tensor) -> SnnActivations:
+    def complete(self, acts: SnnActivations | SameSnn, x: torch.Tensor) -> SnnActivations | SameSnn:
+        if isinstance(acts, SameSnn):
+            return acts
         if self.own_is_ref:
             return SnnActivations(acts.out_ref, acts.output, acts.out_ref, acts.inputs_own)
         if self.shortcut and acts.inputs_own is not None:  # each neuron on the float SNN's input to it

@@ -16,7 +16,7 @@ import torch
 from .. import stepmode, stepping
 from ..neurons import IF
 from .kernel import AnnStream, SnnStream, fused_cpu, kernel_failed, snn_thetas
-from .references import AnnActivations, SnnActivations, SnnLockstep, SnnReference
+from .references import AnnActivations, SameSnn, SnnActivations, SnnLockstep, SnnReference
 from .terms import rate_rule
 
 
@@ -34,10 +34,10 @@ class StepMixin:
 
     def _lockstep(self, x: torch.Tensor) -> bool:
         """Whether the float SNN runs in lockstep with this batch's forward: it will be step-major, the reference
-        is the float SNN and was not given, and every layer's sums stream (the CPU kernel; no kept tensors, no
-        quantized membrane: those gather whole tensors)."""
-        return (isinstance(self.reference, SnnReference) and self._given is None and self._fused
-                and fused_cpu(x) and not kernel_failed("cpu") and self.count.keep_tensors == 0
+        is the float SNN, is not the model itself (`SameSnn`) and was not given, and every layer's sums stream
+        (the CPU kernel; no kept tensors, no quantized membrane: those gather whole tensors)."""
+        return (isinstance(self.reference, SnnReference) and not self.reference.own_is_ref and self._given is None
+                and self._fused and fused_cpu(x) and not kernel_failed("cpu") and self.count.keep_tensors == 0
                 and all(n.state_bits is None for n in self.neurons.values())
                 and stepping.plan(self.model, x) == "step")
 
@@ -66,6 +66,8 @@ class StepMixin:
             if isinstance(acts, SnnLockstep):
                 acts.advance(t)
                 stream.step(out, acts.own[name], acts.ref[name])
+            elif isinstance(acts, SameSnn):
+                stream.step(out, out, out)
             else:
                 stream.step(out, acts.out_own[name][t], acts.out_ref[name][t])
         else:  # gathered for the layer-major sums at the end
@@ -85,7 +87,7 @@ class StepMixin:
                 return "ann", AnnStream(neuron, x.unsqueeze(0), T, acts.A[name], acts.z_hat[name],
                                         self.reference.activations[name], fan, self.compare.isolate,
                                         acts.A[name] if acts.z_hat[name] is acts.Z[name] else None)
-            if streamable and isinstance(acts, (SnnActivations, SnnLockstep)):
+            if streamable and isinstance(acts, (SnnActivations, SnnLockstep, SameSnn)):
                 thetas = snn_thetas(neuron, self.reference.neurons[name], x.unsqueeze(0))
                 return "snn", SnnStream(x, T, fan, self.compare.isolate, thetas)
         except Exception as err:  # no numba, or it cannot compile here  # noqa: BLE001
