@@ -8,9 +8,10 @@ The SNN runs as `Network.forward` runs it at inference (step-major here: `qnoise
    ANN twin, four-term error decomposition, isolated mode, firing rates, synaptic operations) against the
    plain SNN forward, both under ``torch.no_grad``. Target <= 1.25. Also reported: without isolated mode;
    with 4-bit weights (the twin with float weights then needs one more T = 1 pass for z_hat, and the plain
-   forward runs at 4 bits too); against the float SNN (``reference="snn"``: the float SNN steps in lockstep
-   with the model; target <= 2.2), on the float model (its own pass is the float SNN's neurons) and at 4-bit
-   weights (the own pass is a third network: the quantized copy fed the float SNN's spikes).
+   forward runs at 4 bits too); against the float SNN (``reference="snn"``): on the float model (it is its own
+   float SNN, which is then not run again), at 4-bit thresholds (the float SNN steps in lockstep with the model
+   as a second network, and each quantized neuron on its inputs; target <= 2.2), and at 4-bit weights (the own
+   pass is a third network: the quantized copy fed the float SNN's spikes).
 2. sweep / plain: `qnoise.sweep` over weight bits {1, 2, 4, 8, 32} x T {1, 2, 4, 8, 16, 32} (30 cells, one
    batch of B samples each, serial, parquet files written) against the sum of the 30 plain evaluations
    (weights quantized, SNN forward). Target <= 1.1. Twice: on event frames drawn for each T (no cell can
@@ -84,7 +85,23 @@ def probe_ratios(model, x, y, rounds: int) -> None:
     print(f"plain forward ({order}-major) {wall_ms:.0f} ms wall, {cpu_ms:.0f} ms CPU")
     report(times, "probe", "probe / plain forward (ANN twin, all metrics)", "<= 1.25")
     report(times, "propagated", "without isolated mode (propagated rows only)")
-    report(times, "snn", "against the float SNN (reference='snn'), float weights", "<= 2.2")
+    report(times, "snn", "against the float SNN (reference='snn'), a float model (its own float SNN: run once)")
+    thresholds_ratio(model, x, y, rounds)
+
+
+def thresholds_ratio(model, x, y, rounds: int) -> None:
+    """Float weights, 4-bit thresholds: the float SNN is a second network (its neurons' thresholds are float),
+    and each quantized neuron steps on the float SNN's input to it."""
+    from qnoise.models import apply_quantization
+
+    t_plain, t_snn = copy.deepcopy(model), copy.deepcopy(model)
+    for m in (t_plain, t_snn):
+        apply_quantization(m, {"thresholds": {"bits": 4}})
+    with torch.no_grad(), Probe(t_snn, Compare(reference="snn")) as snn:
+        snn.step(x, y)
+        times = interleaved_times({"plain": lambda: t_plain(x), "snn": lambda: snn.step(x, y)}, rounds)
+    report(times, "snn", "against the float SNN, 4-bit thresholds (a second SNN runs), against the same plain "
+                         "forward", "<= 2.2")
 
 
 def quantized_ratios(model, x, y, rounds: int) -> None:
