@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import parametrized
 from ..neurons import spiking_neurons
 from ..quant import (
     METHODS,
@@ -172,13 +173,13 @@ def _apply_thresholds(model: nn.Module, spec: dict | None) -> None:
     neurons = [m for _, m in spiking_neurons(model)]
     for m in neurons:
         if parametrize.is_parametrized(m, "raw_threshold"):
-            parametrize.remove_parametrizations(m, "raw_threshold", leave_parametrized=False)
+            parametrized.remove(m, "raw_threshold", leave_parametrized=False)
     if spec is None:
         return
     if not neurons:
         raise ValueError("threshold quantization needs spiking neurons, but the model has none (an ANN?)")
     for m in neurons:
-        parametrize.register_parametrization(m, "raw_threshold", ThresholdQuantizer(spec["bits"], spec["rounding"]))
+        parametrized.register(m, "raw_threshold", ThresholdQuantizer(spec["bits"], spec["rounding"]))
     sync_threshold_step(model)
 
 

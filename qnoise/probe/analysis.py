@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from .. import parametrized
 from ..device import resolve_device
 from ..neurons import spiking_neurons
 from ..quant import quantize_weights, remove_weight_quantization, weight_layers, weight_quantizers
@@ -62,7 +63,7 @@ def configured(model: nn.Module, setting: Setting | None = None, **fields):
             remove_weight_quantization(model)
             layers = dict(weight_layers(model))
             for name, q in saved_quant.items():
-                parametrize.register_parametrization(layers[name], "weight", q)
+                parametrized.register(layers[name], "weight", q)
         for n, (sb, sr, sg) in zip(neurons, saved_neurons, strict=True):
             n.state_bits, n.state_rounding, n.signed = sb, sr, sg
         model.train(was_training)

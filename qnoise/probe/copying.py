@@ -2,20 +2,23 @@
 
 ``copy.deepcopy`` of a module with a ``torch.nn.utils.parametrize`` parametrization shares the generated
 ``Parametrized...`` class with the original, so removing a parametrization from the copy deletes the
-property from the original too, and such a module cannot be pickled. Here parametrizations are lifted off
-the original for the moment of copying (the same quantizer modules and float parameters are put back
-right after), and the copy gets its own.
+property from the original too (and from every other copy of it), and such a module cannot be pickled. Here
+the copy's parametrized modules get classes of their own (`_own_copy`, `qnoise.parametrized`), so a copy's
+parametrizations can be removed or changed without touching the original, which is never modified, not even
+for a moment (it used to have its parametrizations lifted while it was copied, which broke any sibling the
+user had made with ``copy.deepcopy``: analysing one copy of a quantized model left the other without its
+``weight``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import parametrized
 from ..quant import weight_layers
 
 REFERENCES = ("float", "quantized")
@@ -38,24 +41,8 @@ def _without_hooks(model: nn.Module) -> dict:
     return memo
 
 
-@contextlib.contextmanager
-def lifted(model: nn.Module):
-    """Remove every parametrization of ``model`` (float tensors back in place) and restore them on exit;
-    yields the list of what was removed."""
-    saved: Lifted = []
-    for name, m in model.named_modules():
-        if parametrize.is_parametrized(m):
-            for tensor in list(m.parametrizations.keys()):
-                saved.append((name, tensor, list(m.parametrizations[tensor])))
-                parametrize.remove_parametrizations(m, tensor, leave_parametrized=False)
-    try:
-        yield saved
-    finally:
-        restore(model, saved)
-
-
 def restore(model: nn.Module, saved: Lifted) -> None:
-    """Register lifted parametrizations (these very modules, or copies of them) on ``model`` again.
+    """Register parametrizations taken off a copy of ``model`` (`to_portable`) on ``model`` again.
 
     ``unsafe=True``: torch's check runs each parametrization once on the tensor to compare shapes and dtypes,
     which here would quantize every weight again (a sweep cell paid it about ten times); these modules
@@ -63,25 +50,29 @@ def restore(model: nn.Module, saved: Lifted) -> None:
     for name, tensor, plist in saved:
         m = model.get_submodule(name)
         for p in plist:
-            parametrize.register_parametrization(m, tensor, p, unsafe=True)
+            parametrized.register(m, tensor, p, unsafe=True)
+
+
+def _own_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` without hooks whose parametrized modules have classes of their own (the same
+    bases and contents as torch's generated ``Parametrized*`` class, which the copy would otherwise share)."""
+    clone = copy.deepcopy(model, _without_hooks(model))
+    for m in clone.modules():
+        parametrized.own_class(m)
+    return clone
 
 
 def clone_model(model: nn.Module, weights: str = "float") -> nn.Module:
     """A deep copy of ``model`` without hooks. ``weights="float"``: float weights, no weight quantizer;
     ``"quantized"``: the current (possibly quantized) weights frozen as plain parameters. Other
-    parametrizations (e.g. quantized thresholds) are copied along."""
+    parametrizations (e.g. quantized thresholds) are kept, the copy's own. ``model`` is not modified."""
     if weights not in REFERENCES:
         raise ValueError(f"weights={weights!r} is not one of {REFERENCES}")
+    clone = _own_copy(model)
     with torch.no_grad():
-        current = {name: m.weight.detach().clone() for name, m in weight_layers(model)}
-    with lifted(model) as saved:
-        clone = copy.deepcopy(model, _without_hooks(model))
-        others = [(n, t, copy.deepcopy(p)) for n, t, p in saved if t != "weight"]
-    restore(clone, others)
-    if weights == "quantized":
-        with torch.no_grad():
-            for name, m in weight_layers(clone):
-                m.weight.copy_(current[name])
+        for _, m in weight_layers(clone):
+            if parametrize.is_parametrized(m, "weight"):
+                parametrized.remove(m, "weight", leave_parametrized=weights == "quantized")
     return clone
 
 
@@ -93,10 +84,14 @@ def private_copy(model: nn.Module) -> nn.Module:
 
 
 def to_portable(model: nn.Module) -> tuple[nn.Module, Lifted]:
-    """A picklable ``(plain copy, parametrizations)`` pair; `from_portable` rebuilds the model."""
-    with lifted(model) as saved:
-        plain = copy.deepcopy(model, _without_hooks(model))
-        params = [(n, t, copy.deepcopy(p)) for n, t, p in saved]
+    """A picklable ``(plain copy, parametrizations)`` pair; `from_portable` rebuilds the model. ``model`` is not
+    modified."""
+    plain = _own_copy(model)
+    params: Lifted = []
+    for name, m in [(n, m) for n, m in plain.named_modules() if parametrize.is_parametrized(m)]:
+        for tensor in list(m.parametrizations.keys()):
+            params.append((name, tensor, list(m.parametrizations[tensor])))
+            parametrized.remove(m, tensor, leave_parametrized=False)
     return plain, params
 
 

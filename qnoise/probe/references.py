@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import parametrized
 from .. import stepmode, stepping
 from ..neurons import IF, ClampActivation, spiking_neurons
 from ..quant import weight_quantizers
@@ -209,7 +210,7 @@ def float_snn(model: nn.Module) -> nn.Module:
     snn = clone_model(model, "float")
     for _, n in spiking_neurons(snn):
         if parametrize.is_parametrized(n, "raw_threshold"):
-            parametrize.remove_parametrizations(n, "raw_threshold", leave_parametrized=False)
+            parametrized.remove(n, "raw_threshold", leave_parametrized=False)
         n.state_bits = None
     for p in snn.parameters():
         p.requires_grad_(False)

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import parametrized
+
 
 class FoldedWeight(nn.Module):
     """Parametrization ``w -> scale_c * quantizer(w / scale_c)`` (``scale [C_out]``, a buffer)."""
@@ -46,8 +48,8 @@ def fold_quantizers(model: nn.Module) -> int:
     for _, m in model.named_modules():
         if parametrize.is_parametrized(m, "weight") and not isinstance(m.parametrizations.weight[0], FoldedWeight):
             q = m.parametrizations.weight[0]
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=False)
-            parametrize.register_parametrization(m, "weight", FoldedWeight(q, m.weight.shape[0]))
+            parametrized.remove(m, "weight", leave_parametrized=False)
+            parametrized.register(m, "weight", FoldedWeight(q, m.weight.shape[0]))
             count += 1
     return count
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .. import parametrized
 from .binary import binarize, ternarize
 from .sigmoid_sum import PRESETS as SIGMOID_LEVELS
 from .sigmoid_sum import SigmoidSumQuantizer, data_levels, preset_levels
@@ -190,9 +191,9 @@ def quantize_weights(
         if name in skip:
             continue
         if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+            parametrized.remove(module, "weight", leave_parametrized=False)
         quantizer = make_weight_quantizer(module.weight, bits, method, rounding, per_channel, levels, step, ties)
-        parametrize.register_parametrization(module, "weight", quantizer)
+        parametrized.register(module, "weight", quantizer)
         done.append(QuantizedWeight(name, module, quantizer, int(getattr(quantizer, "bits", bits))))
     return done
 
@@ -202,7 +203,7 @@ def remove_weight_quantization(model: nn.Module) -> int:
     count = 0
     for _, module in weight_layers(model):
         if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+            parametrized.remove(module, "weight", leave_parametrized=False)
             count += 1
     return count
 

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from .. import parametrized
 from ..allocator import recycle_large_allocations
 from ..device import resolve_device
 from ..io import CONFIG_FILE, check_output_folder, load_checkpoint, read_checkpoint_config, save_checkpoint
@@ -65,7 +66,7 @@ def load_float_weights(model: nn.Module, path: str | Path) -> None:
     remove_weight_quantization(source)
     for _, m in spiking_neurons(source):
         if parametrize.is_parametrized(m, "raw_threshold"):
-            parametrize.remove_parametrizations(m, "raw_threshold", leave_parametrized=False)
+            parametrized.remove(m, "raw_threshold", leave_parametrized=False)
     state = source.state_dict()
     mine = model.state_dict()
     if set(state) != set(mine) or any(state[k].shape != mine[k].shape for k in mine):
