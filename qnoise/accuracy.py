@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .allocator import recycle_large_allocations
+from .labels import check_classes
 from .metrics import predicted_class, wilson_interval
 
 ALL = "all"
@@ -77,6 +78,7 @@ def predictions(model: nn.Module, data, timesteps: int | None = None, *, batch_s
             if y is None:
                 raise ValueError("predictions need labelled data")
             out = model(x.to(device))
+            check_classes(torch.as_tensor(y), out.shape[-1])
             preds.append(predicted_class(out).cpu())
             labels.append(torch.as_tensor(y).cpu())
     if not preds:

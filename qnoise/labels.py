@@ -18,6 +18,16 @@ def class_indices(values, what: str) -> torch.Tensor:
         raise ValueError(f"{what}: labels must be class indices 0..K-1 ({err})") from err
 
 
+def check_classes(labels: torch.Tensor, classes: int, what: str = "labels") -> None:
+    """Refuse labels outside ``0..classes-1`` (a model with ``classes`` outputs can never predict them: its
+    accuracy would be silently low), naming the first such label."""
+    flat = labels.reshape(-1)
+    bad = flat[(flat < 0) | (flat >= classes)]
+    if bad.numel():
+        raise ValueError(f"{what} must be class indices 0..{classes - 1} (the model has {classes} outputs); got "
+                         f"{bad[0].item()}")
+
+
 def _index(value) -> int:
     if not isinstance(value, (int, np.integer, np.bool_, torch.Tensor)) or \
             (torch.is_tensor(value) and (value.numel() != 1 or value.dtype.is_floating_point)):

@@ -240,7 +240,7 @@ def test_single_if_layer_with_constant_input_has_only_quantization_error():
     model = nn.Sequential(MultiStep(lin), IF(threshold=0.7, v_init="half"), MultiStep(nn.Linear(30, 4))).eval()
     X, y = static(n=32, t=1)
     X = X.reshape(32, 1, -1)[:, :, :12].expand(32, 16, 12).contiguous()
-    df = analyze(model, (X, y), batch_size=32)
+    df = analyze(model, (X, y % 4), batch_size=32)  # four outputs: labels 0..3
     with torch.no_grad():
         z = lin(X[:, 0]).double()
     a = z.clamp(0, 0.7)
@@ -767,3 +767,27 @@ def test_a_model_that_is_its_own_float_snn_is_not_run_twice(neuron, monkeypatch)
         errors = itself[itself["metric"].str.startswith("err_")]
         assert len(errors) and (errors["value"] == 0).all()
         assert (itself[itself["metric"] == "agreement"]["value"] == 1).all()
+
+
+def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
+    """NaN or infinite frames filled the table with NaN (400 values); labels outside the model's classes gave an
+    accuracy of 0 without a word; empty data said the probe had recorded nothing."""
+    from qnoise.accuracy import predictions
+
+    model = small_cnn()
+    X, y = events(n=10)
+    for bad in (float("nan"), float("inf")):
+        Xb = X.clone()
+        Xb[7, 0, 0, 0, 0] = bad
+        with pytest.raises(ValueError, match=r"the data's samples 0\.\.9 hold non-finite values"):
+            analyze(model, (Xb, y))
+    classes = model(X[:1].transpose(0, 1)).shape[-1]
+    for labels in (y + classes, y - 1):
+        first = int(labels[(labels < 0) | (labels >= classes)][0])
+        with pytest.raises(ValueError, match=rf"labels must be class indices 0\.\.{classes - 1} \(the model has "
+                                             rf"{classes} outputs\); got {first}"):
+            analyze(model, (X, labels))
+        with pytest.raises(ValueError, match="labels must be class indices"):
+            predictions(model, (X, labels))
+    with pytest.raises(ValueError, match="the data holds no samples"):
+        analyze(model, (X[:0], y[:0]))

@@ -156,6 +156,8 @@ def analysis(model, data=None, *, setting: Setting | None = None, compare=None, 
             probe.step(x, y, acts)
             bar.update(x.shape[1])
         bar.close()
+        if probe.rec.samples == 0:
+            raise ValueError("the data holds no samples")
         config = {"model": model_name or default_name, "dataset": dataset_name or default_dataset}
         if setting.weight_bits is not None:
             config["rounding"] = setting.rounding

@@ -26,6 +26,7 @@ from torch import nn
 
 from .. import stepmode, stepping
 from ..allocator import recycle_large_allocations
+from ..labels import check_classes
 from ..metrics import predicted_classes
 from ..neurons import IF, spiking_neurons
 from .costs import synapse_widths
@@ -288,6 +289,8 @@ class Probe(StepMixin, TableMixin):
             rec = self.rec
             pred = predicted_classes(out.detach())  # [T, B]: prediction of a t-step run
             y = None if self._labels is None else self._labels.to(dev).view(1, -1)
+            if y is not None:
+                check_classes(y, out.shape[-1])
             counts = rec.counts
             if acts is not None:
                 # the float SNN's prediction after t steps, or the ANN's on its input (Tt = 1, or T cumulative)

@@ -48,6 +48,9 @@ def iter_batches(data, batch_size: int = 64, limit: int | None = None, timesteps
         nonlocal seen
         if dtype is not None and x.dtype != dtype:
             x = x.to(dtype)
+        if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"the data's samples {seen}..{seen + x.shape[1 if time_first else 0] - 1} hold "
+                             f"non-finite values (NaN or infinity)")
         b = x.shape[1] if time_first else x.shape[0]
         if limit is not None:
             b = min(b, limit - seen)
