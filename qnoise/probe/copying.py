@@ -70,9 +70,13 @@ def clone_model(model: nn.Module, weights: str = "float") -> nn.Module:
         raise ValueError(f"weights={weights!r} is not one of {REFERENCES}")
     clone = _own_copy(model)
     with torch.no_grad():
-        for _, m in weight_layers(clone):
+        # the original's weights as they are now (inside `parametrize.cached` a value already computed)
+        current = {name: m.weight for name, m in weight_layers(model)} if weights == "quantized" else {}
+        for name, m in weight_layers(clone):
             if parametrize.is_parametrized(m, "weight"):
-                parametrized.remove(m, "weight", leave_parametrized=weights == "quantized")
+                parametrized.remove(m, "weight", leave_parametrized=False)
+                if weights == "quantized":
+                    m.weight.copy_(current[name])
     return clone
 
 
