@@ -773,6 +773,7 @@ def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
     """NaN or infinite frames filled the table with NaN (400 values); labels outside the model's classes gave an
     accuracy of 0 without a word; empty data said the probe had recorded nothing."""
     from qnoise.accuracy import predictions
+    from qnoise.train.loop import evaluate
 
     model = small_cnn()
     X, y = events(n=10)
@@ -789,5 +790,7 @@ def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
             analyze(model, (X, labels))
         with pytest.raises(ValueError, match="labels must be class indices"):
             predictions(model, (X, labels))
+        with pytest.raises(ValueError, match="labels must be class indices"):  # the evaluate command's path
+            evaluate(model, [(X.transpose(0, 1), labels)])
     with pytest.raises(ValueError, match="the data holds no samples"):
         analyze(model, (X[:0], y[:0]))

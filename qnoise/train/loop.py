@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import predicted_class
+from ..labels import check_classes
 from ..models import sync_threshold_step
 from ..time_mean import frame_mean
 
@@ -132,5 +133,6 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu", stat
     logits, classes, labels = predict(model, batches, torch.device(device), static, timesteps)
     if len(labels) == 0:
         raise ValueError("evaluate: no samples")
+    check_classes(labels, logits.shape[-1])
     return {"accuracy": int((classes == labels).sum()) / len(labels),
             "loss": float(F.cross_entropy(logits, labels)), "samples": int(len(labels))}
