@@ -773,6 +773,7 @@ def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
     """NaN or infinite frames filled the table with NaN (400 values); labels outside the model's classes gave an
     accuracy of 0 without a word; empty data said the probe had recorded nothing."""
     from qnoise.accuracy import predictions
+    from qnoise.models import build_model
     from qnoise.train.loop import evaluate
 
     model = small_cnn()
@@ -783,6 +784,7 @@ def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
         with pytest.raises(ValueError, match=r"the data's samples 0\.\.9 hold non-finite values"):
             analyze(model, (Xb, y))
     classes = model(X[:1].transpose(0, 1)).shape[-1]
+    network = build_model("mlp", tuple(X.shape[2:]), classes).eval()
     for labels in (y + classes, y - 1):
         first = int(labels[(labels < 0) | (labels >= classes)][0])
         with pytest.raises(ValueError, match=rf"labels must be class indices 0\.\.{classes - 1} \(the model has "
@@ -791,6 +793,6 @@ def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
         with pytest.raises(ValueError, match="labels must be class indices"):
             predictions(model, (X, labels))
         with pytest.raises(ValueError, match="labels must be class indices"):  # the evaluate command's path
-            evaluate(model, [(X.transpose(0, 1), labels)])
+            evaluate(network, [(X.transpose(0, 1), labels)])
     with pytest.raises(ValueError, match="the data holds no samples"):
         analyze(model, (X[:0], y[:0]))
