@@ -189,8 +189,8 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, scale, Q, lo, levels, offset, q_giv
     neuron's input and output at this step, ``S, C [B, N]`` the running sum and the net spike count (read
     unless ``first``, written), ``A, Ah [B, N]`` the twin's activation and ``a(z_hat)`` for this step (often
     the same array), ``theta, hi [N]``, ``scale [N]`` = theta / t (`_rates`), ``Q [B, N]`` the given ``Q_t(z)``
-    when ``q_given``; adds `STEP_COLUMNS`
-    to ``sums [jobs, 13]`` and the synaptic operations to ``ops [jobs, M]`` (float64)."""
+    when ``q_given``; adds `STEP_COLUMNS` to ``sums [jobs, 13]`` and the synaptic operations to ``ops [jobs, M]``
+    (float64)."""
     B, N = x.shape
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
