@@ -783,6 +783,7 @@ def test_data_the_model_cannot_be_measured_on_is_refused_by_name():
         Xb[7, 0, 0, 0, 0] = bad
         with pytest.raises(ValueError, match=r"the data's samples 0\.\.9 hold non-finite values"):
             analyze(model, (Xb, y))
+        assert len(analyze(model, (Xb, y), limit=7))  # only the samples analysed are checked
     classes = model(X[:1].transpose(0, 1)).shape[-1]
     network = build_model("mlp", tuple(X.shape[2:]), classes).eval()
     for labels in (y + classes, y - 1):

@@ -47,18 +47,17 @@ def iter_batches(data, batch_size: int = 64, limit: int | None = None, timesteps
 
     def cut(x, y, time_first):
         nonlocal seen
-        if dtype is not None and x.dtype != dtype:
-            x = x.to(dtype)
-        # a NaN or infinity makes the sum non-finite (one fast pass); an overflowing sum of finite values is
-        # told apart by the element-wise test, which only then runs
-        if x.is_floating_point() and not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"the data's samples {seen}..{seen + x.shape[1 if time_first else 0] - 1} hold "
-                             f"non-finite values (NaN or infinity)")
         b = x.shape[1] if time_first else x.shape[0]
         if limit is not None:
             b = min(b, limit - seen)
             x = x[:, :b] if time_first else x[:b]
             y = None if y is None else y[:b]
+        if dtype is not None and x.dtype != dtype:
+            x = x.to(dtype)
+        # a NaN or infinity makes the sum non-finite (one fast pass); an overflowing sum of finite values is
+        # told apart by the element-wise test, which only then runs
+        if x.is_floating_point() and not math.isfinite(float(x.sum())) and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"the data's samples {seen}..{seen + b - 1} hold non-finite values (NaN or infinity)")
         seen += b
         return _fit_time(x if time_first else x.transpose(0, 1), timesteps, static), y
 
