@@ -99,6 +99,30 @@ def test_a_candidate_applies_every_layers_bits():
     assert Candidate.from_dict(c.as_dict()) == c
 
 
+@pytest.mark.parametrize("sensitivity", [False, True])
+def test_candidates_over_t_of_static_frames_are_one_run_with_their_own_records(sensitivity, monkeypatch):
+    """The sample digits model is fed a static image: candidates that differ only in T are one run at the
+    longest T, and each record is the one its own run gives, bit for bit."""
+    from qnoise.probe import analysis as analysis_module
+
+    model = load_checkpoint(sample())
+    space = SearchSpace.for_model(model, (7, 3, 1), weight_bits=(8, 2), state_bits=(32,),
+                                  fixed={"readout.body.0": 8})
+    candidates = space.enumerate()
+    runs = []
+    original = analysis_module.Probe.step
+    monkeypatch.setattr(analysis_module.Probe, "step", lambda self, x, *a: runs.append(x.shape[0]) or
+                        original(self, x, *a))
+    ev = Evaluator(model, "digits", {"limit": LIMIT, "batch_size": LIMIT})
+    shared = ev.many(candidates, sensitivity)
+    assert len(candidates) % 3 == 0 and runs == [7] * (len(candidates) // 3)  # one batch per run
+    runs.clear()
+    alone = [ev.many([c], sensitivity)[0] for c in candidates]
+    assert sorted(runs) == sorted(c.timesteps for c in candidates)
+    for a, b in zip(shared, alone, strict=True):
+        assert a == b, a["key"]
+
+
 # ------------------------------------------------------------------------------------------------ the choice
 
 def test_the_choice_is_within_tolerance_only_when_its_interval_supports_it():

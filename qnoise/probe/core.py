@@ -175,9 +175,9 @@ class Probe(StepMixin, TableMixin):
             T, B = x.shape[:2]
             if self.structure is None:
                 self.structure = model_structure(self.model, tuple(x.shape[2:]))
-            if self._fused is None:  # decided once, from the model and the first batch's shape
+            if self._fused is None:  # decided once, from the model and the first batch's shape, not from T
                 values = sum(self.structure.neuron_size.values()) + math.prod(x.shape[2:])
-                self._fused = resolve_compile(self.compile, T * B * values, x.device.type)
+                self._fused = resolve_compile(self.compile, B * values, x.device.type)
             if self.T is None:
                 self.T = T
             elif T != self.T:

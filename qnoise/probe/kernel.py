@@ -13,8 +13,9 @@ output. Two implementations then compute the ANN sums:
   GPU, where ``torch.compile`` can fuse it.
 
 ``compile="auto"`` (`resolve_compile`) uses the fused kernels for a model whose batch is big enough to
-repay compiling them (``T * B`` times the neurons of all layers and the input values, at least
-``COMPILE_MIN_ELEMENTS``: numba compiles once per installation, about 35 s, then loads its kernels from its
+repay compiling them (``B`` times the neurons of all layers and the input values, one step's values, at least
+``COMPILE_MIN_ELEMENTS``; not T, so that a run's first steps are summed as a shorter run's are, which
+`qnoise.probe.Probe.table_of_first_steps` needs to be exact: numba compiles once per installation, about 35 s, then loads its kernels from its
 on-disk cache in about a second, and ``make setup`` compiles them; ``torch.compile`` compiles in every
 process), so small models start instantly. The `Probe` decides once, on its first batch: the choice depends
 on the model and the batch shape alone, so a run gives the same numbers in any process. If compilation
@@ -47,7 +48,7 @@ from .sums import (
 )
 from .terms import best_rate, constant_input_rate, cumulative_mean, rate_rule, step_counts
 
-COMPILE_MIN_ELEMENTS = {"cpu": 1 << 20, "torch": 1 << 22}
+COMPILE_MIN_ELEMENTS = {"cpu": 1 << 17, "torch": 1 << 19}  # values of one step (the former T * B bound at T = 8)
 # values per batch chunk on the torch path: its temporaries stay in a CPU's cache, or bounded on a GPU
 TORCH_CHUNK_ELEMENTS = {"cpu": 1 << 19, "other": 1 << 24}
 _compiled: dict = {}
@@ -68,7 +69,7 @@ class LayerSums:
 
 
 def resolve_compile(compile: bool | str, elements: int, device_type: str = "cpu") -> bool:
-    """Whether to use the fused kernels (module docstring) for a batch of ``elements`` values in all, on a
+    """Whether to use the fused kernels (module docstring) for a batch of ``elements`` values per step, on a
     device of type ``device_type``."""
     if compile not in (True, False, "auto"):
         raise ValueError(f"compile={compile!r}: expected True, False or 'auto'")

@@ -42,7 +42,7 @@ def evaluate_task(task: dict) -> list[dict]:
     """A worker's share: evaluate its candidates (`Evaluator`) on the model and data the task names."""
     model = load_model(task["model"])
     ev = Evaluator(model, task["data"], task["options"], task["method"])
-    return [ev(Candidate.from_dict(c), task["sensitivity"]) for c in task["candidates"]]
+    return ev.many([Candidate.from_dict(c) for c in task["candidates"]], task["sensitivity"])
 
 
 def _default_timesteps(model, ckpt: dict, data) -> int:
@@ -114,9 +114,11 @@ def search(model, data=None, budget: dict | None = None, space: SearchSpace | di
             bar.total += len(todo)
             bar.refresh()
             if workers <= 1 or len(todo) <= 1:
-                for c in todo:
-                    store.add(evaluator(c, sensitivity))
+                def done(record: dict) -> None:  # stored as soon as it is evaluated: an interrupted search resumes
+                    store.add(record)
                     bar.update(1)
+
+                evaluator.many(todo, sensitivity, on_record=done)
                 return
             portable = ("checkpoint", str(source_path)) if source_path is not None else ("portable", to_portable(model))
             share = [todo[i::workers] for i in range(workers)]

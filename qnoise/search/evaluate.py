@@ -19,9 +19,11 @@ from torch import nn
 
 from ..metrics import wilson_interval
 from ..models import apply_quantization
-from ..probe import OUTPUT, analyze
+from ..probe import OUTPUT, Execution
+from ..probe.analysis import analysis
 from ..probe.copying import clone_model
 from ..probe.inputs import count_samples
+from ..sweep.worker import frames_plan
 from .space import Candidate
 
 
@@ -55,11 +57,43 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, candidate: Candidate, sensitivity: bool = False) -> dict:
-        apply_quantization(self.model, candidate.spec(self.method))
-        T = candidate.timesteps
-        df = analyze(self.model, self.data, timesteps=T, reference="snn" if sensitivity else "none", isolate=False,
-                     progress=False, **self.options)
+        return self.many([candidate], sensitivity)[0]
+
+    @torch.no_grad()
+    def many(self, candidates: list[Candidate], sensitivity: bool = False, on_record=None) -> list[dict]:
+        """The records of ``candidates`` (in their order; ``on_record(record)`` as each is done). Candidates that
+        differ only in T and see static frames (an image repeated to T steps) are one run at their longest T,
+        whose first steps give the others' tables, bit for bit their own runs' (`qnoise.sweep.worker`'s
+        grouping, `qnoise.probe.Probe.table_of_first_steps`)."""
+        records: dict[str, dict] = {}
+        for run in self._runs(candidates):
+            longest = run[0]
+            apply_quantization(self.model, longest.spec(self.method))
+            with analysis(self.model, self.data, timesteps=longest.timesteps,
+                          reference="snn" if sensitivity else "none", isolate=False, progress=False,
+                          **self.options) as table:
+                for c in run:
+                    record = self._record(c, table(None if c is longest else c.timesteps), sensitivity)
+                    records[c.key] = record
+                    if on_record is not None:
+                        on_record(record)
+        return [records[c.key] for c in candidates]
+
+    def _runs(self, candidates: list[Candidate]) -> list[list[Candidate]]:
+        """Candidates grouped into runs (`many`), each longest T first, in the candidates' order."""
+        cfg = getattr(self.model, "qnoise_checkpoint", {}) or {}
+        execution = Execution(input_mode=self.options.get("input_mode"))
+        runs: dict = {}
+        for c in dict.fromkeys(candidates):
+            static = frames_plan(self.data, c.timesteps, execution, cfg)[1]
+            key = (c.replace("timesteps", None, 1).key, "static") if static else (c.key,)
+            runs.setdefault(key, []).append(c)
+        return [sorted(run, key=lambda c: -c.timesteps) for run in runs.values()]
+
+    def _record(self, candidate: Candidate, df, sensitivity: bool) -> dict:
+        """A candidate's record from its table."""
         values = _values(df)
+        T = candidate.timesteps
 
         def _at(layer: str, metric: str, t: int) -> float:
             return values.get((layer, metric, t), math.nan)
