@@ -149,14 +149,16 @@ def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fra
     """One split of an ``.npz`` of frames (module docstring). The frames' shape and type are read from the
     array's header and checked against the memory budget (`_check_fits`) before the array itself is read."""
     try:
-        archive = zipfile.ZipFile(path)
+        z = np.load(path, allow_pickle=False)
     except _UNREADABLE as err:
         raise _unreadable(path, err) from err
-    with archive, np.load(path, allow_pickle=False) as z:
+    if not isinstance(z, np.lib.npyio.NpzFile):  # a plain .npy saved under an .npz name
+        raise ValueError(f"{path}: not a readable .npz (one array, not an archive of named arrays)")
+    with z:
         fkey, lkey, static = _npz_keys(path, set(z.files))
         try:
             y = z[lkey]
-            header = _member_header(archive, fkey)
+            header = _member_header(z.zip, fkey)  # the archive numpy opened
         except _UNREADABLE as err:
             raise _unreadable(path, err, f" ({lkey})") from err
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):

@@ -39,7 +39,9 @@ def step_counts(T: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def cumulative_mean(x: torch.Tensor) -> torch.Tensor:
-    """``(1/t) sum_{tau<=t} x[tau]`` along dimension 0 of ``[T, ...]``, for t = 1..T."""
+    """``(1/t) sum_{tau<=t} x[tau]`` along dimension 0 of ``[T, ...]``, for t = 1..T, in the data's precision
+    (a layer's rate or mean input, as the CPU kernels' float32 running sums take it); the twin's input, which
+    must be a repeated frame exactly, is `qnoise.time_mean.running_mean` (float64)."""
     return x.cumsum(0) / step_counts(x.shape[0], x)
 
 
