@@ -23,6 +23,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from . import stepmode
 from .neuron_fused import fused_neuron
@@ -366,7 +367,16 @@ class ClampActivation(nn.Module):
         theta = self.neuron.broadcast_threshold(z) if self.neuron.per_channel else self.neuron.threshold
         if torch.is_grad_enabled():  # autograd splits a tie between z and theta as minimum does
             return torch.minimum(z.clamp_min(0.0), theta)
+        if theta.numel() == 1 and theta.device.type == "cpu":  # scalar bounds: 4x faster than tensor bounds
+            return torch.clamp(z, 0.0, theta.item())  # (no .item() on a GPU: it would wait for the device)
         return torch.clamp(z, min=theta.new_zeros(()), max=theta)  # the same values in one pass
+
+
+def is_plain_if(module: nn.Module) -> bool:
+    """Whether ``module`` is an IF neuron itself, not a subclass (LIF, an imported kind): its rate on a constant
+    input is ``clamp(z, 0, theta)``. A parametrized IF (quantized thresholds: torch gives it a generated
+    ``ParametrizedIF`` class) is one."""
+    return parametrize.type_before_parametrizations(module) is IF
 
 
 def spiking_neurons(model: nn.Module) -> list[tuple[str, IF]]:

@@ -198,6 +198,23 @@ def test_clamp_activation_is_the_ann_twin():
     assert ClampActivation(n)(z).tolist() == pytest.approx([0.0, 0.3, 0.7, 0.7])
 
 
+@given(st.lists(st.floats(-4, 4, width=32) | st.sampled_from([0.7, -0.0, math.inf, -math.inf]), min_size=1,
+                max_size=24), st.floats(0.0625, 3.0, width=32))
+def test_clamp_activation_paths_agree_bit_for_bit(values, theta):
+    """The twin's clamp takes three paths (autograd's, scalar bounds on the CPU, tensor bounds); each gives
+    ``min(max(z, 0), theta)`` computed here elementwise in Python, ties at theta included."""
+    z = torch.tensor(values, dtype=torch.float32).view(1, 1, 1, -1)
+    th = float(torch.tensor(theta, dtype=torch.float32))
+    want = torch.tensor([min(max(v, 0.0), th) for v in z.flatten().tolist()]).view_as(z)
+    scalar = IF(threshold=th)
+    channel = IF(threshold=th, per_channel=True, channels=1)
+    with torch.no_grad():
+        outs = [ClampActivation(scalar)(z), ClampActivation(channel)(z)]
+    outs.append(ClampActivation(scalar)(z.clone().requires_grad_()).detach())
+    for out in outs:
+        assert torch.equal(out, want)
+
+
 def test_bad_input_and_options_say_what_is_expected():
     with pytest.raises(ValueError, match=r"\[T, B, \.\.\.\]"):
         IF()(torch.ones(4, 3))

@@ -3,6 +3,7 @@ here without qnoise (numpy, or by hand), one per error term, reference, cost and
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -285,6 +286,36 @@ def test_memory_counts_quantized_thresholds_and_the_signed_counter():
     membrane = 12 * 32
     counter = 12 * math.ceil(math.log2(5 + 1))  # net count 0..T
     assert value(df, OUTPUT, "memory_bits", 0) == weights + threshold + membrane + counter
+
+
+@pytest.mark.parametrize("reference", ["ann", "ann-quantized"])
+def test_quantized_thresholds_keep_the_ann_twin(reference):
+    """Thresholds quantized by a parametrization (`apply_quantization`, as training does) make torch's
+    ``ParametrizedIF`` class; it is still an IF neuron, whose twin is ``clamp(z, 0, theta)`` with its (quantized)
+    threshold. The probe refused it a twin ("not IF neurons") and gave no error rows. Checked against the same
+    thresholds written into plain IF neurons: the same table, value for value."""
+    from qnoise.neurons import spiking_neurons
+
+    torch.manual_seed(3)
+    model = build_model("mlp", (6,), 3, hidden=[12, 8], batchnorm=False, neuron={"v_init": "half"})
+    for _, n in spiking_neurons(model):
+        n.set_threshold(0.37 + 0.5 * torch.rand(()))
+    plain = copy.deepcopy(model)
+    apply_quantization(model, {"weights": {"bits": 4}, "thresholds": {"bits": 3}})
+    apply_quantization(plain, {"weights": {"bits": 4}})
+    moved = 0
+    for (_, q), (_, p) in zip(spiking_neurons(model), spiking_neurons(plain), strict=True):
+        assert type(q).__name__ == "ParametrizedIF"
+        p.set_threshold(q.threshold.detach())
+        moved += not torch.equal(q.parametrizations.raw_threshold.original, q.raw_threshold)
+    assert moved  # the grid moved a threshold
+    data = static_data(n=16, T=6)
+    a, b = analyze(model, data, reference=reference), analyze(plain, data, reference=reference)
+    assert "err_quant_mean" in set(a["metric"])
+    errors = ~a["metric"].isin(["memory_bits"])  # memory differs: thresholds at 3 bits and the grid's step
+    keys = ["layer", "t", "mode", "metric"]
+    assert a.loc[errors, keys].equals(b.loc[errors, keys])
+    assert np.allclose(a.loc[errors, "value"], b.loc[errors, "value"], rtol=1e-6, atol=1e-9, equal_nan=True)
 
 
 def test_a_converted_4bit_model_keeps_its_weights_on_the_grid(tmp_path):

@@ -35,7 +35,7 @@ from torch.nn.utils import parametrize
 
 from .. import parametrized
 from .. import stepmode, stepping
-from ..neurons import IF, ClampActivation, spiking_neurons
+from ..neurons import ClampActivation, is_plain_if, spiking_neurons
 from ..quant import weight_quantizers
 from ..time_mean import frame_mean, running_mean
 from .activation import ANN_ACTIVATIONS
@@ -50,7 +50,7 @@ def set_module(root: nn.Module, name: str, new: nn.Module) -> None:
 
 def twin_unavailable(model: nn.Module) -> str | None:
     """Why ``model`` has no ANN twin (None when it has one): a neuron whose rate is not ``clamp(z, 0, theta)``."""
-    others = [(name, type(n).__name__) for name, n in spiking_neurons(model) if type(n) is not IF]
+    others = [(name, type(n).__name__) for name, n in spiking_neurons(model) if not is_plain_if(n)]
     if not others:
         return None
     listed = ", ".join(f"{name} ({kind})" for name, kind in others[:4])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from ..neurons import IF
+from ..neurons import IF, is_plain_if
 
 ANN_TERMS = ("weight", "prop", "quant", "seq")
 SNN_TERMS = ("own", "prop")
@@ -50,7 +50,7 @@ def rate_rule(neuron: IF) -> str:
     ``v[0] = theta/2``), ``"floor"`` (the same with ``v[0] = 0``) or ``"dynamics"`` (anything else: reset to
     zero, a quantized membrane, a leak). A signed IF counts as IF: on a constant input it never emits a
     negative spike (its membrane stays >= 0 once it has fired)."""
-    if type(neuron) is IF and neuron.reset == "subtract" and neuron.state_bits is None:
+    if is_plain_if(neuron) and neuron.reset == "subtract" and neuron.state_bits is None:
         return "round" if neuron.v_init == "half" else "floor"
     return "dynamics"
 
