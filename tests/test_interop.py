@@ -186,6 +186,26 @@ def test_to_nir_exports_quantized_weights():
     assert np.array_equal(w, q.n1.body.weight.detach().double().numpy())
 
 
+def test_to_nir_exports_quantized_thresholds_spike_for_spike():
+    """Thresholds quantized by `apply_quantization` (torch's ``ParametrizedIF``) were refused ("ParametrizedIF is
+    not a graph node"): the node is an IF with its quantized threshold, and the round trip spikes as it did."""
+    from qnoise.models import apply_quantization, build_model
+
+    torch.manual_seed(0)
+    q = build_model("mlp", (40,), 5, hidden=[16, 12], batchnorm=False, neuron={"v_init": "zero"}).eval()
+    for i, (_, n) in enumerate(qnoise.spiking_neurons(q)):
+        n.set_threshold(0.61 + 0.3 * i)
+    apply_quantization(q, {"weights": {"bits": 4}, "thresholds": {"bits": 3}})
+    graph = to_nir(q, input_shape=(40,))
+    for name, n in qnoise.spiking_neurons(q):
+        assert np.allclose(graph.nodes[name].v_threshold, float(n.threshold))
+    assert float(qnoise.spiking_neurons(q)[0][1].threshold) != pytest.approx(0.61)  # on the 3-bit grid
+    back = from_nir(graph)
+    x = torch.rand(8, 6, 40, generator=torch.Generator().manual_seed(1)) * 2
+    with torch.no_grad():
+        assert torch.equal(back(x), q(x))
+
+
 def test_imported_checkpoint_saves_loads_and_analyses(tmp_path):
     net, x = _sj_cnn(), _events(B=12)
     q = from_spikingjelly(net, input_shape=(2, 8, 8))

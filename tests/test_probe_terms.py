@@ -312,6 +312,7 @@ def test_quantized_thresholds_keep_the_ann_twin(reference):
     data = static_data(n=16, T=6)
     a, b = analyze(model, data, reference=reference), analyze(plain, data, reference=reference)
     assert "err_quant_mean" in set(a["metric"])
+    assert set(a["neuron"]) == {"IF"}  # the table's neuron column said "ParametrizedIF"
     errors = ~a["metric"].isin(["memory_bits"])  # memory differs: thresholds at 3 bits and the grid's step
     keys = ["layer", "t", "mode", "metric"]
     assert a.loc[errors, keys].equals(b.loc[errors, keys])

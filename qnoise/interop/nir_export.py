@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..layers import MultiStep
@@ -120,7 +121,7 @@ def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float):
         tau = _np(m.tau, in_shape)
         r = _np(m.r, in_shape) if m.charge == "tau" else tau  # "tau_no_input": v + (tau x - (v - v_leak)) / tau
         return nir.LIF(tau * dt, r, _np(m.v_leak, in_shape), theta, zeros, metadata=_meta(m))
-    if type(m) in (IF, LIF):
+    if parametrize.type_before_parametrizations(m) in (IF, LIF):  # quantized thresholds: ParametrizedIF
         if m.signed or m.state_bits is not None:
             raise ValueError(f"node '{name}' ({kind}) is signed or has a quantized membrane: NIR cannot say so")
         theta = _np(m.broadcast_threshold(torch.zeros(1, 1, *in_shape)), in_shape)

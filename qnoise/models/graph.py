@@ -21,6 +21,7 @@ from graphlib import CycleError, TopologicalSorter
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from ..layer_kinds import Delay, Integrator, LeakyIntegrator, Scale, SumPool2d
 from ..layers import MultiStep
@@ -112,8 +113,9 @@ def node_spec(module: nn.Module) -> dict:
             return {"op": "cuba", **common, "reset_time": module.reset_time, "fire": module.fire,
                     "spike_value": module.spike_value, "source": module.source,
                     "shapes": _shapes(module, ["raw_threshold", "alpha", "raw_beta", "gain"])}
-        if type(module) in (IF, LIF):
-            spec = {"op": type(module).__name__.lower(), **common, "v_init": module.v_init, "signed": module.signed,
+        kind = parametrize.type_before_parametrizations(module)  # ParametrizedIF (quantized thresholds): IF
+        if kind in (IF, LIF):
+            spec = {"op": kind.__name__.lower(), **common, "v_init": module.v_init, "signed": module.signed,
                     "per_channel": module.per_channel, "state_rounding": module.state_rounding,
                     "channels": module.raw_threshold.numel() if module.per_channel else None}
             if isinstance(module, LIF):

@@ -13,7 +13,8 @@ from .terms import rate_rule
 
 def describe_neurons(model: nn.Module) -> str:
     """The neuron column: ``IF``, ``LIF``, ``signed IF``, ``signed LIF``, or ``mixed``."""
-    kinds = {("signed " if n.signed else "") + type(n).__name__ for _, n in spiking_neurons(model)}
+    kinds = {("signed " if n.signed else "") + parametrize.type_before_parametrizations(n).__name__
+             for _, n in spiking_neurons(model)}
     return kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none")
 
 
