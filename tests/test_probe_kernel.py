@@ -240,7 +240,7 @@ def _stepping_model(arch: str, neuron):
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet"])
 @pytest.mark.parametrize("reference,neuron", [("ann", None), ("ann", {"v_init": "half"}), ("ann-quantized", None),
                                               ("snn", {"signed": True, "v_init": "half"}), ("snn", {"type": "lif"}),
-                                              ("ann", {"reset": "zero"})])
+                                              ("ann", {"reset": "zero"}), ("none", None), ("ann", {"type": "lif"})])
 def test_the_probe_gives_the_same_table_in_every_order(arch, reference, neuron):
     """A step-major run accumulates every layer's sums step by step (the fused neuron kernel where it can), a
     folded or layer-major run over whole tensors: the tables are the same bit for bit, at 4-bit weights."""
@@ -278,6 +278,29 @@ def test_step_major_probe_options_match_the_layer_major_table(options):
     assert step.equals(layer)
 
 
+@settings(max_examples=25, deadline=None)
+@given(T=st.integers(1, 5), B=st.integers(1, 4), N=st.integers(1, 9000), M=st.integers(0, 3),
+       rate=st.floats(0.0, 1.0), seed=st.integers(0, 10_000))
+def test_spike_counts_by_the_kernel_equal_torch_and_a_count(T, B, N, M, rate, seed):
+    """A layer's spikes per step (nonzero outputs, negative ones included) and the weights they reach: the CPU
+    kernel (`SpikeSteps`, chunks of 8192 neurons) equals torch's count and an explicit loop over the steps."""
+    from qnoise.probe.kernel import spike_counts
+
+    g = torch.Generator().manual_seed(seed)
+    sign = torch.randint(-1, 2, (T, B, N), generator=g).float()
+    out = sign * (torch.rand(T, B, N, generator=g) < rate) * 0.37
+    fan = torch.randint(0, 50, (N, M), generator=g).double() if M else None
+    fused, eager = spike_counts(out, fan, fused=True), spike_counts(out, fan, fused=False)
+    for a, b in zip(fused, eager, strict=True):
+        assert torch.equal(a, b)
+    for t in range(T):
+        nz = (out[t] != 0).double()
+        assert float(fused[0][t]) == float(nz.sum())
+        if M:
+            assert torch.equal(fused[1][t], (nz.sum(0) @ fan))
+    assert fused[1].shape == (T, M)
+
+
 def test_step_major_probe_streams_and_fuses_where_it_can():
     """In a step-major run the CPU kernel takes each layer step by step (the neuron and its sums in one pass for
     an IF layer against the twin); layers whose sums need whole tensors gather them."""
@@ -310,6 +333,17 @@ def test_step_major_probe_streams_and_fuses_where_it_can():
         probe.step(x)
     assert kinds == {"act1": "ann", "act2": "gather", "act3": "ann"}
     assert fused and all(fused) and len(fused) == 2 * 4
+    kinds.clear()
+    with torch.no_grad(), stepping.mode("step"), Probe(model, Compare(reference="none"), compile=True) as probe:
+        real_close = probe._close_streams
+
+        def close():
+            kinds.update({name: kind for name, (kind, _) in probe._streams.items()})
+            real_close()
+
+        probe._close_streams = close
+        probe.step(x)
+    assert set(kinds.values()) == {"spikes"}  # no reference: counted step by step, nothing gathered
 
 
 @settings(max_examples=30, deadline=None)

@@ -38,7 +38,7 @@ from .kernel import (
     resolve_compile,
     snn_layer_sums,
     snn_thetas,
-    spike_synops,
+    spike_counts,
 )
 from .options import Compare, Count
 from .references import (AnnActivations, AnnReference, SameSnn, SnnActivations, SnnLockstep, SnnReference,
@@ -224,9 +224,15 @@ class Probe(StepMixin, TableMixin):
         for j, syn in enumerate(self.structure.fanout.get(name, (None, []))[1]):
             self.rec.add(self.rec.ops["ac"], syn, sums.synops[:, j])
 
+    def _add_spikes(self, name: str, spikes: torch.Tensor, synops: torch.Tensor) -> None:
+        """A layer's spikes per step ``[T]`` and the synaptic operations they cause ``[T, M]`` (no reference)."""
+        self.rec.add(self.rec.events, name, spikes)
+        for j, syn in enumerate(self.structure.fanout.get(name, (None, []))[1]):
+            self.rec.add(self.rec.ops["ac"], syn, synops[:, j])
+
     def _neuron_stats(self, name: str, neuron: IF, x: torch.Tensor, out: torch.Tensor) -> None:
         acts = self._batch["acts"]
-        fan, synapses = self.structure.fanout.get(name, (None, []))
+        fan = self.structure.fanout.get(name, (None, []))[0]
         isolate = self.compare.isolate
         if isinstance(acts, AnnActivations):
             dtype = x.dtype
@@ -239,14 +245,9 @@ class Probe(StepMixin, TableMixin):
                                   snn_thetas(neuron, self.reference.neurons[name], x))
         else:  # no reference: spikes and costs only
             sums = None
-            flat = out.reshape(out.shape[0], out.shape[1], -1)
-            self.rec.add(self.rec.events, name, (flat != 0).sum((1, 2), dtype=torch.float64))
-            ops = spike_synops(flat, fan)
+            self._add_spikes(name, *spike_counts(out.reshape(out.shape[0], out.shape[1], -1), fan, self._fused))
         if sums is not None:
             self._add_sums(name, sums)
-        else:
-            for j, syn in enumerate(synapses):
-                self.rec.add(self.rec.ops["ac"], syn, ops[:, j])
         self.rec.elements[name] = x[0, 0].numel()
         if neuron.state_bits is not None:
             tr = neuron.trace(x)

@@ -34,7 +34,8 @@ from .cpu_numba import (
 )
 from .sums import ISO_CLOSED, ISO_GIVEN, ISO_OFF, Q_GIVEN, Q_ROUND
 
-__all__ = ["CHUNK", "AnnSteps", "SnnSteps", "input_sums", "iso_sums", "layer_sums", "snn_sums", "warm_up"]
+__all__ = ["CHUNK", "AnnSteps", "SnnSteps", "SpikeSteps", "input_sums", "iso_sums", "layer_sums", "snn_sums",
+           "warm_up"]
 
 
 def _real(dtype: torch.dtype):
@@ -70,8 +71,44 @@ def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, boo
     xs = x.detach().to(dtype).reshape(x.shape[0], x.shape[1], -1).contiguous().numpy()
     ensure_cache()
     with kernel_threads():
-        ops, binary = _input_sums(xs, _fanout(fanout, xs.shape[2]), real(0.0), real(1.0))
+        ops, binary = _input_sums(xs, _fanout(fanout, xs.shape[2]), real(0.0), real(1.0), True)
     return torch.from_numpy(ops), bool(binary)
+
+
+class SpikeSteps:
+    """A neuron layer's spikes and the synaptic operations they cause, a step at a time (the probe without a
+    reference): `step` on each step's output ``[B, ...]`` in order, then `result`. A spike is a nonzero output;
+    the counts are `_input_sums`' with one more row of ones in the fan-out (its sum is the spike count)."""
+
+    def __init__(self, T: int, N: int, fanout: torch.Tensor | None) -> None:
+        self.fan = np.concatenate([_fanout(fanout, N), np.ones((1, N))])
+        self.counts = np.zeros((T, self.fan.shape[0]))
+        self.t = 0
+        ensure_cache()
+
+    def step(self, out: torch.Tensor) -> None:
+        dtype = out.dtype if out.dtype in (torch.float32, torch.float64) else torch.float32
+        real = _real(dtype)
+        o = out.detach().to(dtype).reshape(1, out.shape[0], -1).contiguous().numpy()
+        with kernel_threads():
+            self.counts[self.t] = _input_sums(o, self.fan, real(0.0), real(1.0), False)[0][0]
+        self.t += 1
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(spikes [T], synops [T, M])``, float64: the nonzero outputs of each step over the batch, and the
+        weights of each of the M weight layers they reach."""
+        if self.t != self.counts.shape[0]:
+            raise RuntimeError(f"{self.t} of {self.counts.shape[0]} steps were added")
+        counts = torch.from_numpy(self.counts)
+        return counts[:, -1], counts[:, :-1]
+
+
+def spike_sums(out: torch.Tensor, fanout: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`SpikeSteps` over ``out [T, B, ...]``: ``(spikes [T], synops [T, M])``, float64."""
+    steps = SpikeSteps(out.shape[0], out[0, 0].numel(), fanout)
+    for t in range(out.shape[0]):
+        steps.step(out[t])
+    return steps.result()
 
 
 class AnnSteps:

@@ -28,7 +28,8 @@ IF neuron's output is ``theta * s``, s in {-1, 0, 1} (only IF neurons have an AN
   computed by its forward), the weight term's columns and the sum of A^2;
 - `_snn_step`: one step's sums against the float SNN (`qnoise.probe.sums.SNN_SUMS`); `_snn_count_step` the
   same with spike counts for IF neurons;
-- `_input_sums`: the data's synaptic operations and whether it is binary.
+- `_input_sums`: the data's synaptic operations and whether it is binary; without the check, a layer's spikes and
+  the operations they cause (`qnoise.probe.cpu_kernel.SpikeSteps`, no reference).
 
 The neuron's rule is never re-implemented here: only the closed forms, which tests/test_neurons.py proves equal
 to the neuron, and the neuron's own step functions.
@@ -422,25 +423,25 @@ def _snn_count_step(o, own, ref, theta, theta_ref, C, Co, Cr, first, tf, fanout,
 
 
 @njit(**_PARALLEL)
-def _input_sums(x, fanout, zero, one):
+def _input_sums(x, fanout, zero, one, check):
+    """``(ops [T, M], binary)`` for ``x [T, B, N]``: per step ``sum_i [x_i != 0] fanout[s, i]`` (`_synops`) and,
+    when ``check``, whether every value is 0, +1 or -1 (else True)."""
     T, B, N = x.shape
-    M = fanout.shape[0]
     chunks = (N + CHUNK - 1) // CHUNK
     jobs = B * chunks
-    ops = np.zeros((jobs, T, M))
+    ops = np.zeros((jobs, T, fanout.shape[0]))
     other = np.zeros(jobs)  # values outside {0, +1, -1}
     for job in prange(jobs):
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
+        G = np.empty(n1 - n0, dtype=x.dtype)  # 1 where x is nonzero
         for t in range(T):
             xt = x[t, b, n0:n1]
-            for s in range(M):
-                Fs = fanout[s, n0:n1]
-                acc = 0.0  # float64: exact whole counts (`_synops`)
-                for j in range(n1 - n0):
-                    acc += (zero + (xt[j] != zero)) * Fs[j]
-                ops[job, t, s] += acc
-            count = zero
             for j in range(n1 - n0):
-                count += zero + ((xt[j] != zero) & (abs(xt[j]) != one))
-            other[job] += count
+                G[j] = zero + (xt[j] != zero)
+            _synops(G, fanout, n0, n1, ops[job, t])
+            if check:
+                count = zero
+                for j in range(n1 - n0):
+                    count += zero + ((xt[j] != zero) & (abs(xt[j]) != one))
+                other[job] += count
     return ops.sum(0), other.sum() == 0

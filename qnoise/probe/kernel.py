@@ -118,6 +118,23 @@ def spike_synops(out: torch.Tensor, fanout: torch.Tensor | None) -> torch.Tensor
     return spikes @ fanout.to(spikes) if fanout is not None else spikes.new_zeros(out.shape[0], 0)
 
 
+def spike_counts(out: torch.Tensor, fanout: torch.Tensor | None, fused: bool = False
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(spikes [T], synops [T, M])`` float64 for a layer's output ``out [T, B, N]``: per step its nonzero
+    outputs over the batch and the weights they reach in each of the M weight layers of ``fanout [N, M]``.
+    ``fused``: by the CPU kernel where ``out`` is on the CPU (`qnoise.probe.cpu_kernel.spike_sums`: a
+    float64 count of a boolean tensor in torch takes 48 ms on the reference CNN's first layer at B = 64)."""
+    if fused and fused_cpu(out) and "cpu" not in _failed:
+        try:
+            from .cpu_kernel import spike_sums
+
+            return spike_sums(out, fanout)
+        except Exception as err:  # no numba, or it cannot compile here  # noqa: BLE001
+            _warn_failed("cpu", err)
+    per = (out != 0).sum(1, dtype=torch.float64)  # [T, N]: each neuron's spikes over the batch
+    return per.sum(1), (per @ fanout.to(per) if fanout is not None else per.new_zeros(out.shape[0], 0))
+
+
 def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, bool | torch.Tensor]:
     """``(ops [T, M], binary)`` for the data ``x [T, B, ...]``: the weights its nonzero values reach per step
     (summed over the batch, float64), and whether every value is 0, +1 or -1 (binary events): a bool on the

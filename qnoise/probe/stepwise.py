@@ -61,6 +61,8 @@ class StepMixin:
         kind, stream = self._streams[name]
         if kind == "ann":
             stream.step(x, out)
+        elif kind == "spikes":
+            stream.step(out)
         elif kind == "snn":
             acts = self._batch["acts"]
             if isinstance(acts, SnnLockstep):
@@ -75,7 +77,8 @@ class StepMixin:
 
     def _open_stream(self, name: str, neuron: IF, x: torch.Tensor) -> tuple[str, object]:
         """How a layer's sums accumulate in a step-major run: step by step in the CPU kernel (``"ann"``,
-        ``"snn"``) where the sums have a closed form and no full tensor is asked for; otherwise the steps are
+        ``"snn"``; ``"spikes"`` without a reference) where the sums have a closed form and no full tensor is
+        asked for; otherwise the steps are
         gathered into ``[T, B, ...]`` and the layer-major sums run at the end (``"gather"``: the torch
         functions, neurons without closed form, quantized membranes, kept tensors), the same numbers."""
         acts, T = self._batch["acts"], self._batch["T"]
@@ -90,6 +93,10 @@ class StepMixin:
             if streamable and isinstance(acts, (SnnActivations, SnnLockstep, SameSnn)):
                 thetas = snn_thetas(neuron, self.reference.neurons[name], x.unsqueeze(0))
                 return "snn", SnnStream(x, T, fan, self.compare.isolate, thetas)
+            if streamable and acts is None:  # no reference: spikes and synaptic operations only
+                from .cpu_kernel import SpikeSteps
+
+                return "spikes", SpikeSteps(T, x[0].numel(), fan)
         except Exception as err:  # no numba, or it cannot compile here  # noqa: BLE001
             kernel_failed("cpu", err)
         return "gather", (x.new_empty(T, *x.shape), x.new_empty(T, *x.shape))
@@ -100,6 +107,9 @@ class StepMixin:
             neuron = self.neurons[name]
             if kind == "gather":
                 self._neuron_stats(name, neuron, *stream)
+            elif kind == "spikes":
+                self._add_spikes(name, *stream.result())
+                self.rec.elements[name] = self.structure.neuron_size[name]
             else:
                 self._add_sums(name, stream.result())
                 self.rec.elements[name] = self.structure.neuron_size[name]
