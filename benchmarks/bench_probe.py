@@ -11,7 +11,9 @@ The SNN runs as `Network.forward` runs it at inference (step-major here: `qnoise
    forward runs at 4 bits too); against the float SNN (``reference="snn"``): on the float model (it is its own
    float SNN, which is then not run again), at 4-bit thresholds (the float SNN steps in lockstep with the model
    as a second network, and each quantized neuron on its inputs; target <= 2.2), and at 4-bit weights (the own
-   pass is a third network: the quantized copy fed the float SNN's spikes).
+   pass is a third network: the quantized copy fed the float SNN's spikes); without a reference (spikes and
+   synaptic operations only); and the floor of any probe against the twin, before its sums: the forward with a
+   no-op hook on each neuron (so neuron and pooling step apart) plus the twin's one step.
 2. sweep / plain: `qnoise.sweep` over weight bits {1, 2, 4, 8, 32} x T {1, 2, 4, 8, 16, 32} (30 cells, one
    batch of B samples each, serial, parquet files written) against the sum of the 30 plain evaluations
    (weights quantized, SNN forward). Target <= 1.1. Twice: on event frames drawn for each T (no cell can
@@ -69,7 +71,8 @@ def report(times: dict, name: str, what: str, target: str = "") -> None:
 def probe_ratios(model, x, y, rounds: int) -> None:
     """Probe (each reference) against the plain forward of the same weights, interleaved."""
     plain_model = copy.deepcopy(model)  # hooks live on the probed copies only: the plain forward runs unprobed
-    probed = {"probe": Compare(), "propagated": Compare(isolate=False), "snn": Compare(reference="snn")}
+    probed = {"probe": Compare(), "propagated": Compare(isolate=False), "snn": Compare(reference="snn"),
+              "none": Compare(reference="none")}
     first = {}
     with torch.no_grad(), contextlib.ExitStack() as stack:
         probes = {name: stack.enter_context(Probe(copy.deepcopy(model), c)) for name, c in probed.items()}
@@ -78,7 +81,9 @@ def probe_ratios(model, x, y, rounds: int) -> None:
             p.step(x, y)  # first call: builds the structure and compiles the fused kernels
             first[name] = time.perf_counter() - start
         order = stepping.plan(plain_model, x)
-        times = interleaved_times({"plain": lambda: plain_model(x),
+        hooked, twin, x_mean = floor_parts(model, x)
+        times = interleaved_times({"plain": lambda: plain_model(x), "hooked": lambda: hooked(x),
+                                   "twin": lambda: twin(x_mean),
                                    **{n: (lambda p=p: p.step(x, y)) for n, p in probes.items()}}, rounds)
     print(f"first probed batch (structure + kernel compile or cache load): {first['probe']:.1f} s")
     wall_ms, cpu_ms = median_ms(times["plain"])
@@ -86,7 +91,26 @@ def probe_ratios(model, x, y, rounds: int) -> None:
     report(times, "probe", "probe / plain forward (ANN twin, all metrics)", "<= 1.25")
     report(times, "propagated", "without isolated mode (propagated rows only)")
     report(times, "snn", "against the float SNN (reference='snn'), a float model (its own float SNN: run once)")
+    report(times, "none", "no reference (reference='none', and any model without a twin): spikes and synops")
+    hooked_ratio, twin_ratio = paired_ratio(times, "hooked", "plain")[1], paired_ratio(times, "twin", "plain")[1]
+    print(f"  floor of any probe that reads each neuron's output and runs the twin: {hooked_ratio:.3f} (the forward "
+          f"with a no-op hook on each neuron: its neuron and pooling steps no longer fuse) + {twin_ratio:.3f} (the "
+          f"twin's one step) = {hooked_ratio + twin_ratio:.3f} CPU time, before any sum")
     thresholds_ratio(model, x, y, rounds)
+
+
+def floor_parts(model, x):
+    """What any probe against the twin pays before its sums: the forward with a step-aware no-op hook on each
+    neuron (a hook reads the neuron's output, so the neuron and the pooling after it step apart), and the twin's
+    pass on the mean input."""
+    from qnoise.neurons import spiking_neurons
+    from qnoise.probe.references import ann_twin
+    from qnoise.time_mean import frame_mean
+
+    hooked = copy.deepcopy(model)
+    for _, neuron in spiking_neurons(hooked):
+        neuron.register_forward_hook(stepping.step_aware(lambda module, args, out: None))
+    return hooked, ann_twin(model), frame_mean(x)
 
 
 def thresholds_ratio(model, x, y, rounds: int) -> None:
