@@ -305,14 +305,32 @@ def test_spikingjelly_dropout_is_dropped_at_inference():
 @pytest.mark.parametrize("arch,shape,options", [("mlp", (1, 8, 8), {"hidden": [16]}),
                                                 ("cnn", (2, 12, 12), {"channels": [4, 6], "hidden": 16})])
 def test_qnoise_reference_networks_export_to_nir_and_back(arch, shape, options):
-    """Their blocks hold several ops in one MultiStep (Flatten + Linear): one NIR node each; batch norm (NIR has
-    none) is refused naming the node."""
+    """Their blocks hold several ops in one MultiStep (Flatten + Linear): one NIR node each. Batch norm (NIR has
+    none) is folded into the conv or linear node before it: the round trip spikes as the model did (it was
+    refused); a BatchNorm that cannot fold (its input feeds another node too) is refused naming the node."""
     from qnoise.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(arch, shape, 10, batchnorm=False, **options).eval()
     x = (torch.rand(5, 3, *shape, generator=torch.Generator().manual_seed(1)) < 0.3).float()
-    with torch.no_grad():
-        assert torch.equal(from_nir(to_nir(model))(x), model(x))
-    with pytest.raises(ValueError, match=r"node '\w+' \(BatchNorm\dd\) has no NIR counterpart"):
-        to_nir(build_model(arch, shape, 10, **options).eval())
+    for batchnorm in (False, True):
+        model = build_model(arch, shape, 10, batchnorm=batchnorm, **options)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):  # statistics far from the identity
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.3, 2.0)
+                m.weight.data.uniform_(0.5, 1.5)
+                m.bias.data.uniform_(-0.2, 0.4)
+        model.eval()
+        graph = to_nir(model)
+        assert not any("BatchNorm" in type(n).__name__ for n in graph.nodes.values())
+        with torch.no_grad():
+            back, out = from_nir(graph)(x), model(x)
+        assert torch.allclose(back, out, atol=1e-5), batchnorm  # a flipped spike moves it by a whole weight
+        assert out.abs().sum() > 0
+    from qnoise import IF, MultiStep
+    from qnoise.models.graph import GraphNet
+
+    nodes = {"conv": MultiStep(nn.Conv2d(2, 4, 3, padding=1)), "bn": MultiStep(nn.BatchNorm2d(4)), "n": IF()}
+    shared = GraphNet(nodes, [("conv", "bn"), ("bn", "n"), ("conv", "n")], (2, 6, 6)).eval()  # conv feeds two
+    with pytest.raises(ValueError, match=r"node 'bn' \(BatchNorm2d\) has no NIR counterpart and cannot be folded"):
+        to_nir(shared)

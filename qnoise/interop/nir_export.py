@@ -7,8 +7,11 @@ a ``Leaky`` with the "beta" charge and ``0 < beta < 1`` becomes a LIF with ``tau
 (reset by subtraction and when it happens, the firing test, the spike value, fixed-point state) is written to
 each node's metadata (``qnoise.reset``, ``qnoise.reset_time``, ``qnoise.fire``, ``qnoise.spike_value``,
 ``qnoise.state_bits``) and read back by `from_nir`.
-Parameters are per neuron (arrays of the neuron shape), as NIR wants. qnoise modules NIR has no node for
-(BatchNorm, a signed IF, a quantized membrane on IF/LIF) raise ``ValueError`` naming the node.
+Parameters are per neuron (arrays of the neuron shape), as NIR wants. NIR has no BatchNorm: one in eval mode that
+follows a conv or linear node feeding nothing else is folded into it (``W' = W s``, ``b' = b s + shift`` per output
+channel with ``s = gamma / sqrt(var + eps)``, ``shift = beta - mean s``, computed in float64), so the exported
+weights are the folded ones (off a quantization grid where the model's were on one). qnoise modules NIR has no
+node for (any other BatchNorm, a signed IF, a quantized membrane on IF/LIF) raise ``ValueError`` naming the node.
 """
 
 from __future__ import annotations
@@ -60,19 +63,61 @@ def _shapes(model: GraphNet) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float):
-    """The NIR node for one qnoise graph node."""
+_BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+_WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def foldable_batchnorms(graph: GraphNet) -> dict[str, str]:
+    """``{batch norm node: the weight node it folds into}``: each BatchNorm node whose one input is a conv or
+    linear node that feeds nothing else (folding it changes only what the BatchNorm saw)."""
+    consumers: dict[str, int] = {}
+    for name in graph.order:
+        for p in graph.preds[name]:
+            consumers[p] = consumers.get(p, 0) + 1
+    consumers[graph.output_node] = consumers.get(graph.output_node, 0) + 1
+    folds = {}
+    for name in graph.order:
+        m, preds = getattr(graph, name), graph.preds[name]
+        if not (isinstance(m, MultiStep) and isinstance(_body(m), _BATCHNORMS) and len(preds) == 1):
+            continue
+        source = getattr(graph, preds[0], None) if preds[0] in graph.order else None
+        if isinstance(source, MultiStep) and isinstance(_body(source), _WEIGHTS) and consumers[preds[0]] == 1:
+            folds[name] = preds[0]
+    return folds
+
+
+def _weights(b: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """A conv's or linear layer's ``(weight, bias)`` as float64 arrays, with ``bn`` (eval mode) folded in."""
+    w = b.weight.detach().double()
+    bias = None if b.bias is None else b.bias.detach().double()
+    if bn is not None:
+        if bn.training or bn.running_mean is None or bn.running_var is None:
+            raise ValueError(f"{type(bn).__name__} folds into the weights only in eval mode with running "
+                             f"statistics (call model.eval())")
+        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.detach().double()
+        shift = -bn.running_mean.double() * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.detach().double()
+        bias = shift if bias is None else bias * scale + shift
+        w = w * scale.view(-1, *[1] * (w.dim() - 1))
+    return w.cpu().numpy(), None if bias is None else bias.cpu().numpy()
+
+
+def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float, bn: nn.Module | None = None):
+    """The NIR node for one qnoise graph node (``bn``: a BatchNorm after it to fold in, `foldable_batchnorms`)."""
     import nir
 
     kind = type(m).__name__
     if isinstance(m, MultiStep):
         b = _body(m)
         if isinstance(b, nn.Linear):
-            w = _np(b.weight)
-            return nir.Affine(w, _np(b.bias)) if b.bias is not None else nir.Linear(w)
+            w, bias = _weights(b, bn)
+            return nir.Affine(w, bias) if bias is not None else nir.Linear(w)
         if isinstance(b, (nn.Conv1d, nn.Conv2d)):
-            w = _np(b.weight)
-            bias = _np(b.bias) if b.bias is not None else np.zeros(w.shape[0])
+            w, bias = _weights(b, bn)
+            bias = bias if bias is not None else np.zeros(w.shape[0])
             if isinstance(b, nn.Conv1d):
                 return nir.Conv1d(in_shape[-1], w, b.stride[0], b.padding if isinstance(b.padding, str)
                                   else b.padding[0], b.dilation[0], b.groups, bias)
@@ -85,8 +130,10 @@ def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float):
         if isinstance(b, nn.Flatten):
             shift = lambda d: d - 1 if d > 0 else d  # noqa: E731 - NIR dims exclude the batch
             return nir.Flatten({"input": np.array(in_shape)}, shift(b.start_dim), shift(b.end_dim))
-        raise ValueError(f"node '{name}' ({type(b).__name__}) has no NIR counterpart (fold BatchNorm into the "
-                         f"weights first)")
+        if isinstance(b, _BATCHNORMS):
+            raise ValueError(f"node '{name}' ({type(b).__name__}) has no NIR counterpart and cannot be folded: its "
+                             f"input is not a conv or linear node that feeds nothing else")
+        raise ValueError(f"node '{name}' ({type(b).__name__}) has no NIR counterpart")
     if isinstance(m, Scale):
         return nir.Scale(_np(m.scale, in_shape))
     if isinstance(m, Delay):
@@ -150,8 +197,14 @@ def to_nir(model: nn.Module, dt: float = DEFAULT_DT, input_shape=None, path=None
     rename = {n: str(original.get(n, n)) for n in graph.order}
     in_name, out_name = str(source.get("input_node", "input")), str(source.get("output_node", "output"))
     nodes, alias = {}, {}
+    folds = foldable_batchnorms(graph)
+    folded_into = {w: getattr(graph, n) for n, w in folds.items()}
     for name in graph.order:
-        node = node_to_nir(name, getattr(graph, name), shapes[name][0], dt)
+        if name in folds:  # folded into its weight node: edges pass through to that node
+            alias[name] = folds[name]
+            continue
+        bn = folded_into.get(name)
+        node = node_to_nir(name, getattr(graph, name), shapes[name][0], dt, None if bn is None else _body(bn))
         if node is None:  # identity: edges pass through
             alias[name] = graph.preds[name][0] if graph.preds[name] else "input"
         else:
