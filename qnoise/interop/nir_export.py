@@ -16,6 +16,8 @@ node for (any other BatchNorm, a signed IF, a quantized membrane on IF/LIF) rais
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
@@ -88,20 +90,14 @@ def foldable_batchnorms(graph: GraphNet) -> dict[str, str]:
 
 def _weights(b: nn.Module, bn: nn.Module | None) -> tuple[np.ndarray, np.ndarray | None]:
     """A conv's or linear layer's ``(weight, bias)`` as float64 arrays, with ``bn`` (eval mode) folded in."""
+    from ..train.convert import fold_bn
+
     w = b.weight.detach().double()
     bias = None if b.bias is None else b.bias.detach().double()
     if bn is not None:
-        if bn.training or bn.running_mean is None or bn.running_var is None:
-            raise ValueError(f"{type(bn).__name__} folds into the weights only in eval mode with running "
-                             f"statistics (call model.eval())")
-        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.detach().double()
-        shift = -bn.running_mean.double() * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.detach().double()
-        bias = shift if bias is None else bias * scale + shift
-        w = w * scale.view(-1, *[1] * (w.dim() - 1))
+        if bn.training:
+            raise ValueError(f"{type(bn).__name__} folds into the weights only in eval mode (call model.eval())")
+        w, bias = fold_bn(w, bias, copy.deepcopy(bn).double())
     return w.cpu().numpy(), None if bias is None else bias.cpu().numpy()
 
 
