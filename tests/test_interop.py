@@ -156,6 +156,65 @@ def test_snntorch_neurons_survive_a_nir_round_trip_spike_for_spike(kind, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["m.nir"]  # no temporary file left
 
 
+def _on_threshold_at_step_two(retain):
+    """``[T=2, B=1, 4096]`` inputs whose second step puts a membrane of retention ``retain(v)`` exactly on theta = 1:
+    ``x2 = 1 - retain(x1)`` (the rule's own rounding decides the tie)."""
+    x1 = torch.rand(4096, generator=torch.Generator().manual_seed(0)) * 0.9
+    return torch.stack([x1, 1.0 - retain(x1)])[:, None, :]
+
+
+@pytest.mark.parametrize("kind", ["snntorch-leaky-zero", "spikingjelly-lif-no-decay-input", "qnoise-lif"])
+def test_leaky_rules_survive_a_nir_round_trip_on_the_threshold(kind):
+    """NIR's LIF is one formula; a rule written in another form (snnTorch's ``beta v + x`` with a reset to zero,
+    SpikingJelly's ``v - v/tau + x``, qnoise's LIF) came back as NIR's ``v + (r x - v)/tau``: the same dynamics,
+    other rounding, and 88-636 of 8192 spikes on the threshold flipped. `to_nir` now writes the rule
+    (``qnoise.charge``) and `from_nir` rebuilds it: every spike is the source library's."""
+    from qnoise.models.graph import GraphNet
+    from qnoise.neurons import LIF
+
+    if kind == "snntorch-leaky-zero":
+        net = nn.Sequential(snn.Leaky(beta=0.8, init_hidden=True, reset_mechanism="zero"))
+        x = _on_threshold_at_step_two(lambda v: torch.tensor(0.8) * v)
+        q = from_snntorch(net, input_shape=(4096,))
+        with torch.no_grad():
+            ref = torch.stack([net(x[t]) for t in range(2)])
+    elif kind == "spikingjelly-lif-no-decay-input":
+        net = nn.Sequential(sj_neuron.LIFNode(tau=3.0, decay_input=False, v_reset=None, step_mode="m"))
+        x = _on_threshold_at_step_two(lambda v: v - v / 3.0)
+        q = from_spikingjelly(net, input_shape=(4096,))
+        sf.reset_net(net)
+        with torch.no_grad():
+            ref = net(x)
+    else:
+        q = GraphNet({"n": LIF(threshold=1.0, beta=0.8)}, [], [4096], None, {}).eval()
+        x = _on_threshold_at_step_two(lambda v: torch.tensor(0.8) * v)
+        with torch.no_grad():
+            ref = q(x)
+    graph = to_nir(q)
+    with torch.no_grad():
+        assert torch.equal(q(x), ref)
+        assert torch.equal(from_nir(graph)(x), ref)
+        for node in graph.nodes.values():  # without the rule's name: NIR's own form, which flips ties
+            (getattr(node, "metadata", None) or {}).pop("qnoise.charge", None)
+        assert not torch.equal(from_nir(graph)(x), ref)
+
+
+def test_per_neuron_beta_exports_finite_or_is_refused():
+    """A beta of 1 among others (snnTorch clamps a learned beta to 1) wrote tau = inf, a file `from_nir` refused;
+    now `to_nir` refuses it by name. A beta of 0 among others (tau = dt) round-trips, either reset (it was refused
+    as "beta 0 with a reset by subtraction" even for a reset to zero)."""
+    with pytest.raises(ValueError, match=r"node 'n0' \(Leaky\) has beta = 1 \(no leak\) for some neurons"):
+        to_nir(from_snntorch(nn.Sequential(snn.Leaky(beta=torch.tensor([0.5, 0.9, 1.0, 0.7]), init_hidden=True)),
+                             input_shape=(4,)))
+    x = torch.rand(6, 3, 4, generator=torch.Generator().manual_seed(1)) * 1.5
+    for reset in ("zero", "subtract"):
+        net = nn.Sequential(snn.Leaky(beta=torch.tensor([0.5, 0.0, 0.9, 0.7]), init_hidden=True,
+                                      reset_mechanism=reset))
+        q = from_snntorch(net, input_shape=(4,))
+        with torch.no_grad():
+            assert torch.equal(from_nir(to_nir(q))(x), q(x))
+
+
 def test_a_fixed_point_membrane_survives_a_nir_round_trip():
     from qnoise.models.graph import GraphNet
     from qnoise.neuron_kinds import CUBA, Leaky

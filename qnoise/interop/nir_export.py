@@ -40,6 +40,8 @@ def _meta(m: nn.Module) -> dict:
     out = {"qnoise.reset": m.reset, "qnoise.fire": getattr(m, "fire", ">="),
            "qnoise.spike_value": getattr(m, "spike_value", "theta"),
            "qnoise.reset_time": getattr(m, "reset_time", "now")}
+    if isinstance(m, Leaky):  # the rule's own form: NIR's LIF rebuilt as "tau" rounds otherwise (`from_nir`)
+        out["qnoise.charge"] = m.charge
     if m.state_bits is not None:
         out["qnoise.state_bits"] = int(m.state_bits)
     return out
@@ -157,8 +159,9 @@ def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float, b
         if m.charge == "beta" and np.all(beta == 1):
             return nir.IF(_np(m.gain, in_shape) / dt, theta, zeros, metadata=_meta(m))
         if m.charge == "beta":
-            if np.any(beta == 0):
-                raise ValueError(f"node '{name}' (Leaky, beta 0 with a reset by subtraction) has no NIR counterpart")
+            if np.any(beta == 1):
+                raise ValueError(f"node '{name}' (Leaky) has beta = 1 (no leak) for some neurons and not for others: "
+                                 f"NIR's LIF would need an infinite time constant there, and its IF has no leak")
             tau = dt / (1 - beta)
             return nir.LIF(tau, _np(m.gain, in_shape) / (1 - beta), zeros, theta, zeros, metadata=_meta(m))
         tau = _np(m.tau, in_shape)
@@ -171,8 +174,9 @@ def node_to_nir(name: str, m: nn.Module, in_shape: tuple[int, ...], dt: float, b
         if m.v_init != "zero":
             raise ValueError(f"node '{name}' ({kind}) starts at v = theta/2, which NIR cannot say")
         meta = {"qnoise.reset": m.reset, "qnoise.fire": ">=", "qnoise.spike_value": "theta"}
-        if isinstance(m, LIF):
-            beta = _np(m.beta, in_shape)
+        beta = _np(m.beta, in_shape) if isinstance(m, LIF) else np.ones(in_shape)
+        if np.any(beta != 1):  # a LIF: v = beta v + x, rebuilt in that form (`from_nir`)
+            meta["qnoise.charge"] = "beta"
             return nir.LIF(dt / (1 - beta), 1 / (1 - beta), np.zeros(in_shape), theta, np.zeros(in_shape),
                            metadata=meta)
         return nir.IF(np.full(in_shape, 1 / dt), theta, np.zeros(in_shape), metadata=meta)

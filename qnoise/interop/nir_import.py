@@ -15,7 +15,9 @@ timestep ``dt`` (seconds), as SpikingJelly and nirtorch do. With ``k = dt / tau`
 What NIR does not say is taken from arguments and recorded in the model's ``qnoise_config["source"]``: ``dt``,
 ``reset`` ("zero", NIR's v_reset, or "subtract"), ``fire`` (">" by default: NIR's Heaviside is 0 at 0),
 ``spike_value`` ("one"). A node written by `qnoise.interop.to_nir` carries these in its metadata
-(``qnoise.reset`` ...), which take precedence. Anything that does not map one to one raises ``ValueError``
+(``qnoise.reset`` ...), which take precedence, and a LIF the form of its rule (``qnoise.charge``: "beta" for
+``beta v + g x``, "tau_no_input" for ``v - (v - v_leak)/tau + x``), rebuilt as written: the same dynamics in
+NIR's form round differently, and a membrane on the threshold would fire otherwise. Anything that does not map one to one raises ``ValueError``
 naming the node and why.
 """
 
@@ -144,14 +146,21 @@ def node_module(node, name: str, dt: float, reset: str, fire: str, spike_value: 
     if isinstance(node, nir.LIF):
         _zero_reset(node, name)
         tau = _arr(node, "tau", name)
-        if stateful["reset_time"] == "next":  # snnTorch's order, written by `to_nir` from a beta-charge Leaky
+        # the rule `to_nir` wrote it from (qnoise.charge; snnTorch's reset_time "next" is a "beta" rule), in its
+        # own form: the same dynamics in NIR's "tau" form round differently, and spikes on the threshold flip
+        charge = _meta(node, "charge", "beta" if stateful["reset_time"] == "next" else "tau")
+        if charge not in ("beta", "tau", "tau_no_input"):
+            raise NIRImportError(f"NIR node '{name}' (LIF): qnoise.charge {charge!r} is not one of 'beta', 'tau', "
+                                 f"'tau_no_input'")
+        if charge == "beta":
             if np.any(_arr(node, "v_leak", name) != 0):
-                raise NIRImportError(f"NIR node '{name}' (LIF): qnoise.reset_time 'next' needs v_leak = 0")
+                raise NIRImportError(f"NIR node '{name}' (LIF): qnoise.charge 'beta' needs v_leak = 0")
             _steps(tau, dt, name, "tau")
             return Leaky(_t(_arr(node, "v_threshold", name)), "beta", beta=_t(1 - dt / tau),
                          gain=_t(_arr(node, "r", name) * dt / tau), **stateful)
-        return Leaky(_t(_arr(node, "v_threshold", name)), "tau", tau=_steps(tau, dt, name, "tau"),
-                     r=_t(_arr(node, "r", name)), v_leak=_t(_arr(node, "v_leak", name)), **stateful)
+        return Leaky(_t(_arr(node, "v_threshold", name)), charge, tau=_steps(tau, dt, name, "tau"),
+                     r=_t(_arr(node, "r", name)) if charge == "tau" else 1.0, v_leak=_t(_arr(node, "v_leak", name)),
+                     **stateful)
     if isinstance(node, nir.CubaLIF):
         _zero_reset(node, name)
         if np.any(_arr(node, "v_leak", name) != 0):
