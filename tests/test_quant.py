@@ -413,3 +413,22 @@ def test_threshold_quantization_shares_one_grid_and_stays_positive():
     step = 1.3 / 7
     assert torch.allclose(q / step, (q / step).round(), atol=1e-5)
     assert float(q.min()) > 0
+
+
+@pytest.mark.parametrize("rounding", ["nearest", "truncate", "stochastic"])
+def test_threshold_quantization_is_straight_through_on_the_lowest_level_too(rounding):
+    """max(q, step) split the gradient on the lowest level (0.5) and gave 0 below half a step, so a learned
+    threshold there never moved; the lift is now a constant: gradient 1 everywhere, values unchanged."""
+    from qnoise.models import apply_quantization
+    from qnoise.neurons import IF
+
+    theta = torch.tensor([0.05, 0.2, 1 / 3, 0.5, 1.0], requires_grad=True)  # 2 bits: step 1/3
+    q = quantize_threshold(theta, 2, rounding)
+    q.sum().backward()
+    assert theta.grad.tolist() == [1.0] * 5
+    assert torch.equal(q.detach()[:2], torch.full((2,), 1 / 3))  # lifted to the lowest level, and on it
+    neuron = IF(threshold=0.2, learn_threshold=True)
+    model = nn.Sequential(neuron)
+    apply_quantization(model, {"thresholds": {"bits": 2}})
+    neuron.threshold.sum().backward()
+    assert float(neuron.parametrizations.raw_threshold.original.grad) == 1.0

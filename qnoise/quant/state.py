@@ -33,11 +33,13 @@ def quantize_threshold(theta: torch.Tensor, bits: int, rounding: str = "nearest"
                        step: float | torch.Tensor | None = None) -> torch.Tensor:
     """Quantize thresholds to an unsigned ``bits``-bit code (step ``max(theta)/(2^b - 1)`` by default).
 
-    The result is kept strictly positive: a threshold that would round to 0 takes the smallest level.
+    The result is kept strictly positive: a threshold that would round to 0 takes the smallest level. The
+    gradient is straight-through everywhere (1 with respect to ``theta``), that lift included: ``torch.maximum``
+    split it on the lowest level (0.5) and gave 0 below half a step, where a learned threshold then never moved.
     """
     check_bits(bits, signed=False)
     if step is None:
         step = (theta.detach().max() / (2**bits - 1)).clamp_min(1e-12)
     q = quantize(theta, bits, rounding, signed=False, scale=step)
-    step_t = torch.as_tensor(step, dtype=theta.dtype, device=theta.device)
-    return torch.maximum(q, step_t.expand_as(q) if step_t.dim() else step_t)
+    step_t = torch.as_tensor(step, dtype=theta.dtype, device=theta.device).detach()
+    return q + (step_t - q.detach()).clamp_min(0.0)  # max(q, step), the lift a constant
