@@ -28,7 +28,7 @@ from qnoise.quant import (
     ternarize,
     weight_quantizers,
 )
-from qnoise.quant.sigmoid_sum import CLAMP, kmeans_1d, paper_temperature, pow2_levels
+from qnoise.quant.sigmoid_sum import CLAMP, kmeans_1d, paper_temperature, pow2_levels, sorted_quantiles
 from qnoise.quant.weights import float_weight
 
 floats = st.floats(-50, 50, allow_nan=False, width=32)
@@ -432,3 +432,29 @@ def test_threshold_quantization_is_straight_through_on_the_lowest_level_too(roun
     apply_quantization(model, {"thresholds": {"bits": 2}})
     neuron.threshold.sum().backward()
     assert float(neuron.parametrizations.raw_threshold.original.grad) == 1.0
+
+
+@given(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=60), st.lists(st.floats(0, 1), min_size=1, max_size=9))
+def test_sorted_quantiles_are_torch_quantile_bit_for_bit(values, qs):
+    v = torch.tensor(values, dtype=torch.float64).sort().values
+    q = torch.tensor(qs, dtype=torch.float64)
+    assert torch.equal(sorted_quantiles(v, q), torch.quantile(v, q))
+
+
+def test_sigmoid_quantizer_starts_on_layers_of_more_than_2_24_weights():
+    """torch.quantile refuses more than 2^24 values: a ternary or k-bit quantizer could not start on VGG-16's
+    first fully connected layer (25088 x 4096)."""
+    w = torch.randn(2**24 + 1, generator=torch.Generator().manual_seed(0))
+    for levels in ("ternary", 3):
+        q = SigmoidSumQuantizer(levels, init_from=w)
+        assert torch.isfinite(q.biases).all() and q.biases.numel() == q.levels.numel() - 1
+
+
+def test_sigmoid_quantizer_refuses_levels_its_offset_cannot_centre():
+    """o = sum(s_i)/2 puts the output on alpha * Y only for symmetric levels: {0, 1, 2, 3} gave alpha * {-1.5, -0.5,
+    0.5, 1.5}."""
+    with pytest.raises(ValueError, match=r"levels must be symmetric \(lowest = -highest\), got \[0.0, 1.0, 2.0, 3.0\]"):
+        SigmoidSumQuantizer(torch.tensor([0.0, 1.0, 2.0, 3.0]))
+    q = SigmoidSumQuantizer(torch.tensor([-3.0, -1.0, 0.0, 1.0, 3.0]), init_from=torch.linspace(-1, 1, 101)).eval()
+    with torch.no_grad():
+        assert set((q(torch.linspace(-1, 1, 101)) / q.alpha).round(decimals=5).tolist()) <= {-3.0, -1.0, 0.0, 1.0, 3.0}

@@ -56,6 +56,14 @@ def pow2_levels(bits: int) -> torch.Tensor:
     return torch.cat([-mags.flip(0), torch.zeros(1), mags])
 
 
+def sorted_quantiles(v: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """``torch.quantile(v, q)`` (linear interpolation) of an already sorted 1-D ``v``, of any length
+    (`torch.quantile` refuses inputs of more than 2^24 values, fewer than one VGG-16 fully connected layer has)."""
+    pos = q.to(v.dtype) * (v.numel() - 1)
+    below = pos.floor()
+    return torch.lerp(v[below.long()], v[pos.ceil().long()], pos - below)  # torch.quantile's own arithmetic
+
+
 def data_levels(x: torch.Tensor, bits: int, iters: int = 30) -> torch.Tensor:
     """Levels fitted to the data (a qnoise extension, not the paper's integer sets): Lloyd's k-means on ``|x|``
     for the positive half, mirrored, with 0; ``2^k - 1`` levels normalised so the largest is 1."""
@@ -65,7 +73,7 @@ def data_levels(x: torch.Tensor, bits: int, iters: int = 30) -> torch.Tensor:
     mag = x.detach().abs().flatten().double()
     if mag.numel() == 0 or float(mag.max()) == 0.0:
         return uniform_levels(bits) / max(n_pos, 1)
-    centres = torch.quantile(mag, torch.linspace(0.5, 1.0, n_pos + 2, dtype=torch.float64)[1:-1])
+    centres = sorted_quantiles(mag.sort().values, torch.linspace(0.5, 1.0, n_pos + 2, dtype=torch.float64)[1:-1])
     for _ in range(iters):
         all_c = torch.cat([torch.zeros(1, dtype=mag.dtype), centres])
         assign = (mag[:, None] - all_c[None, :]).abs().argmin(dim=1)
@@ -106,7 +114,7 @@ def kmeans_1d(values: torch.Tensor, clusters: int, iters: int = 100) -> torch.Te
     if n == 0:
         raise ValueError("kmeans_1d needs at least one value")
     csum = torch.cat([torch.zeros(1, dtype=v.dtype), v.cumsum(0)])
-    centres = torch.quantile(v, (torch.arange(clusters, dtype=v.dtype) + 0.5) / clusters)
+    centres = sorted_quantiles(v, (torch.arange(clusters, dtype=v.dtype) + 0.5) / clusters)
     for _ in range(iters):
         cuts = torch.searchsorted(v, (centres[1:] + centres[:-1]) / 2)
         edges = torch.cat([torch.zeros(1, dtype=cuts.dtype), cuts, torch.tensor([n])])
@@ -176,6 +184,9 @@ class SigmoidSumQuantizer(nn.Module):
         y = torch.sort(y).values
         if y.numel() < 2 or bool((y[1:] == y[:-1]).any()):
             raise ValueError(f"levels must hold at least two distinct values, got {y.tolist()}")
+        if float(y[0]) != -float(y[-1]):  # else the output is alpha * (Y - (Y[0] + Y[n]) / 2), not alpha * Y
+            raise ValueError(f"levels must be symmetric (lowest = -highest), got {y.tolist()}: the offset "
+                             f"o = sum(s_i)/2 centres the output on 0")
         self.register_buffer("levels", y)
         self.register_buffer("steps", y[1:] - y[:-1])
         self.register_buffer("temperature", torch.tensor(float(temperature)))
