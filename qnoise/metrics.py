@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -207,44 +208,22 @@ def effective_ops(inputs: torch.Tensor, fanout: torch.Tensor) -> float:
 
 def conv_fanout(conv: torch.nn.Module, input_hw: tuple[int, ...]) -> torch.Tensor:
     """Fan-out map ``[C_in, *input_hw]`` of a Conv{1,2,3}d: for each input position, the number of
-    (output, weight) pairs it takes part in: ``(C_out / groups) * #(output positions whose window covers it)``.
-    """
-    dims = len(input_hw)
-    ones_out = torch.ones(1, 1, *_conv_out_size(conv, input_hw), dtype=torch.float64)
-    kernel = torch.ones(1, 1, *conv.kernel_size, dtype=torch.float64)
-    transpose = {1: torch.nn.functional.conv_transpose1d, 2: torch.nn.functional.conv_transpose2d,
-                 3: torch.nn.functional.conv_transpose3d}[dims]
-    pad = conv.padding if not isinstance(conv.padding, str) else _same_padding(conv)
-    out_hw = ones_out.shape[2:]
-    natural = [(o - 1) * s - 2 * p + d * (k - 1) + 1
-               for o, s, p, d, k in zip(out_hw, conv.stride, pad, conv.dilation, conv.kernel_size, strict=True)]
-    # rows a strided conv never reads at the far border: output_padding adds them back (with zeros)
-    extra = tuple(max(0, min(n - m, max(s, d) - 1))
-                  for n, m, s, d in zip(input_hw, natural, conv.stride, conv.dilation, strict=True))
-    cover = transpose(ones_out, kernel, stride=conv.stride, padding=pad, dilation=conv.dilation,
-                      output_padding=extra)
-    cover = _fit(cover[0, 0], input_hw)
-    return (cover * (conv.out_channels // conv.groups)).expand(conv.in_channels, *input_hw).clone()
+    (output, weight) pairs it takes part in: ``(C_out / groups) * #(output positions whose window covers it)``,
+    a border value read again through reflect, replicate or circular padding counted each time it is read.
 
-
-def _same_padding(conv: torch.nn.Module) -> tuple[int, ...]:
-    if conv.padding == "valid":
-        return (0,) * len(conv.kernel_size)
-    return tuple(d * (k - 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation, strict=True))
-
-
-def _conv_out_size(conv: torch.nn.Module, input_hw: tuple[int, ...]) -> tuple[int, ...]:
-    pad = conv.padding if not isinstance(conv.padding, str) else _same_padding(conv)
-    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
-                 for n, p, d, k, s in zip(input_hw, pad, conv.dilation, conv.kernel_size, conv.stride, strict=True))
-
-
-def _fit(cover: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Crop or zero-pad ``cover`` to ``shape`` (conv_transpose drops/adds rows a strided conv never reads)."""
-    out = torch.zeros(shape, dtype=cover.dtype)
-    idx = tuple(slice(0, min(a, b)) for a, b in zip(cover.shape, shape, strict=True))
-    out[idx] = cover[idx]
-    return out
+    Counted as the gradient of the sum of the conv's outputs with every weight 1 (float64, no bias), so every
+    padding the conv has ("same" with an even kernel pads one more on the far side; the padding modes) is the
+    conv's own."""
+    kind = torch.nn.utils.parametrize.type_before_parametrizations(conv)  # a quantized conv: its plain class
+    probe = kind(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       conv.dilation, conv.groups, bias=False, padding_mode=conv.padding_mode, dtype=torch.float64)
+    with torch.no_grad():
+        probe.weight.fill_(1.0)
+    x = torch.zeros(1, conv.in_channels, *input_hw, dtype=torch.float64, requires_grad=True)
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using padding='same' with even kernel")  # torch's, on the copy
+        probe(x).sum().backward()
+    return x.grad[0].detach()
 
 
 def dense_macs(module: torch.nn.Module, output_shape: tuple[int, ...]) -> int:

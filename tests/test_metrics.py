@@ -84,6 +84,41 @@ def test_conv_fanout_and_effective_ops_match_a_hand_count(k, stride, pad):
     assert effective_ops(x, fan) == pytest.approx(hand)
 
 
+def _read_counts(cin, cout, groups, hw, k, stride, dilation, padding, mode) -> np.ndarray:
+    """Fan-out by reading: pad a map of input indices as the conv pads its input (``padding`` a pair of pads per
+    side, "same" split as torch splits it: the odd one on the far side; ``mode`` torch's padding mode, -1 for
+    zeros), take every window the conv reads, and count each index read, times C_out / groups."""
+    import torch.nn.functional as F
+
+    h, w = hw
+    if padding == "same":
+        pads = []
+        for kk in (k, k)[::-1]:  # F.pad takes the last dimension first
+            total = dilation * (kk - 1)
+            pads += [total // 2, total - total // 2]
+    else:
+        pads = [padding, padding, padding, padding]
+    idx = torch.arange(h * w, dtype=torch.float64).view(1, 1, h, w)
+    padded = F.pad(idx, pads, mode="constant", value=-1.0) if mode == "zeros" else F.pad(idx, pads, mode=mode)
+    windows = F.unfold(padded, k, dilation=dilation, stride=stride)  # [1, k*k, positions]
+    counts = np.zeros(h * w)
+    for i in windows.flatten().long().tolist():
+        if i >= 0:
+            counts[i] += cout // groups
+    return np.broadcast_to(counts.reshape(h, w), (cin, h, w))
+
+
+@pytest.mark.parametrize("k,stride,dilation,padding,mode,groups", [
+    (2, 1, 1, "same", "zeros", 1), (4, 1, 2, "same", "zeros", 1), (3, 1, 1, 1, "circular", 1),
+    (3, 2, 1, 1, "reflect", 1), (3, 1, 1, 2, "replicate", 2), (5, 2, 1, 2, "zeros", 2)])
+def test_conv_fanout_counts_what_the_padding_reads(k, stride, dilation, padding, mode, groups):
+    """"same" with an even kernel pads one more on the far side (torch's split), and reflect, replicate or circular
+    padding reads border values again: the fan-out assumed even zero padding (4 of 4 vs 2 read at a border)."""
+    conv = nn.Conv2d(2, 4, k, stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=mode)
+    expect = _read_counts(2, 4, groups, (6, 7), k, stride, dilation, padding, mode)
+    assert np.array_equal(conv_fanout(conv, (6, 7)).numpy(), expect)
+
+
 def test_dense_macs():
     conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)
     out = conv(torch.zeros(1, 4, 6, 6))
