@@ -6,10 +6,12 @@ from __future__ import annotations
 import copy
 import math
 
+import hypothesis.strategies as st
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hypothesis import given, settings
 from torch import nn
 
 from qnoise import IF, LIF, MultiStep
@@ -180,6 +182,51 @@ def test_a_constant_input_never_shows_sequential_error(neuron):
         for t in (1, 3, 8):
             q = best_rate_np(z, t, 0.8, "zero")
             assert value(df, "1", "err_quant_mean", t) == pytest.approx((q - np.clip(z, 0, 0.8)).mean(), abs=1e-6)
+
+
+@pytest.mark.parametrize("v_init,x,T", [("half", 0.7, 5), ("half", 0.9, 5), ("zero", 0.7, 10), ("half", 0.15, 10)])
+@pytest.mark.parametrize("compile", [False, True])
+def test_a_constant_input_on_a_tie_shows_no_sequential_error(v_init, x, T, compile):
+    """0.7 in float32 is 0.69999999: five steps of it sum to exactly 3.5 in float32, so the closed form
+    floor(S + 1/2) said 4 spikes where the neuron (and exact arithmetic) fire 3: a constant input showed a
+    sequential error of -0.2, and the kernel's isolated rows a firing rate of 0.8. Q_t now comes from the neuron's
+    own membrane: every term against a hand count, in both modes (one layer on a static input: the same rows)."""
+    model = nn.Sequential(MultiStep(nn.Linear(1, 1)), IF(threshold=1.0, v_init=v_init),
+                          MultiStep(nn.Linear(1, 2))).eval()
+    with torch.no_grad():
+        model[0].body.weight.fill_(1.0)
+        model[0].body.bias.zero_()
+    X, y = torch.full((1, T, 1), x), torch.zeros(1, dtype=torch.long)
+    v, count = (0.5 if v_init == "half" else 0.0), 0  # the neuron by hand, in float32 as it runs
+    v32, x32 = np.float32(v), np.float32(x)
+    df = analyze(model, (X, y), timesteps=T, compile=compile)
+    for t in range(1, T + 1):
+        v32 = np.float32(v32 + x32)
+        if v32 >= 1.0:
+            count, v32 = count + 1, np.float32(v32 - np.float32(1.0))
+        for mode in ("propagated", "isolated"):
+            assert value(df, "1", "err_seq_mean", t, mode) == 0.0
+            assert value(df, "1", "firing_rate", t, mode) == pytest.approx(count / t, abs=1e-7)
+            assert value(df, "1", "err_quant_mean", t, mode) == pytest.approx(count / t - min(x, 1.0), abs=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(1, 12), v_init=st.sampled_from(["zero", "half"]), seed=st.integers(0, 10_000),
+       signed=st.booleans())
+def test_the_membrane_count_is_the_closed_form_where_sums_are_exact(T, v_init, seed, signed):
+    """Inputs on a grid of 1/8 (sums exact in float32): the count from the neuron's membrane, C_t + floor(v_t /
+    theta), equals DESIGN.md's closed form clip(floor(S_t/theta + c), 0, t) bit for bit, ties included."""
+    from qnoise.probe.terms import closed_form_count, membrane_count, step_counts
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-8, 20, (T, 3, 7), generator=g).float() / 8
+    neuron = IF(threshold=1.0, v_init=v_init, signed=signed)
+    with torch.no_grad():
+        out = neuron(x)
+    rule = "round" if v_init == "half" else "floor"
+    theta = torch.tensor(1.0)
+    expect = closed_form_count(x.cumsum(0) / theta, step_counts(T, x), rule)
+    assert torch.equal(membrane_count(x, out, theta, rule), expect)
 
 
 # ------------------------------------------------------------------------------------------------ item 4

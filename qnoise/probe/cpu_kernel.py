@@ -119,7 +119,8 @@ class AnnSteps:
     per element of a sample, ``lo`` and ``levels`` the rest of the activation rule; ``q_rule`` ``Q_ROUND`` /
     ``Q_FLOOR`` (closed forms) or ``Q_GIVEN`` (each `step` then passes ``Q_t(z)``); ``fanout [N, M]`` or None.
     Call `step` (or `neuron_step`) on each step in order, then `result`. Holds a running sum and a spike count
-    per neuron (``[B, N]``), nothing of size T but the sums.
+    per neuron (``[B, N]``), and for `step` with a closed form the neuron's membrane as its operations leave it
+    (`qnoise.probe.cpu_numba._membrane`), nothing of size T but the sums.
     """
 
     def __init__(self, A: torch.Tensor, a_hat: torch.Tensor, theta: torch.Tensor, lo: float, hi: torch.Tensor,
@@ -130,13 +131,15 @@ class AnnSteps:
         self.Ah = self.A if a_hat is A else _arr(a_hat, dtype)
         B, N = A.shape[1], A.shape[2]
         self.S, self.C = np.empty((B, N), real), np.empty((B, N), count_dtype(T, real))
+        self.V = np.empty((B, N) if q_rule != Q_GIVEN else (B, 0), real)  # the shadow membrane (`step`)
         self.theta, self.hi = _arr(theta, dtype), _arr(hi, dtype)
         self.fan = _fanout(fanout, N)
-        self.consts = (real(lo), real(levels), real(0.5 if q_rule == Q_ROUND else 0.0))
+        self.consts = (real(lo), real(levels), real(0.5 if q_rule == Q_ROUND else 0.0))  # v0: v_init / theta
         self.fusable = levels == 0 and q_rule != Q_GIVEN  # what `neuron_step` computes
         self.sums = np.zeros((T, _jobs(B, N), len(STEP_COLUMNS)))
         self.ops = np.zeros((T, _jobs(B, N), self.fan.shape[0]))
         self.t = 0
+        self._fused_any = False  # `neuron_step` took a step: the shadow membrane was not kept
         ensure_cache()
 
     def _scale(self) -> np.ndarray:
@@ -154,13 +157,15 @@ class AnnSteps:
         ``Q_GIVEN``)."""
         if self.q_rule == Q_GIVEN and q is None:
             raise ValueError("q_rule=Q_GIVEN needs Q_t(z) at every step")
+        if self._fused_any and q is None:
+            raise RuntimeError("a closed-form step after fused steps: the shadow membrane was not kept")
         t, real = self.t, _real(self.dtype)
         xs = _arr(x, self.dtype)
-        lo, levels, offset = self.consts
+        lo, levels, v0 = self.consts
         with kernel_threads():
-            _prop_step(xs, _arr(out, self.dtype), self.S, self.C, *self._twin(), self.theta, self.hi, self._scale(),
-                       xs if q is None else _arr(q, self.dtype), lo, levels, offset, q is not None, real(t + 1),
-                       t == 0, self.fan, real(0.0), real(0.5), real(1.0), self.sums[t], self.ops[t])
+            _prop_step(xs, _arr(out, self.dtype), self.S, self.C, self.V, *self._twin(), self.theta, self.hi,
+                       self._scale(), xs if q is None else _arr(q, self.dtype), lo, levels, v0, q is not None,
+                       real(t + 1), t == 0, self.fan, real(0.0), real(0.5), real(1.0), self.sums[t], self.ops[t])
         self.t += 1
 
     def neuron_step(self, x: torch.Tensor, v: torch.Tensor, theta: torch.Tensor, v0) -> torch.Tensor:
@@ -169,12 +174,13 @@ class AnnSteps:
         ``v [B, N]`` the membrane (updated; written at the first step, from ``v0 * theta``), ``theta [N]`` the
         neuron's threshold; returns its output ``[B, N]``."""
         t, real = self.t, _real(self.dtype)
-        lo, _, offset = self.consts
+        lo = self.consts[0]
         out = torch.empty_like(x)
         kernel = _neuron_first if t == 0 else _neuron_next
+        self._fused_any = True
         with kernel_threads():
             kernel(x.numpy(), v.numpy(), out.numpy(), theta.numpy(), v0, self.S, self.C, *self._twin(), self.hi,
-                   self._scale(), lo, offset, real(t + 1), self.fan, real(0.0), real(1.0), self.sums[t], self.ops[t])
+                   self._scale(), lo, real(t + 1), self.fan, real(0.0), real(1.0), self.sums[t], self.ops[t])
         self.t += 1
         return out
 

@@ -10,8 +10,15 @@ in float64; synaptic operations (whole counts, exact only in float64 past 2^24) 
 
 For step t (1-based) and element i, with ``S = sum_{tau<=t} x``, ``C`` the net spikes so far::
 
-    z = S/t, r = theta C / t, Q = (theta/t) clip(floor(S/theta + c), 0, t)   (c = 1/2 "round", 0 "floor"; or given)
+    z = S/t, r = theta C / t, Q = (theta/t) clip(C + floor(v/theta), 0, t)   (or given)
     weight = a(z_hat) - A, prop = a(z) - a(z_hat), quant = Q - a(z), seq = r - Q, total = r - A
+
+with ``v`` the neuron's membrane after this step's reset: an IF neuron resetting by subtraction has
+``v = v0 + S - theta C``, so ``C + floor(v/theta) = floor(S/theta + v0/theta)``, DESIGN.md's closed form (c = 1/2
+for v_init "half", 0 for "zero"), computed from the neuron's own float state: on a constant input it is the
+neuron's own count, so the sequential error is exactly 0 (S rounded in float32 made ``floor(S/theta + 1/2)``
+one more than the neuron's count at ties such as x = 0.7, t = 5). Where the neuron is not stepped by the kernel,
+a shadow membrane ``v = (v + x) - out`` repeats its operations (`_membrane`).
 
 with ``a`` the twin's activation rule (`qnoise.probe.activation.ActivationRule`); ``r = theta C / t`` because an
 IF neuron's output is ``theta * s``, s in {-1, 0, 1} (only IF neurons have an ANN twin).
@@ -108,6 +115,14 @@ def _activation(z, lo, hi, levels, zero, half, one):
     return _clip(z, lo, hi)
 
 
+@njit
+def _membrane(start, x, out):
+    """``(start + x) - out``: an IF neuron's membrane after charging by ``x`` and resetting by its output (reset by
+    subtraction), the neuron's own two operations in its order: compiled without fast-math, so the kernels'
+    reassociation cannot make it ``start + (x - out)``."""
+    return (start + x) - out
+
+
 @njit(inline="always", fastmath=_FASTMATH)
 def _rates(scale, n, k):
     """``(r, q, r - q)`` for an IF layer's count ``n`` and closed-form count ``k`` at one step, ``scale = theta / t``
@@ -184,20 +199,20 @@ def _synops(G, fanout, n0, n1, ops):
 
 
 @njit(**_PARALLEL)
-def _prop_step(x, o, S, C, A, Ah, theta, hi, scale, Q, lo, levels, offset, q_given, tf, first, fanout, zero, half,
+def _prop_step(x, o, S, C, V, A, Ah, theta, hi, scale, Q, lo, levels, v0, q_given, tf, first, fanout, zero, half,
                one, sums, ops):
     """One step t (``tf`` = t, 1-based, in the data's precision) of the propagated sums: ``x, o [B, N]`` the
-    neuron's input and output at this step, ``S, C [B, N]`` the running sum and the net spike count (read
-    unless ``first``, written), ``A, Ah [B, N]`` the twin's activation and ``a(z_hat)`` for this step (often
-    the same array), ``theta, hi [N]``, ``scale [N]`` = theta / t (`_rates`), ``Q [B, N]`` the given ``Q_t(z)``
-    when ``q_given``; adds `STEP_COLUMNS` to ``sums [jobs, 13]`` and the synaptic operations to ``ops [jobs, M]``
-    (float64)."""
+    neuron's input and output at this step, ``S, C, V [B, N]`` the running sum, the net spike count and the
+    shadow membrane (read unless ``first``, written; ``V`` from ``v0 * theta`` and unused when ``q_given``),
+    ``A, Ah [B, N]`` the twin's activation and ``a(z_hat)`` for this step (often the same array), ``theta, hi
+    [N]``, ``scale [N]`` = theta / t (`_rates`), ``Q [B, N]`` the given ``Q_t(z)`` when ``q_given``; adds
+    `STEP_COLUMNS` to ``sums [jobs, 13]`` and the synaptic operations to ``ops [jobs, M]`` (float64)."""
     B, N = x.shape
     chunks = (N + CHUNK - 1) // CHUNK
     inv_t = one / tf
     for job in prange(B * chunks):
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
-        xt, ot, St, Ct = x[b, n0:n1], o[b, n0:n1], S[b, n0:n1], C[b, n0:n1]
+        xt, ot, St, Ct, Vt = x[b, n0:n1], o[b, n0:n1], S[b, n0:n1], C[b, n0:n1], V[b, n0:n1]
         Ak, Ahk, Qk, th, hh, sc = A[b, n0:n1], Ah[b, n0:n1], Q[b, n0:n1], theta[n0:n1], hi[n0:n1], scale[n0:n1]
         G = np.empty(n1 - n0, dtype=x.dtype)  # spikes at this step (1 where the output is nonzero)
         acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
@@ -212,7 +227,9 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, scale, Q, lo, levels, offset, q_giv
             if q_given:
                 r, q, es = sc[j] * n, Qk[j], sc[j] * n - Qk[j]
             else:
-                r, q, es = _rates(sc[j], n, _clip(np.floor(Sj / th[j] + offset), zero, tf))
+                vj = _membrane(th[j] * v0 if first else Vt[j], xt[j], oj)
+                Vt[j] = vj
+                r, q, es = _rates(sc[j], n, _clip(n + np.floor(vj / th[j]), zero, tf))
             a_z = _activation(Sj * inv_t, lo, hh[j], levels, zero, half, one)
             acc = _add_step(acc, r, q, es, a_z, Ahk[j], Ak[j], fired)
         _flush(acc, sums[job])
@@ -220,14 +237,15 @@ def _prop_step(x, o, S, C, A, Ah, theta, hi, scale, Q, lo, levels, offset, q_giv
 
 
 @njit(inline="always", fastmath=_FASTMATH)
-def _neuron_job(x, v, o, th, S, C, A, Ah, hh, sc, lo, offset, tf, inv_t, v0, zero, one, first, G):
+def _neuron_job(x, v, o, th, S, C, A, Ah, hh, sc, lo, tf, inv_t, v0, zero, one, first, G):
     """One chunk of a fused step (`_neuron_first` / `_neuron_next`): the neuron, then the sums; returns the
     chunk's `STEP_COLUMNS`."""
     acc = (zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero, zero)
     for j in range(x.shape[0]):
         xj = x[j]
         tj = th[j]
-        oj, v[j] = fire(charge(v[j], xj, tj, one, v0, first), tj, zero, False)
+        oj, vj = fire(charge(v[j], xj, tj, one, v0, first), tj, zero, False)
+        v[j] = vj
         o[j] = oj
         Sj = xj if first else S[j] + xj
         n = (zero if first else C[j]) + (zero + (oj > zero))
@@ -235,13 +253,13 @@ def _neuron_job(x, v, o, th, S, C, A, Ah, hh, sc, lo, offset, tf, inv_t, v0, zer
         C[j] = n
         fired = zero + (oj != zero)
         G[j] = fired
-        r, q, es = _rates(sc[j], n, _clip(np.floor(Sj / tj + offset), zero, tf))
+        r, q, es = _rates(sc[j], n, _clip(n + np.floor(vj / tj), zero, tf))
         acc = _add_step(acc, r, q, es, _clip(Sj * inv_t, lo, hh[j]), Ah[j], A[j], fired)
     return acc
 
 
 @njit(**_PARALLEL)
-def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, offset, tf, fanout, zero, one, sums, ops):
+def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, tf, fanout, zero, one, sums, ops):
     """The first step of an unsigned IF layer (reset by subtraction, float membrane, v = theta * v0 before it)
     and of its propagated sums in one pass (closed-form ``Q_t``, the twin's activation a clamp ``[lo, hi]``):
     ``v, o [B, N]`` written from ``x [B, N]``; otherwise as `_prop_step`."""
@@ -252,14 +270,14 @@ def _neuron_first(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, offset, tf, fa
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
         G = np.empty(n1 - n0, dtype=x.dtype)
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
-                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], scale[n0:n1], lo, offset, tf, inv_t, v0, zero,
-                          one, True, G)
+                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], scale[n0:n1], lo, tf, inv_t, v0, zero, one,
+                          True, G)
         _flush(acc, sums[job])
         _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)
-def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, offset, tf, fanout, zero, one, sums, ops):
+def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, tf, fanout, zero, one, sums, ops):
     """A later step of `_neuron_first`: the membrane ``v`` and the running sums are read and written."""
     B, N = x.shape
     chunks = (N + CHUNK - 1) // CHUNK
@@ -268,18 +286,19 @@ def _neuron_next(x, v, o, theta, v0, S, C, A, Ah, hi, scale, lo, offset, tf, fan
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
         G = np.empty(n1 - n0, dtype=x.dtype)
         acc = _neuron_job(x[b, n0:n1], v[b, n0:n1], o[b, n0:n1], theta[n0:n1], S[b, n0:n1], C[b, n0:n1],
-                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], scale[n0:n1], lo, offset, tf, inv_t, v0, zero,
-                          one, False, G)
+                          A[b, n0:n1], Ah[b, n0:n1], hi[n0:n1], scale[n0:n1], lo, tf, inv_t, v0, zero, one,
+                          False, G)
         _flush(acc, sums[job])
         _synops(G, fanout, n0, n1, ops[job])
 
 
 @njit(**_PARALLEL)
-def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, ref2):
+def _iso_sums(Zh, A, Ah, theta, O, Q, iso, v0, T, zero, one, isol, weight, ref2):
     """What does not depend on the SNN's run, for all T steps: ``Zh, A, Ah [Tt, B, N]`` (z_hat, the twin's
-    activation, ``a(z_hat)``). Adds to ``isol [jobs, T, NS]`` the isolated sums: the layer fed z_hat has the
-    closed-form count (``iso == ISO_CLOSED``, Tt = 1) or the given output ``O`` and ``Q_t(z_hat)`` ``Q``
-    (``ISO_GIVEN``, ``[T, B, N]``; ``ISO_OFF``: none); to ``weight [jobs, T, 2]`` the sums of the weight term
+    activation, ``a(z_hat)``). Adds to ``isol [jobs, T, NS]`` the isolated sums: the layer fed the constant z_hat
+    (``iso == ISO_CLOSED``, Tt = 1: an IF neuron resetting by subtraction, stepped here by its own `charge` and
+    `fire` from ``v0 * theta``; its mean output is ``Q_t(z_hat)`` by definition, so its sequential error is 0) or
+    the given output ``O`` and ``Q_t(z_hat)`` ``Q`` (``ISO_GIVEN``, ``[T, B, N]``; ``ISO_OFF``: none); to ``weight [jobs, T, 2]`` the sums of the weight term
     ``a(z_hat) - A`` and of its square (the same in both modes); to ``ref2 [jobs, Tt]`` the sum of A^2."""
     Tt, B, N = A.shape
     chunks = (N + CHUNK - 1) // CHUNK
@@ -287,7 +306,8 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, r
         b, n0, n1 = job_span(job, chunks, N, CHUNK)
         m = n1 - n0
         th = theta[n0:n1]
-        K = np.zeros(m, dtype=A.dtype)  # the isolated neuron's count (closed form) or running sum of its output
+        K = np.zeros(m, dtype=A.dtype)  # the isolated neuron's count or running sum of its output
+        Vi = np.zeros(m, dtype=A.dtype)  # ISO_CLOSED: its membrane after reset
         tf = zero
         w0 = w1 = zero
         for t in range(T):
@@ -307,14 +327,14 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, offset, T, zero, one, isol, weight, r
             weight[job, t, 1] += w1
             if iso == ISO_OFF:
                 continue
-            if iso == ISO_CLOSED:  # an IF neuron on the constant input z_hat: its count is the closed form
+            if iso == ISO_CLOSED:  # an IF neuron on the constant input z_hat, stepped by its own rule
                 Zk = Zh[k, b, n0:n1]
                 acc7 = (zero, zero, zero, zero, zero, zero, zero)
                 for j in range(m):
-                    count = _clip(np.floor(tf * Zk[j] / th[j] + offset), zero, tf)
-                    fired = count - K[j]
-                    K[j] = count
-                    acc7 = _add_closed(acc7, th[j] * count * inv_t, Ahk[j], Ak[j], fired)
+                    out, Vi[j] = fire(charge(Vi[j], Zk[j], th[j], one, v0, t == 0), th[j], zero, False)
+                    fired = zero + (out != zero)
+                    K[j] += fired
+                    acc7 = _add_closed(acc7, th[j] * K[j] * inv_t, Ahk[j], Ak[j], fired)
                 out = isol[job, t]
                 out[0] += w0
                 out[4] += w1

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import torch
 
-from .terms import ANN_TERMS, SNN_TERMS, closed_form_count, contributions, decompose_ann, decompose_snn, step_counts
+from .terms import (ANN_TERMS, SNN_TERMS, closed_form_count, contributions, decompose_ann, decompose_snn,
+                    membrane_count, step_counts)
 
 
 def columns(terms: tuple[str, ...]) -> tuple[str, ...]:
@@ -59,13 +60,14 @@ def ann_sums(x: torch.Tensor, out: torch.Tensor, A: torch.Tensor, a_hat: torch.T
     a(z_hat)`` (``[Tt, B, N]``, Tt = 1 or T); ``theta`` the threshold (0-d or ``[N]``); ``activation`` is
     ``a`` on ``[*, B, N]``; ``rule`` `qnoise.probe.terms.rate_rule`; ``q`` the given ``Q_t(z)`` for rule
     ``"dynamics"``. With running sums ``S``, ``C``: ``z = S/t``, ``r = C/t`` and, for the closed forms,
-    ``u = t z / theta = S / theta``.
+    ``Q_t = theta k_t / t`` with ``k_t`` `qnoise.probe.terms.membrane_count` (``floor(S/theta + c)`` taken from
+    the neuron's own membrane).
     """
     t = step_counts(x.shape[0], x)
     S = x.cumsum(0)
     z, r = S / t, out.cumsum(0) / t
     if q is None:
-        q = theta * closed_form_count(S / theta, t, rule) / t
+        q = theta * membrane_count(x, out, theta, rule) / t
     return step_sums(decompose_ann(r, activation(z), a_hat, A, q), r, out != 0, ANN_TERMS)
 
 
@@ -73,11 +75,13 @@ def ann_isolated_sums(out_iso: torch.Tensor, z_hat: torch.Tensor, A: torch.Tenso
                       theta: torch.Tensor, rule: str, q: torch.Tensor | None = None) -> torch.Tensor:
     """The isolated ANN sums ``[T, len(ANN_SUMS)]``: the layer fed ``z_hat`` (its output ``out_iso [T, B, N]``
     on an input whose running mean is ``z_hat [Tt, B, N]``), so ``z = z_hat``, the propagated term is 0 and
-    ``Q_t = Q_t(z_hat)`` (closed form with ``u = t z_hat / theta``, or ``q`` given)."""
+    ``Q_t = Q_t(z_hat)``: on a constant ``z_hat`` (Tt = 1) the neuron's own mean output, by definition (so its
+    sequential error is 0); for a cumulative twin (Tt = T) the closed form with ``u = t z_hat(t) / theta``; or
+    ``q`` given."""
     t = step_counts(out_iso.shape[0], out_iso)
     r = out_iso.cumsum(0) / t
     if q is None:
-        q = theta * closed_form_count(t * z_hat / theta, t, rule) / t
+        q = r if z_hat.shape[0] == 1 else theta * closed_form_count(t * z_hat / theta, t, rule) / t
     return step_sums(decompose_ann(r, a_hat, a_hat, A, q), r, out_iso != 0, ANN_TERMS)
 
 

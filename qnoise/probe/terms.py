@@ -11,7 +11,9 @@ twin's own input through this layer's quantized weights)::
 ``Q_t(z)`` is the neuron's own mean output after t steps of constant input z from its own initial state
 (`best_rate`): ``(theta/t) clip(floor(t z/theta + 1/2), 0, t)`` for ``v[0] = theta/2``, the floor version
 for ``v[0] = 0`` (reset by subtraction, float membrane), the neuron's dynamics for anything else
-(`constant_input_rate`). A constant input therefore never shows sequential error.
+(`constant_input_rate`). A constant input therefore never shows sequential error. For the propagated
+``z = S_t / t`` the closed form is taken from the neuron's own membrane (`membrane_count`), which is the same
+number in exact arithmetic and the neuron's own count on a constant input in float arithmetic.
 
 Against the float SNN (rate ``r_f``) with ``r_own`` the rate of this layer run at its own precision on the
 float SNN's input spikes::
@@ -53,6 +55,24 @@ def rate_rule(neuron: IF) -> str:
     if is_plain_if(neuron) and neuron.reset == "subtract" and neuron.state_bits is None:
         return "round" if neuron.v_init == "half" else "floor"
     return "dynamics"
+
+
+def membrane_count(x: torch.Tensor, out: torch.Tensor, theta: torch.Tensor, rule: str) -> torch.Tensor:
+    """The closed-form count ``k_t`` of an IF neuron resetting by subtraction (rules ``"round"``/``"floor"``) from
+    its own membrane: ``clip(C_t + floor(v_t / theta), 0, t)`` for each t = 1..T of ``x, out [T, ...]`` (its input
+    and output; ``theta`` broadcasts against one step), ``C_t`` the net spikes so far and ``v_t`` the membrane
+    after step t's reset, repeated here by the neuron's own operations ``v = (v + x) - out`` from ``v_0`` (0, or
+    theta/2 for ``"round"``). Since ``v_t = v_0 + S_t - theta C_t`` it is `closed_form_count` of ``S_t / theta``
+    in exact arithmetic; in float it is the neuron's own count on a constant input (S_t rounded in float32
+    made the closed form one spike more than the neuron at ties, e.g. x = 0.7 at t = 5)."""
+    v = theta / 2 if rule == "round" else torch.zeros_like(theta)
+    v = v.expand_as(x[0]).to(x.dtype)
+    counts = torch.cumsum(torch.sign(out), 0)
+    k = torch.empty_like(x)
+    for t in range(x.shape[0]):
+        v = (v + x[t]) - out[t]
+        k[t] = counts[t] + torch.floor(v / theta)
+    return torch.minimum(k.clamp_min(0.0), step_counts(x.shape[0], x))
 
 
 def closed_form_count(u: torch.Tensor, t: torch.Tensor | float, rule: str) -> torch.Tensor:
