@@ -193,16 +193,14 @@ class Probe(StepMixin, TableMixin):
             self._streams = {}
             fan = self.structure.fanout.get(INPUT)
             if fan is not None:
-                ops, binary = input_synops(x, fan[0], self._fused)
+                binary, other = input_synops(x, fan[0], self._fused)  # samples of binary events, the others
                 widths = synapse_widths(self.model, self.structure)
                 for j, name in enumerate(fan[1]):
-                    if torch.is_tensor(binary) and not widths[name].signs:  # on a device: no wait for the flag
-                        share = binary.to(ops.dtype)
-                        self.rec.add(self.rec.ops["ac"], name, ops[:, j] * share)
-                        self.rec.add(self.rec.ops["mac"], name, ops[:, j] * (1 - share))
-                        continue
-                    kind = "ac" if binary or widths[name].signs else "mac"
-                    self.rec.add(self.rec.ops[kind], name, ops[:, j])
+                    if widths[name].signs:  # binary/ternary weights: every operation is an accumulate
+                        self.rec.add(self.rec.ops["ac"], name, binary[:, j] + other[:, j])
+                    else:
+                        self.rec.add(self.rec.ops["ac"], name, binary[:, j])
+                        self.rec.add(self.rec.ops["mac"], name, other[:, j])
 
     def _on_neuron(self, name: str, module: IF, args: tuple, out: torch.Tensor) -> None:
         """A neuron's forward hook: ``[T, B, ...]`` in a layer-major or folded run, one step ``[B, ...]`` in a

@@ -63,16 +63,20 @@ def _jobs(B: int, N: int) -> int:
     return B * ((N + CHUNK - 1) // CHUNK)
 
 
-def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    """``(ops [T, M], binary)`` for the data ``x [T, B, N]``: per step the weights its nonzero values reach
-    (``sum_i [x_i != 0] * fanout[i, s]``, float64), and whether every value is 0, +1 or -1."""
+def input_sums(x: torch.Tensor, fanout: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(binary [T, M], other [T, M])`` for the data ``x [T, B, N]``: per step the weights its nonzero values
+    reach (``sum_i [x_i != 0] * fanout[i, s]``, float64), over the samples whose every value is 0, +1 or -1 (binary
+    events) and over the others."""
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     real = _real(dtype)
-    xs = x.detach().to(dtype).reshape(x.shape[0], x.shape[1], -1).contiguous().numpy()
+    T, B = x.shape[:2]
+    xs = x.detach().to(dtype).reshape(T, B, -1).contiguous().numpy()
     ensure_cache()
     with kernel_threads():
-        ops, binary = _input_sums(xs, _fanout(fanout, xs.shape[2]), real(0.0), real(1.0), True)
-    return torch.from_numpy(ops), bool(binary)
+        ops, other = _input_sums(xs, _fanout(fanout, xs.shape[2]), real(0.0), real(1.0), True)
+    per_sample = ops.reshape(B, -1, *ops.shape[1:]).sum(1)  # [B, T, M]: a sample's chunks are consecutive jobs
+    binary = other.reshape(B, -1).sum(1) == 0
+    return torch.from_numpy(per_sample[binary].sum(0)), torch.from_numpy(per_sample[~binary].sum(0))
 
 
 class SpikeSteps:
@@ -91,7 +95,7 @@ class SpikeSteps:
         real = _real(dtype)
         o = out.detach().to(dtype).reshape(1, out.shape[0], -1).contiguous().numpy()
         with kernel_threads():
-            self.counts[self.t] = _input_sums(o, self.fan, real(0.0), real(1.0), False)[0][0]
+            self.counts[self.t] = _input_sums(o, self.fan, real(0.0), real(1.0), False)[0].sum(0)[0]
         self.t += 1
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor]:

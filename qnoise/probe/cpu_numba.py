@@ -35,8 +35,8 @@ IF neuron's output is ``theta * s``, s in {-1, 0, 1} (only IF neurons have an AN
   computed by its forward), the weight term's columns and the sum of A^2;
 - `_snn_step`: one step's sums against the float SNN (`qnoise.probe.sums.SNN_SUMS`); `_snn_count_step` the
   same with spike counts for IF neurons;
-- `_input_sums`: the data's synaptic operations and whether it is binary; without the check, a layer's spikes and
-  the operations they cause (`qnoise.probe.cpu_kernel.SpikeSteps`, no reference).
+- `_input_sums`: the data's synaptic operations per sample and whether each sample is binary; without the check,
+  a layer's spikes and the operations they cause (`qnoise.probe.cpu_kernel.SpikeSteps`, no reference).
 
 The neuron's rule is never re-implemented here: only the closed forms, which tests/test_neurons.py proves equal
 to the neuron, and the neuron's own step functions.
@@ -444,8 +444,9 @@ def _snn_count_step(o, own, ref, theta, theta_ref, C, Co, Cr, first, tf, fanout,
 
 @njit(**_PARALLEL)
 def _input_sums(x, fanout, zero, one, check):
-    """``(ops [T, M], binary)`` for ``x [T, B, N]``: per step ``sum_i [x_i != 0] fanout[s, i]`` (`_synops`) and,
-    when ``check``, whether every value is 0, +1 or -1 (else True)."""
+    """``(ops [jobs, T, M], other [jobs])`` for ``x [T, B, N]``, per parallel job (`job_span`: one chunk of one
+    sample): per step ``sum_i [x_i != 0] fanout[s, i]`` (`_synops`) and, when ``check``, how many values are not
+    0, +1 or -1 (else 0)."""
     T, B, N = x.shape
     chunks = (N + CHUNK - 1) // CHUNK
     jobs = B * chunks
@@ -464,4 +465,4 @@ def _input_sums(x, fanout, zero, one, check):
                 for j in range(n1 - n0):
                     count += zero + ((xt[j] != zero) & (abs(xt[j]) != one))
                 other[job] += count
-    return ops.sum(0), other.sum() == 0
+    return ops, other

@@ -135,11 +135,12 @@ def spike_counts(out: torch.Tensor, fanout: torch.Tensor | None, fused: bool = F
     return per.sum(1), (per @ fanout.to(per) if fanout is not None else per.new_zeros(out.shape[0], 0))
 
 
-def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, bool | torch.Tensor]:
-    """``(ops [T, M], binary)`` for the data ``x [T, B, ...]``: the weights its nonzero values reach per step
-    (summed over the batch, float64), and whether every value is 0, +1 or -1 (binary events): a bool on the
-    CPU, a 0-dim tensor elsewhere (reading it would wait for the device). ``fused``: by the CPU kernel where
-    ``x`` is on the CPU."""
+def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(binary [T, M], other [T, M])`` for the data ``x [T, B, ...]``: the weights its nonzero values reach per
+    step (float64), summed over the samples whose every value is 0, +1 or -1 (binary events: accumulates) and
+    over the other samples (analog or multi-level: multiply-accumulates). Decided per sample, so a batch's
+    numbers are the sum of its samples' (one analog sample made every sample of its batch count MACs).
+    ``fused``: by the CPU kernel where ``x`` is on the CPU; elsewhere no value is read back from the device."""
     T, B = x.shape[:2]
     if fused and x.device.type == "cpu" and "cpu" not in _failed:
         try:
@@ -148,9 +149,10 @@ def input_synops(x: torch.Tensor, fanout: torch.Tensor, fused: bool = False) -> 
             return input_sums(x, fanout)
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
-    binary = ((x == 0) | (x.abs() == 1)).all()
-    binary = bool(binary) if x.device.type == "cpu" else binary
-    return spike_synops(x.reshape(T, B, -1), fanout), binary
+    flat = x.reshape(T, B, -1)
+    binary = ((flat == 0) | (flat.abs() == 1)).all(2).all(0).to(torch.float64).view(1, B, 1)  # [1, B, 1]
+    ops = (flat != 0).to(torch.float64) @ fanout.to(torch.float64)  # [T, B, M]
+    return (ops * binary).sum(1), (ops * (1 - binary)).sum(1)
 
 
 def isolated_input(z: torch.Tensor, T: int) -> torch.Tensor:
