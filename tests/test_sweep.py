@@ -113,6 +113,32 @@ def test_sweep_writes_one_file_per_cell_and_resumes(tmp_path):
         sweep(model, (X * 2, y), out=out, workers=1, progress=False, **grid)
 
 
+def test_the_users_own_data_is_known_by_its_files_not_by_the_path_typed(tmp_path, monkeypatch):
+    """The run folder recorded the path as typed: other data under the same relative path was resumed into the
+    same folder (its cells mixed with the first data's), and the same file by its absolute path was refused."""
+    from torch import nn
+
+    from qnoise import IF, MultiStep
+
+    torch.manual_seed(0)
+    model = nn.Sequential(MultiStep(nn.Linear(12, 8)), IF(v_init="half"), MultiStep(nn.Linear(8, 3))).eval()
+    rng = np.random.default_rng(0)
+    for where in ("a", "b"):
+        (tmp_path / where).mkdir()
+        np.savez(tmp_path / where / "data.npz", images=rng.random((20, 12), dtype=np.float32),
+                 labels=np.arange(20) % 3)
+    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path / "a")
+    sweep(model, "data.npz", out=out, workers=1, progress=False, weight_bits=[2], timesteps=[2], split="test")
+    sweep(model, str(tmp_path / "a" / "data.npz"), out=out, workers=1, progress=False, weight_bits=[2, 4],
+          timesteps=[2], split="test")  # the same file by another path: extends the folder
+    assert len(json.loads((out / MANIFEST).read_text())["cells"]) == 2
+    monkeypatch.chdir(tmp_path / "b")
+    with pytest.raises(ValueError, match="holds a sweep of a different data"):
+        sweep(model, "data.npz", out=out, workers=1, progress=False, weight_bits=[2, 4, 8], timesteps=[2],
+              split="test")
+
+
 @pytest.mark.parametrize("options", [{}, {"reference": "snn"}, {"reference": "ann-quantized", "isolate": False},
                                      {"twin_input": "cumulative"}])
 def test_cells_over_t_of_static_frames_are_one_run_and_each_is_its_own_run(tmp_path, options, monkeypatch):

@@ -63,8 +63,28 @@ def model_identity(checkpoint) -> dict:
     raise TypeError(f"checkpoint must be a directory, an nn.Module or a model factory, got {type(checkpoint)}")
 
 
+def files_fingerprint(path: Path) -> str:
+    """A hash of the files of the user's own data (a file, or every file under a folder): their paths relative
+    to ``path``, sizes and modification times, as the frame cache keys recordings; not their bytes (a folder
+    of recordings can be gigabytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        stat = f.stat()
+        h.update(json.dumps([f.relative_to(path).as_posix() if f != path else f.name, stat.st_size,
+                             stat.st_mtime_ns]).encode())
+    return h.hexdigest()[:16]
+
+
 def data_identity(dataset, split: str, limit: int | None) -> dict:
-    """What identifies the data of a sweep: a dataset name and split, tensors' hash, a factory's name."""
+    """What identifies the data of a sweep: a dataset name and split, the user's own files (by name and
+    `files_fingerprint`: a path as typed named other data from another folder, and the same data by another
+    path was refused), tensors' hash, a factory's name."""
+    from ..data.user import is_user_data
+
+    if isinstance(dataset, (str, Path)) and is_user_data(dataset):
+        path = Path(str(dataset)).expanduser()
+        return {"user_data": path.resolve().name, "files": files_fingerprint(path), "split": split, "limit": limit}
     if isinstance(dataset, str):
         return {"name": dataset, "split": split, "limit": limit}
     if dataset is None:
