@@ -372,18 +372,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *,
         model = _build(doc["model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise ValueError(f"{cfg_path}: 'model' does not describe a qnoise model: {err}") from err
+    load_checked(model, file, sha, allow_nonfinite, "pass allow_nonfinite=True (--allow-nonfinite) to load it "
+                                                     "anyway, for inspection")
+    model.qnoise_checkpoint = doc
+    return model.to(resolve_device(device)).eval()
+
+
+def load_checked(model: nn.Module, file: Path, sha: str | None, allow_nonfinite: bool = False,
+                 remedy: str = "") -> None:
+    """Load the safetensors ``file`` into ``model`` after the checks `load_checkpoint` makes: its SHA-256, every
+    key and shape of ``model``'s state (`_check_tensors`, naming the file and key), a dtype that casts exactly,
+    and values that would give wrong results silently (`value_problems`; ``allow_nonfinite`` loads them with a
+    warning). ``remedy`` ends the message of a refusal."""
     tensors = load_tensors(file, sha)
     expected = model.state_dict()
     _check_tensors(file, tensors, expected)
     problems = value_problems(model, tensors)
     if problems and not allow_nonfinite:
-        _raise_problems(file, problems + ["pass allow_nonfinite=True (--allow-nonfinite) to load it anyway, for "
-                                          "inspection"], "holds values that would give wrong results silently")
+        _raise_problems(file, problems + ([remedy] if remedy else []),
+                        "holds values that would give wrong results silently")
     if problems:
-        warnings.warn(f"checkpoint {path} loaded with allow_nonfinite=True: " + "; ".join(problems), stacklevel=2)
+        warnings.warn(f"{file} loaded with allow_nonfinite=True: " + "; ".join(problems), stacklevel=3)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()})
-    model.qnoise_checkpoint = doc
-    return model.to(resolve_device(device)).eval()
 
 
 # ---------------------------------------------------------------- outputs, checked before the work

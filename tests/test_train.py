@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -230,6 +231,38 @@ def test_a_crash_while_an_epoch_is_saved_leaves_a_run_that_resumes(tmp_path, mon
     assert [r["epoch"] for r in resumed.qnoise_checkpoint["history"]] == [1, 2]
     got = _weights(resumed)
     assert all(torch.equal(straight[k], got[k]) for k in straight)
+
+
+@pytest.mark.parametrize("damage", ["missing", "reshaped", "nan"])
+def test_resuming_checks_the_saved_model_as_a_checkpoint_is_checked(tmp_path, monkeypatch, damage):
+    """Resuming loaded last/model.safetensors without load_checkpoint's checks: a tensor missing or of another
+    shape (with no SHA-256 recorded) ended in torch's load_state_dict traceback, a NaN was trained on. Now each
+    is refused naming the file and the key."""
+    from safetensors.torch import load_file, save_file
+
+    cfg = TrainConfig(**{**FAST, "epochs": 2})
+    real_epoch = run_module.train_epoch
+    monkeypatch.setattr(run_module, "train_epoch", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt)
+                        if (tmp_path / "run" / "last").exists() else real_epoch(*a, **k))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "run")
+    monkeypatch.setattr(run_module, "train_epoch", real_epoch)
+    last = tmp_path / "run" / "last"
+    tensors = load_file(last / "model.safetensors")
+    key = next(k for k in sorted(tensors) if k.endswith("weight"))
+    if damage == "missing":
+        del tensors[key]
+    elif damage == "reshaped":
+        tensors[key] = tensors[key].flatten()[:-1].clone()
+    else:
+        tensors[key] = tensors[key].clone()
+        tensors[key].view(-1)[0] = float("nan")
+    save_file(tensors, last / "model.safetensors")
+    doc = json.loads((last / "config.json").read_text())
+    doc["tensors"].pop("sha256", None)
+    (last / "config.json").write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match=rf"(?s){re.escape(str(last))}.*{re.escape(key)}"):
+        train(cfg, tmp_path / "run")
 
 
 def test_more_epochs_resume_only_where_the_schedule_is_the_same(tmp_path):

@@ -14,6 +14,7 @@ from ..files import file_inside
 from ..io import (
     CONFIG_FILE,
     MODEL_FILE,
+    load_checked,
     load_tensors,
     read_checkpoint_config,
     read_tensor_metadata,
@@ -100,7 +101,8 @@ def load_epoch(out: Path, model: nn.Module, optimizer: torch.optim.Optimizer, co
     record = doc.get("optimizer")
     if not isinstance(record, dict):
         raise ValueError(f"{last / CONFIG_FILE} has no 'optimizer' record; delete {last} to start over")
-    model.load_state_dict(load_tensors(last / MODEL_FILE, doc["tensors"].get("sha256")))
+    model_file = file_inside(last, doc["tensors"].get("file", MODEL_FILE), f"{last / CONFIG_FILE}: tensors.file")
+    load_checked(model, model_file, doc["tensors"].get("sha256"), remedy=f"delete {last} to start over")
     opt_path = file_inside(last, record.get("file"), f"{last / CONFIG_FILE}: optimizer.file")
     restore_optimizer(optimizer, load_tensors(opt_path, record.get("sha256")), read_tensor_metadata(opt_path))
     return list(doc.get("history") or [])
