@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, FolderInUse) as err:  # bad input, or a place it cannot write: no traceback
-        print(f"qnoise {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, FolderInUse, ImportError) as err:  # bad input, a place it cannot write, or an
+        print(f"qnoise {args.command}: error: {err}", file=sys.stderr)  # optional package missing: no traceback
         return 2
 
 

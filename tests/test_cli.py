@@ -151,6 +151,25 @@ def test_analyze_huge_timesteps_is_refused_before_the_analysis(snn, capsys, no_w
     assert code == 2 and "lower --batch-size or --timesteps" in err and "GiB" in err
 
 
+def test_inputs_an_audit_found_unnamed_are_refused_by_name(snn, tmp_path, capsys):
+    """A parquet file that is not a qnoise table gave KeyError: 'layer'; an unknown --reference said "checkpoint
+    bogus is not a directory" without the references; evaluating no samples said "torch.cat(): expected a
+    non-empty list of Tensors"."""
+    import pandas as pd
+
+    from qnoise.io import load_checkpoint
+    from qnoise.train.loop import evaluate
+
+    pd.DataFrame({"a": [1, 2]}).to_parquet(tmp_path / "other.parquet")
+    code, _, err = run_cli(["report", str(tmp_path / "other.parquet"), "--out", str(tmp_path / "rep")], capsys)
+    assert code == 2 and "other.parquet is not a qnoise results table: it has no layer, t, metric, value" in err
+    code, _, err = run_cli(["analyze", "--checkpoint", snn, "--reference", "bogus", "--limit", "4"], capsys)
+    assert code == 2 and "reference='bogus' is neither one of ann, ann-quantized, source, snn, none" in err
+    with pytest.raises(ValueError, match="the data holds no samples"):
+        evaluate(load_checkpoint(snn), [])
+    assert "Traceback" not in err
+
+
 def test_sweep_huge_timesteps_is_refused_before_the_sweep(snn, tmp_path, capsys, no_work):
     code, _, err = run_cli(["sweep", "--checkpoint", snn, "--timesteps", "4,60000", "--out", str(tmp_path / "s")],
                            capsys)

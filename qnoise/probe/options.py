@@ -111,6 +111,9 @@ class Compare:
         if not isinstance(ref, (str, Path, nn.Module)):
             raise TypeError(f"reference must be one of {REFERENCES}, an ANN module or a folder, got "
                             f"{type(ref).__name__}")
+        if isinstance(ref, (str, Path)) and str(ref) not in REFERENCES and not Path(ref).expanduser().is_dir():
+            raise ValueError(f"reference={str(ref)!r} is neither one of {', '.join(REFERENCES)} nor an ANN "
+                             f"checkpoint folder")
         if self.twin_input not in TWIN_INPUTS:
             raise ValueError(f"twin_input={self.twin_input!r} is not one of {TWIN_INPUTS}")
 

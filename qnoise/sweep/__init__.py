@@ -29,7 +29,7 @@ import pandas as pd
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..probe import Compare, Count, Execution, Setting
+from ..probe import COLUMNS, Compare, Count, Execution, Setting
 from ..probe.copying import to_portable
 from ..probe.options import split_options
 from ..samples import sample_checkpoint
@@ -181,7 +181,7 @@ def load_sweep(out: str | Path) -> pd.DataFrame:
     folder of parquet tables without a sweep manifest)."""
     out = Path(out)
     if out.is_file():
-        return pd.read_parquet(out)
+        return _results_table(out)
     if not out.is_dir():
         raise FileNotFoundError(f"{out} does not exist")
     try:
@@ -192,7 +192,20 @@ def load_sweep(out: str | Path) -> pd.DataFrame:
         files = sorted(folder.glob("*.parquet"))
     if not files:
         raise FileNotFoundError(f"{out} holds no finished cell (no {CELLS_DIR}/*.parquet or *.parquet)")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return pd.concat([_results_table(f) for f in files], ignore_index=True)
+
+
+def _results_table(path: Path) -> pd.DataFrame:
+    """One parquet file of qnoise's results (`qnoise.probe.COLUMNS`); any other file is refused by name."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow's errors for a file that is not parquet vary
+        raise ValueError(f"{path} is not a readable parquet file: {err}") from err
+    missing = [c for c in ("layer", "t", "metric", "value") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not a qnoise results table: it has no {', '.join(missing)} column "
+                         f"(qnoise tables have {', '.join(COLUMNS)})")
+    return df
 
 
 # ``qnoise.sweep`` is both this package and, through qnoise's lazy exports, the function `sweep`: whichever

@@ -124,6 +124,8 @@ def predict(model: nn.Module, batches, device: torch.device, static: bool = Fals
             labels.append(y)
     finally:
         model.train(was_training)
+    if not labels:
+        raise ValueError("the data holds no samples")
     return torch.cat(logits), torch.cat(classes), torch.cat(labels)
 
 
@@ -131,8 +133,6 @@ def evaluate(model: nn.Module, batches, device: torch.device | str = "cpu", stat
              timesteps: int | None = None) -> dict:
     """``{"accuracy", "loss", "samples"}`` of ``model`` over ``batches`` (time-major ``(x, y)`` pairs)."""
     logits, classes, labels = predict(model, batches, torch.device(device), static, timesteps)
-    if len(labels) == 0:
-        raise ValueError("evaluate: no samples")
     check_classes(labels, logits.shape[-1])
     return {"accuracy": int((classes == labels).sum()) / len(labels),
             "loss": float(F.cross_entropy(logits, labels)), "samples": int(len(labels))}
