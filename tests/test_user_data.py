@@ -246,3 +246,137 @@ def test_labels_that_are_not_class_indices_are_refused_naming_the_data():
     train = given_splits((X, [True, False] * 3), "user:t", 2)[0]  # bools and numpy integers are indices
     assert train[1].tolist() == [1, 0] * 3
     assert given_splits((X, np.arange(6) % 2), "user:t", 2)[0][1].dtype == torch.long
+
+
+def _labelled_folder(folder, n=8, rng=None):
+    """``folder`` holding n ``.npy`` recordings ``0.npy`` .. (labels written by the test)."""
+    rng = rng or np.random.default_rng(5)
+    folder.mkdir(parents=True)
+    for i in range(n):
+        np.save(folder / f"{i}.npy", _events(rng))
+    return folder
+
+
+def test_float_events_must_hold_whole_numbers(tmp_path):
+    """[E, 4] float events holding 3.0 are read; times in seconds or x = 3.7 were cast to integers silently
+    (every event in bin 0): refused, naming the file and the field."""
+    from qnoise.data.formats import Recording
+    from qnoise.data.user import read_npy_events
+
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    for i in range(8):
+        ev = _events(rng)
+        np.save(folder / f"{i}.npy", np.stack([ev["x"], ev["y"], ev["t"], ev["p"]], 1).astype(np.float64))
+    (folder / "labels.csv").write_text("".join(f"{i}.npy,{i % 2}\n" for i in range(8)))
+    ds = load_dataset(str(folder), "train", timesteps=4, cache=False)
+    assert float(ds[0][0].sum()) == 200 and ds[0][0].shape == (4, 2, 12, 16)
+    seconds = np.load(folder / "3.npy")
+    seconds[:, 2] /= 1e6
+    np.save(folder / "3.npy", seconds)
+    with pytest.raises(ValueError, match=r"3.npy: field t holds .*, not a whole number"):
+        load_dataset(str(folder), "train", timesteps=4, cache=False)
+    ev = np.zeros(3, dtype=[("x", float), ("y", float), ("t", float), ("p", float)])
+    ev["x"] = [1.0, 3.7, 2.0]
+    np.save(tmp_path / "odd.npy", ev)
+    with pytest.raises(ValueError, match=r"odd.npy: field x holds 3.7, not a whole number"):
+        read_npy_events(Recording(tmp_path / "odd.npy", 0))
+
+
+def test_a_builtin_name_is_never_a_local_folder(tmp_path, monkeypatch):
+    """A folder named like a built-in dataset in the working directory does not shadow it ("digits" was read as
+    the user's empty folder); ``./digits`` still means the folder, and checkpoints record each as such."""
+    from qnoise.data.digits import DigitsDataset
+    from qnoise.train.splits import dataset_record
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "nmnist").mkdir()
+    assert isinstance(load_dataset("digits", "train", timesteps=2, limit=10), DigitsDataset)
+    with pytest.raises(FileNotFoundError, match=r"N-MNIST not found: .*elsewhere"):
+        load_dataset("nmnist", "train", root=tmp_path / "elsewhere")
+    assert dataset_record("digits", 2, None, {}, "static")["name"] == "digits"
+    _labelled_folder(tmp_path / "digits" / "a", 3)
+    _labelled_folder(tmp_path / "digits" / "b", 3)
+    for path in ("./digits", str(tmp_path / "digits"), Path("digits")):
+        ds = load_dataset(path, "train", timesteps=2, cache=False)
+        assert ds.name == "user:digits" and ds.classes == ("a", "b")
+        assert dataset_record(path, 2, None, {}, "sequence")["name"] == "user:digits"
+
+
+def test_sensor_json_is_checked(tmp_path):
+    """A sensor.json that is a list crashed (AttributeError), bad JSON was reported without the file, and true was
+    taken as width 1: each is refused naming sensor.json."""
+    folder = _labelled_folder(tmp_path / "ev")
+    (folder / "labels.csv").write_text("".join(f"{i}.npy,{i % 2}\n" for i in range(8)))
+    bad_size = r"sensor.json: sensor_size must be \[W, H, P\] of positive integers .*got "
+    for text, message in (("[34, 34, 2]", r"sensor.json must hold a JSON object, got list"),
+                          ("{not json", r"sensor.json is not valid JSON"),
+                          ('{"sensor_size": [true, 34, 2]}', bad_size + r"\[True, 34, 2\]"),
+                          ('{"size": [34, 34, 2]}', bad_size + "None")):
+        (folder / "sensor.json").write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_dataset(str(folder), "train", timesteps=2, cache=False)
+    (folder / "sensor.json").write_text('{"sensor_size": [20, 20, 2]}')
+    assert load_dataset(str(folder), "train", timesteps=2, cache=False)[0][0].shape == (2, 2, 20, 20)
+
+
+def test_labels_above_the_class_bound_are_refused(tmp_path):
+    """A class name is made for every index up to the largest label, so a stray 2**40 hung the loader: labels
+    must be below MAX_CLASSES (named with the file and the value); MAX_CLASSES - 1 itself is taken."""
+    from qnoise.data import user
+
+    MAX_CLASSES = 100_000  # documented; a literal here so that the test runs (and fails) on code without the bound
+    assert getattr(user, "MAX_CLASSES", MAX_CLASSES) == MAX_CLASSES
+    images = np.zeros((4, 3), np.float32)
+    np.savez(tmp_path / "top.npz", images=images, labels=np.array([0, 1, 0, MAX_CLASSES - 1]))
+    assert load_dataset(str(tmp_path / "top.npz"), "train", timesteps=2).num_classes == MAX_CLASSES
+    for big in (MAX_CLASSES, 2**40):
+        np.savez(tmp_path / "big.npz", images=images, labels=np.array([0, 1, 0, big]))
+        with pytest.raises(ValueError, match=rf"big.npz: labels holds the label {big}; labels must be class "
+                                             rf"indices 0..{MAX_CLASSES - 1}"):
+            load_dataset(str(tmp_path / "big.npz"), "train", timesteps=2)
+    folder = _labelled_folder(tmp_path / "ev")
+    rows = "".join(f"{i}.npy,{i % 2}\n" for i in range(1, 8))
+    for big in (str(MAX_CLASSES), str(10**8), "9" * 5000):
+        (folder / "labels.csv").write_text(f"file,label\n0.npy,{big}\n{rows}")
+        with pytest.raises(ValueError, match=rf"labels.csv line 2: label {big[:20]} is too large"):
+            load_dataset(str(folder), "train", timesteps=2, cache=False)
+
+
+def test_a_headerless_labels_csv_checks_its_first_row(tmp_path):
+    """The first row is a header only when it is not a recording: '0.npy,zero' was dropped silently as one."""
+    folder = _labelled_folder(tmp_path / "ev")
+    rows = "".join(f"{i}.npy,{i % 2}\n" for i in range(1, 8))
+    (folder / "labels.csv").write_text(f"0.npy,zero\n{rows}")
+    with pytest.raises(ValueError, match=r"labels.csv line 1: expected 'file,label' with an integer label"):
+        load_dataset(str(folder), "train", timesteps=2, cache=False)
+    (folder / "labels.csv").write_text(f"\nname,class\n0.npy,0\n{rows}")  # a header after a blank line
+    assert load_dataset(str(folder), "train", timesteps=2, cache=False).num_classes == 2
+    (folder / "labels.csv").write_text(f"gone.npy,0\n{rows}")  # a first row with an integer label is a row
+    with pytest.raises(FileNotFoundError, match=r"labels.csv: 'gone.npy' is not a file inside"):
+        load_dataset(str(folder), "train", timesteps=2, cache=False)
+
+
+def test_labels_must_be_ascii_digits(tmp_path):
+    """'²' passed str.isdigit() then failed in int() naming nothing; '٣' (Arabic-Indic 3) was taken as 3."""
+    folder = _labelled_folder(tmp_path / "ev")
+    rows = "".join(f"{i}.npy,{i % 2}\n" for i in range(1, 8))
+    for label in ("²", "٣", "-1", "1.0"):
+        (folder / "labels.csv").write_text(f"file,label\n{rows}0.npy,{label}\n")
+        with pytest.raises(ValueError, match=r"labels.csv line 9: expected 'file,label' with an integer label "
+                                             r"\(digits 0-9\)"):
+            load_dataset(str(folder), "train", timesteps=2, cache=False)
+
+
+def test_an_empty_class_subfolder_is_refused(tmp_path):
+    """Every subfolder is a class: an empty one (a stray __MACOSX, a failed copy) added a class silently."""
+    rng = np.random.default_rng(7)
+    for c in ("a", "b"):
+        _labelled_folder(tmp_path / "ev" / c, 3, rng)
+    (tmp_path / "ev" / "c").mkdir()
+    with pytest.raises(ValueError, match=r"ev: class subfolder 'c' holds no recordings"):
+        load_dataset(str(tmp_path / "ev"), "train", timesteps=2, cache=False)
+    (tmp_path / "ev" / "c").rmdir()
+    assert load_dataset(str(tmp_path / "ev"), "train", timesteps=2, cache=False).classes == ("a", "b")

@@ -103,7 +103,8 @@ def load_dataset(name: str, split: str = "train", root=None, timesteps: int = 8,
 
     Args:
         name: one of ``DATASETS``, or the path of your own data (an ``.npz`` of frames and labels, or a folder
-            of event recordings with labels: `qnoise.data.user`).
+            of event recordings with labels: `qnoise.data.user`). A name in ``DATASETS`` always means that dataset,
+            even where the working directory holds a file or folder of that name (give ``./digits`` for that).
         split: ``"train"``, ``"val"`` or ``"test"``.
         root: folder holding ``<tonic class name>/`` (e.g. ``root/NMNIST/Train/3/00012.bin``); default
             ``default_data_root()``. Unused by digits.

@@ -4,17 +4,24 @@
 
 - an ``.npz`` file holding ``frames`` ``[N, T, ...]`` (a sequence per sample, used as it is: T must be the T
   asked for) or ``images`` ``[N, ...]`` (one static frame per sample, repeated to the T asked for), and
-  ``labels`` (or ``y``, ``targets``) ``[N]`` (integers 0..K-1; every split counts the classes of the whole
-  file); the frames' size is checked against the memory budget from the file's header, before they are read;
+  ``labels`` (or ``y``, ``targets``) ``[N]`` (integers 0..K-1, K at most `MAX_CLASSES`; every split counts the
+  classes of the whole file); the frames' size is checked against the memory budget from the file's header,
+  before they are read;
 - a folder of event recordings, one sample per file (suffixes in any case): N-MNIST ``.bin`` (34 x 34 x 2),
   ``.npy`` (a structured array with fields x, y, t, p, or an ``[E, 4]`` array of x, y, t, p), ``.npz`` (arrays
   x, y, t, p), AEDAT4 ``.aedat4`` (tonic's reader; needs the ``aedat`` package) or AER-DAT 2 ``.aedat``
-  (DVS128). Labels come from ``labels.csv`` in the folder (``file,label`` per line, paths relative to the
-  folder, each once, a header line allowed) or, without one, from class subfolders (``folder/<class>/<file>``,
-  classes sorted by name). The sensor size ``(W, H, P)`` is N-MNIST's for ``.bin``, else ``sensor.json``
+  (DVS128); ``.npy`` / ``.npz`` values must be whole numbers (floats such as 3.0 are taken, 3.7 is refused; t in
+  microseconds). Labels come from ``labels.csv`` in the folder (``file,label`` per line, paths relative to the
+  folder, each once, labels in ASCII digits below `MAX_CLASSES`, a first line that is not a recording taken as
+  a header) or, without one, from class subfolders (``folder/<class>/<file>``, classes sorted by name, each
+  holding a recording). The sensor size ``(W, H, P)`` is N-MNIST's for ``.bin``, else ``sensor.json``
   (``{"sensor_size": [W, H, P]}``) in the folder, else read from the events (max x, y, p + 1 over all
   recordings). Frames are binned as for the named event datasets (`qnoise.data.frames.EventFrames`) and cached
   the same way (``$QNOISE_CACHE``).
+
+A built-in dataset's name (``qnoise.data.DATASETS``: ``digits``, ``nmnist``, ...) given as a string always means
+that dataset, even where the working directory holds a file or folder of that name: to read such a folder as your
+data, give it as a path (``./digits``, an absolute path, or a ``pathlib.Path``).
 
 The split is seeded and class-stratified (``val_fraction``, ``test_fraction``) as for datasets without a test
 split. A checkpoint trained on such data records the name ``user:<file or folder name>``, never the path:
@@ -26,8 +33,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import math
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -36,6 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..files import read_json
 from ..limits import check_bytes
 from .cache import FrameCache, default_cache_dir
 from .events import BadEventFile
@@ -46,6 +54,8 @@ from .split import split_indices, stratified_subset
 PREFIX = "user:"
 SUFFIXES = (".bin", ".npy", ".npz", ".aedat4", ".aedat")
 _XYTP = np.dtype([("x", int), ("y", int), ("t", int), ("p", int)])
+MAX_CLASSES = 100_000  # labels are 0..MAX_CLASSES-1: class names are made for each, so a stray 2**40 is refused
+_LABEL = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() takes '²', which int() refuses
 
 
 class UserDataNeeded(FileNotFoundError):
@@ -53,8 +63,13 @@ class UserDataNeeded(FileNotFoundError):
 
 
 def is_user_data(name) -> bool:
-    """Whether ``name`` names the user's own data: an existing file or folder (not a dataset name)."""
-    return isinstance(name, (str, Path)) and not str(name).startswith(PREFIX) and Path(str(name)).expanduser().exists()
+    """Whether ``name`` names the user's own data: an existing file or folder. A built-in dataset's name given as
+    a string is never the user's data, whatever the working directory holds (module docstring)."""
+    from . import DATASETS  # at call time: the package imports this module
+
+    if not isinstance(name, (str, Path)) or (isinstance(name, str) and (name in DATASETS or name.startswith(PREFIX))):
+        return False
+    return Path(name).expanduser().exists()
 
 
 def record_name(path) -> str:
@@ -164,6 +179,9 @@ def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fra
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
             raise ValueError(f"{path}: {lkey} must be integers 0..K-1 of shape [N], got dtype {y.dtype} and shape "
                              f"{y.shape}")
+        if len(y) and y.max() >= MAX_CLASSES:
+            raise ValueError(f"{path}: {lkey} holds the label {int(y.max())}; labels must be class indices "
+                             f"0..{MAX_CLASSES - 1}")
         idx = split_indices(y, split, has_test=False, val_fraction=val_fraction, test_fraction=test_fraction,
                             seed=seed)
         idx = idx[stratified_subset(y[idx], limit, seed)]
@@ -188,7 +206,8 @@ def _npz_frames(path: Path, split: str, seed: int, val_fraction: float, test_fra
 
 
 def read_npy_events(rec: Recording) -> np.ndarray:
-    """Events of a ``.npy`` / ``.npz`` file as tonic's (x, y, t, p) structured array."""
+    """Events of a ``.npy`` / ``.npz`` file as tonic's (x, y, t, p) structured array. Float fields must hold
+    whole numbers: casting 3.7 or a time in seconds to an integer would move events silently."""
     if rec.path.suffix.lower() == ".npz":
         with np.load(rec.path, allow_pickle=False) as z:
             missing = [k for k in "xytp" if k not in z.files]
@@ -209,6 +228,10 @@ def read_npy_events(rec: Recording) -> np.ndarray:
                                          f"{a.shape}")
     out = np.empty(len(cols[0]), dtype=_XYTP)
     for k, c in zip("xytp", cols, strict=True):
+        whole = (c == np.round(c)) & (np.abs(c) < 2.0**63) if np.issubdtype(c.dtype, np.floating) else None
+        if whole is not None and not whole.all():
+            raise BadEventFile(rec.path, f"field {k} holds {float(c[~whole][0])}, not a whole number; events need "
+                                         f"integer x, y, p and t (in microseconds, not seconds)")
         out[k] = c
     return out
 
@@ -225,17 +248,29 @@ def _inside(folder: Path, rel: str, labels_file: Path) -> Path:
 
 
 def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
-    """Recordings and class names of a user folder (``labels.csv``, else class subfolders)."""
+    """Recordings and class names of a user folder (``labels.csv``, else class subfolders).
+
+    The first row of ``labels.csv`` is a header only when it is not a recording (its label is not an integer and
+    its first field names no file in the folder); any other row is checked. Every class subfolder must hold a
+    recording: an empty one (or a stray ``__MACOSX``) would add a class silently."""
     labels_file = folder / "labels.csv"
     if labels_file.is_file():
-        rows, seen = [], set()
+        rows, seen, first = [], set(), True
         with labels_file.open(newline="") as f:
             for i, row in enumerate(csv.reader(f)):
-                if not row or (i == 0 and not row[-1].strip().lstrip("-").isdigit()):
-                    continue  # blank line or header
-                if len(row) != 2 or not row[1].strip().isdigit():
-                    raise ValueError(f"{labels_file} line {i + 1}: expected 'file,label' with an integer label, got "
-                                     f"{row!r:.80}")
+                if not row:
+                    continue  # blank line
+                header = first and not _LABEL.fullmatch(row[-1].strip().lstrip("-"))
+                first = False
+                if header and not (folder / row[0].strip()).is_file():
+                    continue  # a header: not a recording
+                if len(row) != 2 or not _LABEL.fullmatch(row[1].strip()):
+                    raise ValueError(f"{labels_file} line {i + 1}: expected 'file,label' with an integer label "
+                                     f"(digits 0-9), got {row!r:.80}")
+                digits = row[1].strip().lstrip("0") or "0"  # int() refuses strings of over 4300 digits
+                if len(digits) > len(str(MAX_CLASSES)) or int(digits) >= MAX_CLASSES:
+                    raise ValueError(f"{labels_file} line {i + 1}: label {digits:.20} is too large; labels must be "
+                                     f"class indices 0..{MAX_CLASSES - 1}")
                 path = _inside(folder, row[0].strip(), labels_file)
                 if path.suffix.lower() not in SUFFIXES:
                     raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is not a recording "
@@ -243,7 +278,7 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
                 if path in seen:  # a file in two splits, or with two labels
                     raise ValueError(f"{labels_file} line {i + 1}: {row[0].strip()} is listed twice")
                 seen.add(path)
-                rows.append((path, int(row[1])))
+                rows.append((path, int(digits)))
         if not rows:
             raise ValueError(f"{labels_file} lists no recordings")
         classes = tuple(str(c) for c in range(max(r[1] for r in rows) + 1))
@@ -251,12 +286,15 @@ def list_recordings(folder: Path) -> tuple[list[Recording], tuple[str, ...]]:
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not subfolders:
         raise FileNotFoundError(f"{folder} has neither labels.csv nor class subfolders (folder/<class>/<file>)")
-    recs = []
-    for label, sub in enumerate(subfolders):
-        recs += [Recording(f, label) for f in sorted(sub.iterdir())
-                 if f.is_file() and f.suffix.lower() in SUFFIXES]
+    per_class = [[Recording(f, label) for f in sorted(sub.iterdir()) if f.is_file() and f.suffix.lower() in SUFFIXES]
+                 for label, sub in enumerate(subfolders)]
+    recs = [r for found in per_class for r in found]
     if not recs:
         raise FileNotFoundError(f"{folder}: no recordings ({', '.join(SUFFIXES)}) in its class subfolders")
+    empty = [sub.name for sub, found in zip(subfolders, per_class, strict=True) if not found]
+    if empty:
+        raise ValueError(f"{folder}: class subfolder {empty[0]!r} holds no recordings ({', '.join(SUFFIXES)}); "
+                         f"every subfolder is a class: add its recordings or move it out")
     if len(recs) and len(subfolders) == 1:
         raise ValueError(f"{folder} has one class subfolder ({subfolders[0].name}); point --data at the folder "
                          f"that holds one subfolder per class")
@@ -269,9 +307,11 @@ def _sensor_size(folder: Path, recs: list[Recording]) -> tuple[int, int, int]:
         raise ValueError(f"{folder} mixes recording formats {sorted(suffixes)}; use one")
     meta = folder / "sensor.json"
     if meta.is_file():
-        size = json.loads(meta.read_text()).get("sensor_size")
-        if not (isinstance(size, list) and len(size) == 3 and all(isinstance(v, int) and v > 0 for v in size)):
-            raise ValueError(f"{meta}: sensor_size must be [W, H, P] of positive ints, got {size!r}")
+        size = read_json(meta).get("sensor_size")  # errors name the file (not JSON, not an object)
+        if not (isinstance(size, list) and len(size) == 3
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+            raise ValueError(f"{meta}: sensor_size must be [W, H, P] of positive integers (as in "
+                             f'{{"sensor_size": [34, 34, 2]}}), got {size!r:.80}')
         return tuple(size)
     if suffixes == {".bin"}:
         return (34, 34, 2)
