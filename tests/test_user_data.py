@@ -135,6 +135,8 @@ def test_given_data_is_checked():
         given_splits((torch.zeros(4, 2, 3), torch.zeros(4)), "x")
     with pytest.raises(ValueError, match="splits must be"):
         given_splits({"training": (torch.zeros(4, 2, 3), torch.zeros(4, dtype=torch.long))}, "x")
+    with pytest.raises(ValueError, match=r"labels hold 1099511627776; labels must be class indices 0..99999"):
+        given_splits((torch.zeros(4, 2, 3), torch.tensor([0, 1, 2, 2**40])), "x")  # an output unit per class
 
 
 def test_given_tensors_run_at_the_configured_timesteps():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.user import MAX_CLASSES
 from ..labels import class_indices
 from .budget import check_split
 
@@ -41,6 +42,9 @@ def as_split(data, name: str, split: str) -> tuple[torch.Tensor, torch.Tensor, d
                          f"(expected [N, T, ...] and [N])")
     if y.dtype.is_floating_point or (len(y) and int(y.min()) < 0):
         raise ValueError(f"{name}/{split}: labels must be integers 0..K-1")
+    if len(y) and int(y.max()) >= MAX_CLASSES:  # the model's output layer would get a unit per class
+        raise ValueError(f"{name}/{split}: labels hold {int(y.max())}; labels must be class indices "
+                         f"0..{MAX_CLASSES - 1}")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name}/{split}: X holds non-finite values")
     check_split(name, split, len(x), x.shape[1], tuple(x.shape[2:]))
