@@ -329,30 +329,25 @@ def test_step_major_probe_streams_and_fuses_where_it_can():
         fused.append(out is not None)
         return out
 
-    kinds = {}
-    with torch.no_grad(), stepping.mode("step"), Probe(model, Compare(), compile=True) as probe, \
-            mock.patch.object(kernel.AnnStream, "neuron_step", spy):
-        real_close = probe._close_streams
+    def stream_kinds(compare) -> dict[str, str]:
+        """How each layer's sums accumulated in one step-major batch probed with ``compare``."""
+        kinds = {}
+        with torch.no_grad(), stepping.mode("step"), Probe(model, compare, compile=True) as probe, \
+                mock.patch.object(kernel.AnnStream, "neuron_step", spy):
+            real_close = probe._close_streams
 
-        def close():
-            kinds.update({name: kind for name, (kind, _) in probe._streams.items()})
-            real_close()
+            def close():
+                kinds.update({name: kind for name, (kind, _) in probe._streams.items()})
+                real_close()
 
-        probe._close_streams = close
-        probe.step(x)
-    assert kinds == {"act1": "ann", "act2": "gather", "act3": "ann"}
+            probe._close_streams = close
+            probe.step(x)
+        return kinds
+
+    assert stream_kinds(Compare()) == {"act1": "ann", "act2": "gather", "act3": "ann"}
     assert fused and all(fused) and len(fused) == 2 * 4
-    kinds.clear()
-    with torch.no_grad(), stepping.mode("step"), Probe(model, Compare(reference="none"), compile=True) as probe:
-        real_close = probe._close_streams
-
-        def close():
-            kinds.update({name: kind for name, (kind, _) in probe._streams.items()})
-            real_close()
-
-        probe._close_streams = close
-        probe.step(x)
-    assert set(kinds.values()) == {"spikes"}  # no reference: counted step by step, nothing gathered
+    # no reference: counted step by step, nothing gathered
+    assert set(stream_kinds(Compare(reference="none")).values()) == {"spikes"}
 
 
 @settings(max_examples=30, deadline=None)
