@@ -17,8 +17,8 @@ What NIR does not say is taken from arguments and recorded in the model's ``qnoi
 ``spike_value`` ("one"). A node written by `qnoise.interop.to_nir` carries these in its metadata
 (``qnoise.reset`` ...), which take precedence, and a LIF the form of its rule (``qnoise.charge``: "beta" for
 ``beta v + g x``, "tau_no_input" for ``v - (v - v_leak)/tau + x``), rebuilt as written: the same dynamics in
-NIR's form round differently, and a membrane on the threshold would fire otherwise. Anything that does not map one to one raises ``ValueError``
-naming the node and why.
+NIR's form round differently, and a membrane on the threshold would fire otherwise. Anything that does not map
+one to one raises ``ValueError`` naming the node and why.
 """
 
 from __future__ import annotations

@@ -298,8 +298,9 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, v0, T, zero, one, isol, weight, ref2)
     activation, ``a(z_hat)``). Adds to ``isol [jobs, T, NS]`` the isolated sums: the layer fed the constant z_hat
     (``iso == ISO_CLOSED``, Tt = 1: an IF neuron resetting by subtraction, stepped here by its own `charge` and
     `fire` from ``v0 * theta``; its mean output is ``Q_t(z_hat)`` by definition, so its sequential error is 0) or
-    the given output ``O`` and ``Q_t(z_hat)`` ``Q`` (``ISO_GIVEN``, ``[T, B, N]``; ``ISO_OFF``: none); to ``weight [jobs, T, 2]`` the sums of the weight term
-    ``a(z_hat) - A`` and of its square (the same in both modes); to ``ref2 [jobs, Tt]`` the sum of A^2."""
+    the given output ``O`` and ``Q_t(z_hat)`` ``Q`` (``ISO_GIVEN``, ``[T, B, N]``; ``ISO_OFF``: none); to
+    ``weight [jobs, T, 2]`` the sums of the weight term ``a(z_hat) - A`` and of its square (the same in both
+    modes); to ``ref2 [jobs, Tt]`` the sum of A^2."""
     Tt, B, N = A.shape
     chunks = (N + CHUNK - 1) // CHUNK
     for job in prange(B * chunks):
@@ -331,8 +332,8 @@ def _iso_sums(Zh, A, Ah, theta, O, Q, iso, v0, T, zero, one, isol, weight, ref2)
                 Zk = Zh[k, b, n0:n1]
                 acc7 = (zero, zero, zero, zero, zero, zero, zero)
                 for j in range(m):
-                    out, Vi[j] = fire(charge(Vi[j], Zk[j], th[j], one, v0, t == 0), th[j], zero, False)
-                    fired = zero + (out != zero)
+                    spike, Vi[j] = fire(charge(Vi[j], Zk[j], th[j], one, v0, t == 0), th[j], zero, False)
+                    fired = zero + (spike != zero)
                     K[j] += fired
                     acc7 = _add_closed(acc7, th[j] * K[j] * inv_t, Ahk[j], Ak[j], fired)
                 out = isol[job, t]
