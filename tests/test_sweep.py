@@ -113,6 +113,38 @@ def test_sweep_writes_one_file_per_cell_and_resumes(tmp_path):
         sweep(model, (X * 2, y), out=out, workers=1, progress=False, **grid)
 
 
+def test_a_probed_batch_runs_step_major_whatever_t_and_history(monkeypatch):
+    """A small network that has run before was probed folded (T x B rows per matrix product), whose rounding
+    depends on T: on the digits sample at 8-bit weights a sweep's T = 3 cell, taken from its T = 15 run, differed
+    from the same cell of a resumed sweep (2.6e-10 in the first layer's propagated error). A probed batch on the
+    CPU now runs step-major (per-step products of B rows), unless the caller set an order."""
+    from qnoise import stepping
+    from qnoise.io import load_checkpoint
+    from qnoise.probe import analyze
+    from qnoise.samples import sample_checkpoint
+
+    model = load_checkpoint(sample_checkpoint())
+    x = torch.rand(15, 64, 1, 8, 8)
+    with torch.no_grad():
+        model(x)  # now known to be small
+        assert stepping.plan(model, x) == "fold"  # a plain forward still folds
+    orders = []
+    real = stepping.plan
+    def spy(m, v):
+        order = real(m, v)
+        if m is model:  # not the twin's or other references' plans
+            orders.append(order)
+        return order
+
+    monkeypatch.setattr(stepping, "plan", spy)
+    analyze(model, None, weight_bits=8, timesteps=15, limit=64, progress=False)
+    assert orders and set(orders) == {"step"}
+    orders.clear()
+    with stepping.mode("fold"):  # an order the caller chose is kept
+        analyze(model, None, weight_bits=8, timesteps=15, limit=64, progress=False)
+    assert "fold" in orders
+
+
 def test_the_users_own_data_is_known_by_its_files_not_by_the_path_typed(tmp_path, monkeypatch):
     """The run folder recorded the path as typed: other data under the same relative path was resumed into the
     same folder (its cells mixed with the first data's), and the same file by its absolute path was refused."""

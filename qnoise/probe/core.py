@@ -18,6 +18,7 @@ O(layers x T), never O(samples); ``keep_tensors=k`` also keeps full tensors of t
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -48,6 +49,18 @@ from .structure import INPUT, Structure, model_structure
 from .sums import membrane_sums
 from .table import Recording, TableMixin
 from .terms import ANN_TERMS, SNN_TERMS, cumulative_mean
+
+
+def run_order(x: torch.Tensor):
+    """The order a probed batch runs in: step-major on the CPU where `qnoise.stepping` would choose by itself
+    (``"auto"``), so that a table never depends on T or on what ran before. Folding T into the batch (`plan`'s
+    choice for small networks, once a network has run) makes each layer one matrix product of T x B rows, whose
+    rounding depends on T: a sweep's T cells shared from its longest run differed from their own runs (2.6e-10 in
+    the first layer's propagated error), and the first batch (run before the network was known to be small)
+    from the later ones. A mode the caller set (`stepping.mode`, ``QNOISE_STEP_MAJOR``) is kept."""
+    if stepping.current_mode() == "auto" and x.device.type in stepping.DEVICES:
+        return stepping.mode("step")
+    return contextlib.nullcontext()
 
 
 class Probe(StepMixin, TableMixin):
@@ -152,7 +165,8 @@ class Probe(StepMixin, TableMixin):
             raise RuntimeError("Probe.step needs the probe attached: use `with Probe(model) as probe:`")
         self._labels, self._given = y, reference
         try:
-            return self.model(x)
+            with run_order(x):
+                return self.model(x)
         finally:
             self._labels = self._given = None
 
