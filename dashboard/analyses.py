@@ -26,14 +26,13 @@ def _analyze_fn():
 
 def _variant(model, cfg: Config):
     """A private copy of ``model`` with the neuron kind and threshold scale of ``cfg``."""
-    from qnoise.neurons import spiking_neurons
+    from qnoise.neurons import scale_thresholds
     from qnoise.probe.copying import private_copy
 
     if cfg.threshold_scale == 1.0:
         return model
     m = private_copy(model)  # not deepcopy: its parametrizations must not share classes with the cached model
-    for _, n in spiking_neurons(m):
-        n.set_threshold(n.threshold.detach() * cfg.threshold_scale)
+    scale_thresholds(m, cfg.threshold_scale)
     return m
 
 

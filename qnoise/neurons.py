@@ -18,6 +18,7 @@ reset at every call: nothing carries over between batches.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -224,11 +225,16 @@ class IF(nn.Module):
 
     @torch.no_grad()
     def set_threshold(self, value: float | torch.Tensor) -> None:
-        """Overwrite the threshold (a scalar, or ``[C]`` for per-channel neurons)."""
-        value = torch.as_tensor(value, dtype=self.raw_threshold.dtype)
+        """Overwrite the threshold (a scalar, or ``[C]`` for per-channel neurons). Where a parametrization
+        quantizes it (`qnoise.models.apply_quantization`), the float threshold behind the quantizer is set, and the
+        neuron uses its quantized value (reading ``raw_threshold`` there computes a new tensor: writing into it
+        changed nothing)."""
+        target = (self.parametrizations.raw_threshold.original if parametrize.is_parametrized(self, "raw_threshold")
+                  else self.raw_threshold)
+        value = torch.as_tensor(value, dtype=target.dtype)
         if bool((value <= 0).any()):
             raise ValueError(f"threshold must be > 0, got {value.tolist()}")
-        self.raw_threshold.copy_(value.expand_as(self.raw_threshold))
+        target.copy_(value.expand_as(target))
 
     @property
     def beta(self) -> torch.Tensor | float:
@@ -379,6 +385,20 @@ def is_plain_if(module: nn.Module) -> bool:
     return parametrize.type_before_parametrizations(module) is IF
 
 
+@torch.no_grad()
+def scale_thresholds(model: nn.Module, factor: float) -> None:
+    """Multiply every neuron's threshold by ``factor`` (> 0), in place. Thresholds quantized in training
+    (`qnoise.models.apply_quantization`) keep their bits: the float thresholds and the shared step are scaled
+    together, so each quantized threshold scales by ``factor`` too (up to float rounding)."""
+    if not (math.isfinite(factor) and factor > 0):
+        raise ValueError(f"the threshold scale must be a finite number > 0, got {factor!r}")
+    for _, n in spiking_neurons(model):
+        if parametrize.is_parametrized(n, "raw_threshold"):
+            n.parametrizations.raw_threshold[0].step.mul_(factor)
+        n.set_threshold(n.parametrizations.raw_threshold.original * factor
+                        if parametrize.is_parametrized(n, "raw_threshold") else n.threshold * factor)
+
+
 def spiking_neurons(model: nn.Module) -> list[tuple[str, IF]]:
     """All qnoise neuron layers of ``model`` in definition order, with qualified names."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, IF)]
@@ -401,6 +421,11 @@ def quantize_neurons(model: nn.Module, threshold_bits: int | None = None, state_
     check_rounding(rounding)
     step = None
     if threshold_bits is not None:
+        quantized = [name for name, m in spiking_neurons(model) if parametrize.is_parametrized(m, "raw_threshold")]
+        if quantized:
+            raise ValueError(f"the thresholds of {', '.join(quantized[:4])} are already quantized in training "
+                             f"(apply_quantization); change their bits there: apply_quantization(model, "
+                             f"{{'thresholds': {{'bits': {threshold_bits}}}}})")
         all_theta = torch.cat([n.threshold.detach().flatten() for n in neurons])
         step_t = (all_theta.max() / (2**threshold_bits - 1)).clamp_min(1e-12)
         for n in neurons:

@@ -298,3 +298,32 @@ def test_fused_training_path_equals_the_unrolled_autograd_path(t, v_init, reset,
     tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == torch.float64 else {"rtol": 1e-4, "atol": 1e-4}
     for a, b in zip(g_fused, g_unrolled, strict=True):
         assert torch.allclose(a.double(), b.double(), **tol), (a, b)
+
+
+def test_thresholds_quantized_in_training_can_be_set_and_scaled():
+    """Where apply_quantization quantizes thresholds, set_threshold wrote into a tensor the parametrization had just
+    computed: nothing changed, silently (the dashboard's threshold scale did nothing on such a model, and
+    quantize_neurons returned a step without moving a threshold). Now the float threshold behind the quantizer is
+    set, scale_thresholds scales it with the shared step, and quantize_neurons refuses by name."""
+    from torch import nn
+
+    from qnoise.models import apply_quantization
+    from qnoise.neurons import quantize_neurons, scale_thresholds
+
+    neurons = [IF(threshold=0.37), IF(threshold=0.78)]
+    model = nn.Sequential(*neurons)
+    apply_quantization(model, {"thresholds": {"bits": 8}})
+    before = [float(n.threshold) for n in neurons]
+    neurons[0].set_threshold(0.5)
+    step = float(neurons[0].parametrizations.raw_threshold[0].step)
+    assert float(neurons[0].threshold) == pytest.approx(0.5, abs=step / 2) and float(neurons[0].threshold) != before[0]
+    neurons[0].set_threshold(before[0])
+    scale_thresholds(model, 0.5)
+    assert [float(n.threshold) for n in neurons] == pytest.approx([b * 0.5 for b in before], rel=1e-6)
+    with pytest.raises(ValueError, match=r"thresholds of 0, 1 are already quantized in training"):
+        quantize_neurons(model, threshold_bits=2)
+    plain = IF(threshold=0.8)
+    scale_thresholds(plain, 0.25)
+    assert float(plain.threshold) == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="threshold scale must be a finite number > 0"):
+        scale_thresholds(plain, 0.0)
