@@ -142,7 +142,9 @@ def drop_birth(df: pd.DataFrame, significant: float = 0.1) -> dict | None:
     (every term but the propagated one) make up at least half of its squared error, among the layers whose
     relative error (NMSE) is at least ``significant`` times the largest layer's (a layer with next to no
     error is not where anything is born). Returns ``{"layer", "own_share", "dominant", "dominant_share",
-    "nmse"}`` or None (no error terms, or no error at all)."""
+    "nmse"}`` or None (no error terms, or no error at all); ``dominant`` is the largest of the layer's own terms
+    (its largest term overall may be the propagated one, 45 % against 55 % for all its own terms together, and
+    the noise is not born of what it inherits)."""
     v = layer_verdicts(df)
     if v.empty:
         return None
@@ -152,8 +154,11 @@ def drop_birth(df: pd.DataFrame, significant: float = 0.1) -> dict | None:
         return None
     for _, row in v.iterrows():
         if row["err_total_mse"] > 0 and row["nmse"] >= significant * top and row["own_share"] >= 0.5:
-            return {"layer": str(row["layer"]), "own_share": float(row["own_share"]), "dominant": row["dominant"],
-                    "dominant_share": float(row["dominant_share"]), "nmse": float(row["nmse"])}
+            own = {k: float(row[c]) for c in row.index if c.startswith("share_") and (k := c[6:]) != "prop"
+                   and pd.notna(row[c])}
+            dominant = max(own, key=own.get)
+            return {"layer": str(row["layer"]), "own_share": float(row["own_share"]), "dominant": dominant,
+                    "dominant_share": own[dominant], "nmse": float(row["nmse"])}
     return None
 
 
@@ -217,13 +222,16 @@ def hints(df: pd.DataFrame, *, saturated_rate: float = 0.6, close_points: float 
         out.append(f"The noise is born in layer {born['layer']}: {_pct(born['own_share'])} of its squared error is "
                    f"its own, mostly {name} error ({_pct(born['dominant_share'])}: {meaning}); {knob}.")
     extra = _per_layer(_propagated(df), ["firing_rate", "weight_sqnr_db", "weight_bits"])
-    for _, v in layer_verdicts(df).iterrows():
+    verdicts = layer_verdicts(df)
+    born_at = None if born is None else list(verdicts["layer"]).index(born["layer"])
+    for i, v in verdicts.iterrows():
         if pd.isna(v["dominant"]) or (born is not None and v["layer"] == born["layer"]):
             continue
         k = v["dominant"]
         name, meaning, knob = TERMS[k]
-        if k == "prop" and born is not None:
-            knob = f"fix layer {born['layer']} first"
+        if k == "prop":  # only a layer below can be where this one's noise was born
+            knob = f"fix layer {born['layer']} first" if born_at is not None and born_at < i else \
+                "fix the layers below it first"
         detail = ""
         info = extra.loc[v["layer"]] if v["layer"] in extra.index else None
         if k == "weight" and info is not None and pd.notna(info.get("weight_sqnr_db")):

@@ -430,6 +430,37 @@ def _run_table(acc: float, ann: float) -> pd.DataFrame:
     return df
 
 
+def _shares_table(layers) -> pd.DataFrame:
+    """One configuration's last-step rows from ``(layer, nmse, total mse, {term: share of the total})``."""
+    rows = []
+    for name, nmse, total, shares in layers:
+        rows += [(name, 4, "nmse", nmse), (name, 4, "err_total_mse", total)]
+        rows += [(name, 4, f"err_{k}_contrib", s * total) for k, s in shares.items()]
+    df = pd.DataFrame(rows, columns=["layer", "t", "metric", "value"])
+    df["mode"] = "propagated"
+    return df
+
+
+def test_the_birth_names_its_own_largest_term_and_inherited_error_points_upstream():
+    """A layer 55 % its own (weight 30 %, quantization 25 %) with propagated error its largest single term (45 %)
+    was said to be born "mostly of propagated error"; a layer whose error is mostly inherited was told to fix the
+    birth layer even where that layer comes after it."""
+    zero = dict(weight=0.0, prop=0.0, quant=0.0, seq=0.0)
+    first = _shares_table([("a", 0.001, 1e-4, {**zero, "quant": 1.0}),
+                           ("b", 0.5, 0.05, {**zero, "weight": 0.30, "quant": 0.25, "prop": 0.45}),
+                           ("c", 0.4, 0.04, {**zero, "quant": 0.6, "prop": 0.4})])
+    born = drop_birth(first)
+    assert born["layer"] == "b" and born["dominant"] == "weight" and born["dominant_share"] == pytest.approx(0.3)
+    assert "born in layer b: 55.0% of its squared error is its own, mostly weight error (30.0%" in hints(first)[0]
+    later = _shares_table([("a", 0.001, 1e-4, {**zero, "quant": 1.0}),
+                           ("b", 0.5, 0.05, {**zero, "weight": 0.1, "quant": 0.1, "prop": 0.8}),
+                           ("c", 0.4, 0.04, {**zero, "quant": 0.7, "prop": 0.3})])
+    assert drop_birth(later)["layer"] == "c"
+    line = next(h for h in hints(later) if h.startswith("Layer b"))
+    assert "propagated error dominates" in line and "fix the layers below it first" in line
+    assert "fix layer c" not in line
+
+
 def test_the_accuracy_hint_compares_absolute_gaps_and_says_who_is_ahead():
     """Issue 9, item 8: a direct-trained SNN at 97.7% against a twin at 67.2% was 'within 1 point'."""
     ahead = hints(_run_table(0.977, 0.672))
