@@ -297,10 +297,15 @@ def figures(df: pd.DataFrame) -> list[tuple[str, object]]:
                 fig.add_trace(go.Scatter(x=part["timesteps"], y=part["accuracy"], mode="lines+markers",
                                          name=name, line=dict(dash=dash, width=2.5),
                                          marker=dict(symbol=symbol, size=9)))
-            if "ann_accuracy" in runs:
-                fig.add_trace(go.Scatter(x=[runs["timesteps"].min(), runs["timesteps"].max()],
-                                         y=[runs["ann_accuracy"].max()] * 2, mode="lines", name="ANN twin",
-                                         line=dict(dash="dash", color="black")))
+            if "ann_accuracy" in runs:  # the twin at each T; one line per weight width where the twins differ
+                twin = runs.groupby(["weight_bits", "timesteps"], as_index=False, sort=False)["ann_accuracy"].first()
+                widths = [(b, p.sort_values("timesteps")) for b, p in twin.groupby("weight_bits", sort=False)]
+                same = all(np.array_equal(p["ann_accuracy"].to_numpy(), widths[0][1]["ann_accuracy"].to_numpy())
+                           for _, p in widths)
+                for bits, p in ([(None, widths[0][1])] if same else widths):
+                    fig.add_trace(go.Scatter(x=p["timesteps"], y=p["ann_accuracy"], mode="lines",
+                                             name="ANN twin" if bits is None else f"ANN twin, {bits_name(bits)} weights",
+                                             line=dict(dash="dash", color="black")))
             _t_axis(fig, runs["timesteps"], "timesteps T", log=True)
             fig.update_yaxes(title="accuracy after T steps", tickformat=".0%")
             out.append((f"Accuracy vs timesteps ({models})", fig))

@@ -35,6 +35,22 @@ def test_each_weight_width_has_its_own_twin_line_when_the_twins_differ():
     assert [t.name for t in F.accuracy_vs_timesteps(one).data if t.name.startswith("ANN twin")] == ["ANN twin"]
 
 
+def test_the_twin_line_follows_t_where_each_t_has_a_twin_of_its_own():
+    """Frames binned for each T (or a cumulative twin) give each T its own twin: the Overview drew the first row's
+    accuracy across every T, and the report the largest over all configurations."""
+    from qnoise.report import figures
+
+    df = sweep_frame(weight_bits=(4, 32), timesteps=(1, 4, 16))
+    for T, acc in ((1, 0.785), (4, 0.957), (16, 0.977)):
+        _set(df, "ann_accuracy", acc, df["timesteps"] == T)
+    want = [0.785, 0.957, 0.977]
+    twin = next(t for t in F.accuracy_vs_timesteps(df).data if t.name == "ANN twin")
+    assert list(twin.x) == [1, 4, 16] and list(twin.y) == want
+    fig = next(f for title, f in figures(df) if title.startswith("Accuracy vs timesteps"))
+    twin = next(t for t in fig.data if t.name == "ANN twin")
+    assert list(twin.x) == [1, 4, 16] and list(twin.y) == want
+
+
 def test_a_sweep_overlaid_against_t_shows_its_longest_run_not_a_mean():
     one = analysis_frame(4, 8)
     sweep = sweep_frame(weight_bits=(4,), timesteps=(2, 8))

@@ -87,7 +87,13 @@ def accuracy_vs_timesteps(df: pd.DataFrame, show_ann: bool = True, samples: int 
             [(bits, ann[bits_mask(ann["weight_bits"], bits)]) for bits in sorted_bits(ann["weight_bits"])]
         for bits, rows in twins:
             per_t = rows[rows["t"] > 0] if not sweep else rows
-            if sweep or per_t.empty:  # one ANN accuracy (t = 0: it does not depend on T)
+            if sweep:  # the twin after each run's T steps (t = 0: its one value), per T: frames binned for
+                # each T, or a cumulative twin, give each T a twin of its own
+                ends = rows[(rows["t"] == rows["timesteps"]) | (rows["t"] == 0)]
+                ends = ends.groupby("timesteps", as_index=False)["value"].first().sort_values("timesteps")
+                x, y = (ends["timesteps"], ends["value"]) if len(ends) > 1 else ([xs[0], xs[-1]],
+                                                                                   [ends["value"].iloc[0]] * 2)
+            elif per_t.empty:  # one ANN accuracy (t = 0: it does not depend on T)
                 x, y = [xs[0], xs[-1]], [rows["value"].iloc[0]] * 2
             else:
                 per_t = per_t.groupby(xcol, as_index=False)["value"].first().sort_values(xcol)
