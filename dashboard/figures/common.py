@@ -24,10 +24,11 @@ ERROR_COLORS = {"weight": "#B279A2", "own": "#B279A2", "prop": "#54A24B", "quant
 
 # DESIGN.md, "Metric names": readable labels for axes and legends
 LABELS = {
-    "sqnr_db": "SQNR (dB)", "mse": "MSE", "nmse": "NMSE", "cosine": "cosine similarity",
+    "sqnr_db": "SQNR (dB)", "mse": "MSE", "nmse": "NMSE (torch.ao's normalized L2 error, squared)",
+    "cosine": "cosine similarity",
     **{f"err_{k}_mse": f"{n} error (MSE)" for k, n in ERROR_NAMES.items()},
     **{f"err_{k}_mean": f"{n} error (mean)" for k, n in ERROR_NAMES.items()},
-    **{f"err_{k}_contrib": f"{n} error (share of the MSE)" for k, n in ERROR_NAMES.items()},
+    **{f"err_{k}_contrib": f"{n} error (its part of the MSE, in MSE units)" for k, n in ERROR_NAMES.items()},
     "err_total_mse": "total error (MSE)", "err_total_mean": "total error (mean)",
     "firing_rate": "firing rate", "membrane_sqnr_db": "membrane SQNR (dB)", "weight_sqnr_db": "weight SQNR (dB)",
     "weight_bits": "weight bits", "params": "parameters", "synops": "synaptic operations", "macs": "MACs",

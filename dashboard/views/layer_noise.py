@@ -33,7 +33,7 @@ with left, ui.guard("draw the layer x timestep heatmap"):
 with right, ui.guard("draw the error decomposition"):
     c = st.columns(2)
     kind = controls.choice("radio", "Error as", ["contrib", "mean"], "ln_kind", where=c[0], horizontal=True,
-                           format_func=lambda k: {"contrib": "share of the MSE", "mean": "signed mean"}[k])
+                           format_func=lambda k: {"contrib": "part of the MSE", "mean": "signed mean"}[k])
     total = "err_total_mse" if kind == "contrib" else "err_total_mean"
     ts = sorted(int(t) for t in df.loc[(df["metric"] == total) & (df["t"] > 0), "t"].unique())
     t = controls.timestep_choice("At timestep t", ts, "ln_at_t", where=c[1])
