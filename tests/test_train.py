@@ -265,6 +265,20 @@ def test_resuming_checks_the_saved_model_as_a_checkpoint_is_checked(tmp_path, mo
         train(cfg, tmp_path / "run")
 
 
+def test_a_clip_level_trained_below_its_floor_comes_back(tmp_path):
+    """A learned alpha that a large step took below the forward's floor (1e-4) got no gradient there and stayed:
+    the run ended at 10 % with alpha -0.275 and saved a checkpoint load_checkpoint refuses. After each step the
+    clip levels (and thresholds) go back to their floors."""
+    from qnoise.quant import LearnableClip
+
+    cfg = TrainConfig(mode="ann", model="mlp", model_options={"hidden": [32, 32]}, act_bits=2, act_alpha=0.01,
+                      lr=0.05, timesteps=1, epochs=3, progress=False, test_split=None)
+    model = train(cfg, tmp_path / "run")
+    assert all(float(c.alpha) >= 1e-4 for c in model.modules() if isinstance(c, LearnableClip))
+    assert model.qnoise_checkpoint["metrics"]["val_accuracy"] > 0.5
+    load_checkpoint(tmp_path / "run")  # refused before: a clip level <= 0
+
+
 def test_more_epochs_resume_only_where_the_schedule_is_the_same(tmp_path):
     """The cosine learning rate depends on the number of epochs: one finished epoch resumes into a longer run
     (epoch 1 runs at the full rate in both), two do not (epoch 2's rate differs), instead of silently making a

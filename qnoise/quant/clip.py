@@ -16,6 +16,8 @@ from torch import nn
 
 from .uniform import straight_through
 
+CLIP_FLOOR = 1e-4  # the smallest clip level alpha a forward uses (a trained alpha is kept at or above it)
+
 
 def learnable_clip(x: torch.Tensor, alpha: torch.Tensor, bits: int | None) -> torch.Tensor:
     """Functional form of `LearnableClip` (see the module docstring)."""
@@ -49,7 +51,7 @@ class LearnableClip(nn.Module):
         return None if self.bits is None else 2**self.bits - 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return learnable_clip(x, self.alpha.clamp_min(1e-4), self.bits)
+        return learnable_clip(x, self.alpha.clamp_min(CLIP_FLOOR), self.bits)
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, alpha={float(self.alpha):.4g}"

@@ -27,6 +27,7 @@ from torch.nn.utils import parametrize
 from ..models import model_from_config
 from ..neurons import spiking_neurons
 from ..quant import LearnableClip, float_weight, weight_layers
+from ..quant.clip import CLIP_FLOOR
 
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -112,7 +113,7 @@ def convert_to_snn(ann: nn.Module, signed: bool = False) -> nn.Module:
                 m.weight.copy_(folded)
             m.bias.copy_(bias)
         for (_, neuron), clip in zip(spiking_neurons(snn), clips, strict=True):
-            neuron.set_threshold(clip.alpha.detach().clamp_min(1e-4))
+            neuron.set_threshold(clip.alpha.detach().clamp_min(CLIP_FLOOR))
     return snn.eval()
 
 

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ..allocator import recycle_large_allocations
 from ..neurons import spiking_neurons
 from ..quant import learnable_clip, weight_layers
+from ..quant.clip import CLIP_FLOOR
 from .convert import clip_layers
 from .loop import evaluate, model_input
 
@@ -136,7 +137,7 @@ def tune_step(snn: nn.Module, ann: nn.Module, neurons: list[nn.Module], clip: nn
         target = _ann_activation(ann, clip, x)
         rates = snn_rates(snn, neurons, x, timesteps)
     z = synaptic_input(snn, neurons, rates[:-1], x)
-    a = learnable_clip(z, clip.alpha.detach().clamp_min(1e-4), clip.bits)  # the threshold stays frozen
+    a = learnable_clip(z, clip.alpha.detach().clamp_min(CLIP_FLOOR), clip.bits)  # the threshold stays frozen
     y = a + (rates[-1] - a).detach()
     return F.mse_loss(y, target)
 

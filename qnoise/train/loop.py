@@ -82,6 +82,27 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return torch.stack([padded[:, i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)], dim=1)
 
 
+@torch.no_grad()
+def keep_positive(model: nn.Module) -> None:
+    """After an optimizer step, learned clip levels and thresholds back to the floors their forwards use
+    (`qnoise.quant.clip.CLIP_FLOOR`, `qnoise.neurons.THRESHOLD_FLOOR`): a projected step. Below its floor an alpha
+    got no gradient (the forward clamps it) and stayed there, and the run saved a checkpoint `load_checkpoint`
+    refuses (a clip level <= 0)."""
+    from torch.nn.utils import parametrize
+
+    from ..neurons import IF, THRESHOLD_FLOOR
+    from ..quant.clip import CLIP_FLOOR, LearnableClip
+
+    for m in model.modules():
+        if isinstance(m, LearnableClip) and isinstance(m.alpha, nn.Parameter):
+            m.alpha.clamp_(min=CLIP_FLOOR)
+        elif isinstance(m, IF):
+            raw = (m.parametrizations.raw_threshold.original if parametrize.is_parametrized(m, "raw_threshold")
+                   else m.raw_threshold)
+            if isinstance(raw, nn.Parameter):
+                raw.clamp_(min=THRESHOLD_FLOOR)
+
+
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, device: torch.device,
                 augment: str | None = None, seed: int = 0, progress=None) -> dict:
     """One pass of BPTT over ``batches``; returns ``{"loss", "train_accuracy"}`` (running means)."""
@@ -98,6 +119,7 @@ def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optim
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        keep_positive(model)
         total_loss += float(loss.detach()) * len(y)
         correct += int((logits.argmax(-1) == y).sum())
         seen += len(y)
