@@ -121,9 +121,11 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dataset: dict | None 
             raise ValueError(f"{type(model).__name__} has no qnoise_config and cannot be saved as a module graph: "
                              f"{err}") from err
         config = model.qnoise_config
+    state = graph_state(model) if config.get("arch") == GRAPH_ARCH else model.state_dict()
+    if config.get("arch") != GRAPH_ARCH:
+        _check_rebuilds(model, config, state)
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = graph_state(model) if config.get("arch") == GRAPH_ARCH else model.state_dict()
     sha = save_tensors(path / MODEL_FILE, state)
     doc = {"format": FORMAT, "version": VERSION, "model": config, "dataset": dataset, "timesteps": timesteps,
            "training": training, "history": list(history or []), "metrics": dict(metrics or {}),
@@ -135,6 +137,24 @@ def save_checkpoint(model: nn.Module, path: str | Path, *, dataset: dict | None 
 
 
 GRAPH_ARCH = "graph"
+
+
+def _check_rebuilds(model: nn.Module, config: dict, state: dict[str, torch.Tensor]) -> None:
+    """Refuse, before writing, a model its ``qnoise_config`` does not rebuild: e.g. weights quantized with
+    `qnoise.quant.quantize_weights`, which the config does not record, so `load_checkpoint` refused the files."""
+    from .models import build_model
+
+    try:
+        built = set(build_model(**config).state_dict())
+    except (TypeError, ValueError, RuntimeError, KeyError) as err:
+        raise ValueError(f"{type(model).__name__}'s qnoise_config does not describe a qnoise model: {err}") from err
+    missing, extra = sorted(built - set(state)), sorted(set(state) - built)
+    if missing or extra:
+        first = (extra or missing)[0]
+        raise ValueError(f"{type(model).__name__}'s qnoise_config does not rebuild it ({len(extra)} tensor(s) it "
+                         f"does not describe, e.g. '{first}'; {len(missing)} it describes missing): quantize with "
+                         f"qnoise.models.apply_quantization, which records the quantization in the config, so a "
+                         f"checkpoint can rebuild the model")
 
 
 def graph_state(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -247,3 +247,21 @@ def test_is_results_table(tmp_path):
     assert is_results_table(tmp_path / "mine.parquet")
     assert not is_results_table(tmp_path / "theirs.parquet") and not is_results_table(tmp_path / "text.parquet")
     assert not is_results_table(tmp_path / "missing.parquet")
+
+
+def test_a_model_its_config_does_not_rebuild_is_refused_before_saving(tmp_path):
+    """Weights quantized with quantize_weights (not recorded in the model's config) were saved, and load_checkpoint
+    then refused the files ('parametrizations.weight.original' is not part of the model config.json builds)."""
+    from qnoise.models import apply_quantization, build_model
+    from qnoise.quant import quantize_weights
+
+    model = build_model("mlp", (1, 8, 8), 10, hidden=[16])
+    quantize_weights(model, 4)
+    with pytest.raises(ValueError, match=r"qnoise_config does not rebuild it .*parametrizations.weight.original.*"
+                                         r"apply_quantization"):
+        save_checkpoint(model, tmp_path / "ck", timesteps=2)
+    assert not (tmp_path / "ck").exists()  # nothing written
+    recorded = build_model("mlp", (1, 8, 8), 10, hidden=[16])
+    apply_quantization(recorded, {"weights": {"bits": 4}})
+    save_checkpoint(recorded, tmp_path / "ok", timesteps=2)
+    load_checkpoint(tmp_path / "ok")
