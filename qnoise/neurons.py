@@ -223,14 +223,21 @@ class IF(nn.Module):
         raw = self.raw_threshold
         return straight_through(raw.clamp_min(THRESHOLD_FLOOR), raw)
 
+    @property
+    def stored_threshold(self) -> torch.Tensor:
+        """The threshold tensor as stored: the float one behind a quantizer where a parametrization quantizes it
+        (`qnoise.models.apply_quantization`), else ``raw_threshold`` itself."""
+        if parametrize.is_parametrized(self, "raw_threshold"):
+            return self.parametrizations.raw_threshold.original
+        return self.raw_threshold
+
     @torch.no_grad()
     def set_threshold(self, value: float | torch.Tensor) -> None:
         """Overwrite the threshold (a scalar, or ``[C]`` for per-channel neurons). Where a parametrization
         quantizes it (`qnoise.models.apply_quantization`), the float threshold behind the quantizer is set, and the
         neuron uses its quantized value (reading ``raw_threshold`` there computes a new tensor: writing into it
         changed nothing)."""
-        target = (self.parametrizations.raw_threshold.original if parametrize.is_parametrized(self, "raw_threshold")
-                  else self.raw_threshold)
+        target = self.stored_threshold
         value = torch.as_tensor(value, dtype=target.dtype)
         if bool((value <= 0).any()):
             raise ValueError(f"threshold must be > 0, got {value.tolist()}")
@@ -395,8 +402,7 @@ def scale_thresholds(model: nn.Module, factor: float) -> None:
     for _, n in spiking_neurons(model):
         if parametrize.is_parametrized(n, "raw_threshold"):
             n.parametrizations.raw_threshold[0].step.mul_(factor)
-        n.set_threshold(n.parametrizations.raw_threshold.original * factor
-                        if parametrize.is_parametrized(n, "raw_threshold") else n.threshold * factor)
+        n.set_threshold(n.stored_threshold.clamp_min(THRESHOLD_FLOOR) * factor)
 
 
 def spiking_neurons(model: nn.Module) -> list[tuple[str, IF]]:

@@ -88,19 +88,14 @@ def keep_positive(model: nn.Module) -> None:
     (`qnoise.quant.clip.CLIP_FLOOR`, `qnoise.neurons.THRESHOLD_FLOOR`): a projected step. Below its floor an alpha
     got no gradient (the forward clamps it) and stayed there, and the run saved a checkpoint `load_checkpoint`
     refuses (a clip level <= 0)."""
-    from torch.nn.utils import parametrize
-
     from ..neurons import IF, THRESHOLD_FLOOR
     from ..quant.clip import CLIP_FLOOR, LearnableClip
 
     for m in model.modules():
         if isinstance(m, LearnableClip) and isinstance(m.alpha, nn.Parameter):
             m.alpha.clamp_(min=CLIP_FLOOR)
-        elif isinstance(m, IF):
-            raw = (m.parametrizations.raw_threshold.original if parametrize.is_parametrized(m, "raw_threshold")
-                   else m.raw_threshold)
-            if isinstance(raw, nn.Parameter):
-                raw.clamp_(min=THRESHOLD_FLOOR)
+        elif isinstance(m, IF) and isinstance(m.stored_threshold, nn.Parameter):
+            m.stored_threshold.clamp_(min=THRESHOLD_FLOOR)
 
 
 def train_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, device: torch.device,
