@@ -111,13 +111,6 @@ def _maybe_compiled(fn, fused: bool):
     return run
 
 
-def spike_synops(out: torch.Tensor, fanout: torch.Tensor | None) -> torch.Tensor:
-    """``[T, M]`` float64: per step the weights the layer's spikes (nonzero outputs of ``out [T, B, N]``) reach
-    in each of the M weight layers of ``fanout [N, M]``."""
-    spikes = (out != 0).sum(1, dtype=torch.float64)
-    return spikes @ fanout.to(spikes) if fanout is not None else spikes.new_zeros(out.shape[0], 0)
-
-
 def spike_counts(out: torch.Tensor, fanout: torch.Tensor | None, fused: bool = False
                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(spikes [T], synops [T, M])`` float64 for a layer's output ``out [T, B, N]``: per step its nonzero
@@ -337,7 +330,7 @@ def ann_layer_sums(neuron: IF, x: torch.Tensor, out: torch.Tensor, A: torch.Tens
             isol = isol + isolated(flat(out_iso)[:, sl], zf[:, sl], Af[:, sl], af[:, sl], theta, rule,
                                    None if q_iso is None else flat(q_iso)[:, sl])
     ref = square_sums(Af)[torch.clamp(torch.arange(T, device=x.device), max=Tt - 1)]
-    return LayerSums(prop, isol if isolate else None, ref, spike_synops(of, fanout))
+    return LayerSums(prop, isol if isolate else None, ref, spike_counts(of, fanout)[1])
 
 
 def snn_thetas(neuron: IF, reference: IF, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -367,4 +360,4 @@ def snn_layer_sums(out: torch.Tensor, out_own: torch.Tensor, out_ref: torch.Tens
         except Exception as err:  # no numba, or it cannot compile here
             _warn_failed("cpu", err)
     return LayerSums(snn_sums(o, own, ref), snn_sums(o, own, ref, isolated=True) if isolate else None,
-                     square_sums(cumulative_mean(ref)), spike_synops(o, fanout))
+                     square_sums(cumulative_mean(ref)), spike_counts(o, fanout)[1])
